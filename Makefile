@@ -1,0 +1,78 @@
+# create-bench: every target that needs Python depends on .venv, so a fresh clone needs nothing else.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+MODEL ?= alwig
+DATA ?= data/create-sample
+SPLIT ?= test
+MODEL_ARGS ?=
+EVAL_ARGS ?=
+ALWIG_CKPT ?= checkpoints/alwig-sample
+
+.PHONY: setup system-deps test test-fast lint eval sample bench leaderboard stats clean
+
+# The environment: a virtualenv with the package, its extras and the dev tools, plus the few
+# system packages the tests use (Chromium for the browser test, a CJK font for plots).
+$(VENV)/.installed: pyproject.toml
+	@$(MAKE) --no-print-directory system-deps
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -e ".[server,ray,dev]"
+	$(PY) -c "import jieba; jieba.initialize()" 2>/dev/null
+	touch $@
+
+$(VENV): $(VENV)/.installed
+
+setup: $(VENV)/.installed
+
+# Debian packages: installed when missing and we are root (CI, fresh machines); otherwise say what is missing.
+SYSTEM_PKGS := chromium chromium-driver fonts-wqy-microhei
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || missing="$$missing fonts-wqy-microhei fontconfig"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing system packages:$$missing"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "WARNING: please install these system packages:$$missing (browser test and CJK plots need them)"; \
+	  fi; \
+	fi
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not slow"
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check create_bench tests benchmarks leaderboard
+	$(VENV)/bin/mypy create_bench
+
+$(DATA)/manifest.json:
+	$(PY) -m create_bench sample --out $(DATA)
+
+sample: $(VENV)/.installed $(DATA)/manifest.json
+
+$(ALWIG_CKPT)/config.json:
+	$(PY) -m create_bench train alwig --data $(DATA) --out $(ALWIG_CKPT)
+
+eval: $(VENV)/.installed $(DATA)/manifest.json $(if $(filter alwig,$(MODEL)),$(ALWIG_CKPT)/config.json)
+	$(PY) -m create_bench eval --model $(MODEL) --data $(DATA) --split $(SPLIT) \
+	  $(if $(MODEL_ARGS),--model-args $(MODEL_ARGS)) $(EVAL_ARGS)
+
+bench: $(VENV)/.installed $(DATA)/manifest.json
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --data $(DATA) || exit 1; done
+
+stats: $(VENV)/.installed $(DATA)/manifest.json
+	$(PY) -m create_bench stats $(DATA) --out data_cards/create-sample
+
+leaderboard: $(VENV)/.installed
+	$(PY) -m create_bench leaderboard render --results leaderboard/results --out leaderboard
+
+clean:
+	rm -rf results .pytest_cache

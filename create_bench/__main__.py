@@ -1,0 +1,3 @@
+from create_bench.cli import main
+
+raise SystemExit(main())

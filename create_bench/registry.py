@@ -1,0 +1,98 @@
+"""Name -> object registries with lazy ``"module:Attr"`` entries and "did you mean" (layer 0).
+
+A name may also be ``path/to/file.py:Class``: the file is imported by path, so a user's own
+model evaluates without touching the package.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from create_bench.errors import RegistryError
+
+T = TypeVar("T")
+
+
+def load_object(spec: str) -> Any:
+    """Import ``"package.module:Attr"`` or ``"path/to/file.py:Attr"`` and return the attribute."""
+    if ":" not in spec:
+        raise RegistryError(f"expected 'module:Attr' or 'file.py:Attr', got {spec!r}")
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser().resolve()
+        if not path.is_file():
+            raise RegistryError(f"no such file {path} (from {spec!r})")
+        mod_name = f"_create_bench_user_{abs(hash(str(path)))}"
+        module = sys.modules.get(mod_name)
+        if module is None:
+            sp = importlib.util.spec_from_file_location(mod_name, path)
+            if sp is None or sp.loader is None:
+                raise RegistryError(f"cannot import {path}")
+            module = importlib.util.module_from_spec(sp)
+            sys.modules[mod_name] = module
+            try:
+                sp.loader.exec_module(module)
+            except Exception:
+                del sys.modules[mod_name]
+                raise
+    else:
+        module = importlib.import_module(target)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        hint = difflib.get_close_matches(attr, names, n=3)
+        raise RegistryError(
+            f"{target} has no attribute {attr!r}" + (f"; did you mean {', '.join(hint)}?" if hint else "")
+        ) from None
+
+
+class Registry(Generic[T]):
+    """A named collection; entries are objects or lazy ``"module:Attr"`` strings."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, T | str] = {}
+
+    def register(self, name: str, obj: T | str | None = None) -> Callable[[T], T] | T | str:
+        if obj is not None:
+            self._entries[name] = obj
+            return obj
+
+        def deco(o: T) -> T:
+            self._entries[name] = o
+            return o
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def get(self, name: str) -> T:
+        """Resolve ``name`` (a registered name, or a ``module:Attr``/``file.py:Attr`` spec)."""
+        if name in self._entries:
+            entry = self._entries[name]
+            if isinstance(entry, str):
+                entry = load_object(entry)
+                self._entries[name] = entry
+            return entry  # type: ignore[return-value]
+        if ":" in name:
+            return load_object(name)  # type: ignore[no-any-return]
+        hint = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        msg = f"unknown {self.kind} {name!r}"
+        if hint:
+            msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
+        msg += f" (known: {', '.join(self.names())}; or give path/to/file.py:Class)"
+        raise RegistryError(msg)
