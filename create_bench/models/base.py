@@ -1,0 +1,109 @@
+"""The model protocol (layer 3): what the runner calls and what a model declares about itself.
+
+A batch handed to a model is a dict:
+
+- ``vid``: list[str]
+- ``frames``: uint8 tensor [B, T, H, W, 3] (when ``meta.inputs == "frames"``), or
+- ``features``: float tensor [B, T, D] (when ``meta.inputs == "features"``)
+- ``tags``: list[list[str]], ``raw_title``: list[str], ``category``: list[int]
+
+Methods (a model implements any subset; the runner runs the tasks it can):
+
+- ``encode_videos(batch) -> float32 [B, D]``
+- ``encode_texts(texts: list[str]) -> float32 [N, D]``
+- ``generate(batch, kind="title" | "caption") -> list[str]`` (one per video, in batch order)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from create_bench.errors import ConfigError
+
+TASKS = ("retrieval", "title", "caption")
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """Declarative model metadata; validated on creation (typos are rejected)."""
+
+    name: str
+    version: str = "0"
+    description: str = ""
+    params: int | None = None
+    training_data: tuple[str, ...] = ()
+    license: str = "unknown"
+    #: What the model consumes from the loader.
+    inputs: Literal["frames", "features", "none"] = "frames"
+    #: Frame policy the model is evaluated with (the benchmark default unless the model needs another).
+    frames: str = "uniform-center@8"
+    #: Frame size (H, W) the loader resizes to at decode time, or None for stored size.
+    frame_size: tuple[int, int] | None = None
+    #: Which feature set (directory under the dataset's ``features/``) when inputs == "features".
+    feature_set: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigError("ModelMeta.name must be a non-empty string")
+        if self.inputs not in ("frames", "features", "none"):
+            raise ConfigError(f"ModelMeta.inputs must be frames|features|none, got {self.inputs!r}")
+        if self.inputs == "features" and not self.feature_set:
+            raise ConfigError("ModelMeta.feature_set is required when inputs == 'features'")
+        if self.params is not None and (not isinstance(self.params, int) or self.params < 0):
+            raise ConfigError(f"ModelMeta.params must be a non-negative int, got {self.params!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "params": self.params,
+            "training_data": list(self.training_data),
+            "license": self.license,
+            "inputs": self.inputs,
+            "frames": self.frames,
+            "frame_size": list(self.frame_size) if self.frame_size else None,
+            "feature_set": self.feature_set,
+        }
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What the runner gives a model before evaluation (``BaseModel.setup``)."""
+
+    data_dir: Path
+    split: str
+    device: str = "cpu"
+    seed: int = 0
+    cache_dir: Path | None = None
+
+
+class BaseModel:
+    """Base class for models. Subclasses set ``meta`` and override what they support."""
+
+    meta: ModelMeta
+
+    def setup(self, ctx: ModelContext) -> None:
+        """Called once before evaluation: load weights, read training data, move to device."""
+
+    def encode_videos(self, batch: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def encode_texts(self, texts: list[str]) -> Any:
+        raise NotImplementedError
+
+    def generate(self, batch: dict[str, Any], kind: str = "title") -> list[str]:
+        raise NotImplementedError
+
+    def supported_tasks(self) -> tuple[str, ...]:
+        """Tasks whose methods the subclass overrides."""
+        cls = type(self)
+        tasks = []
+        if cls.encode_videos is not BaseModel.encode_videos and cls.encode_texts is not BaseModel.encode_texts:
+            tasks.append("retrieval")
+        if cls.generate is not BaseModel.generate:
+            tasks += ["title", "caption"]
+        return tuple(tasks)
