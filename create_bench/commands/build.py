@@ -1,0 +1,61 @@
+"""``create-bench build``: import the official CREATE release into shards."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build", help="import the official CREATE release (JSON + videos [+ features]) into shards"
+    )
+    p.add_argument(
+        "--annotations",
+        nargs="+",
+        required=True,
+        metavar="FILE",
+        help="create_210k_{train,val,test}.json, create_{3m,10m}_pretrain.json, or SPLIT=FILE",
+    )
+    p.add_argument("--videos", required=True, help="directory of videos named <vid>.<ext>")
+    p.add_argument("--features", help="directory of per-video <vid>.npy features ([T, D] or [D])")
+    p.add_argument("--feature-set", default="clip", help="name of the feature set (default: clip)")
+    p.add_argument("--categories", help="category names: JSON list or a text file with one name per line")
+    p.add_argument("--out", required=True, help="output dataset directory")
+    p.add_argument("--name", default="create-210k")
+    p.add_argument("--on-error", choices=["skip", "fail"], default="fail")
+    p.add_argument("--video-storage", choices=["embed", "path"], default="embed")
+    p.add_argument("--shard-size", type=int, default=1000, help="rows per shard")
+    p.add_argument("--workers", type=int, default=2, help="processes probing videos")
+    p.set_defaults(func=run)
+
+
+def _categories(path: str | None) -> list[str] | None:
+    if not path:
+        return None
+    text = Path(path).read_text("utf-8")
+    if text.lstrip().startswith("["):
+        return [str(x) for x in json.loads(text)]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    from create_bench.data.importer import build_from_release
+
+    report = build_from_release(
+        args.annotations,
+        args.videos,
+        args.out,
+        features_dir=args.features,
+        feature_set=args.feature_set,
+        categories=_categories(args.categories),
+        on_error=args.on_error,
+        video_storage=args.video_storage,
+        shard_size=args.shard_size,
+        workers=args.workers,
+        name=args.name,
+    )
+    print(report.summary())
+    print(f"wrote {args.out}")
+    return 0

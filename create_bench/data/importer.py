@@ -1,0 +1,296 @@
+"""Importer of the official CREATE release into create-bench shards (layer 2).
+
+Input: CREATE's annotation JSON files (a list of ``{vid, ann_title, ann_caption, raw_title, tag,
+category}``; pre-training ``{vid, raw_title, tag}``), a directory of videos named by vid (any container
+decord opens), optionally a directory of per-video feature files ``<vid>.npy`` ([T, D] or [D]).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from create_bench.data.build import DatasetWriter
+from create_bench.data.schema import MAX_REFS
+from create_bench.errors import AnnotationError, DataError, VideoDecodeError
+from create_bench.fsutil import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+IMPORTER_VERSION = "1"
+VIDEO_EXTS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".flv", ".m4v", ".ts")
+#: CREATE has 51 categories; the release numbers them 0..50 (names given with --categories).
+NUM_CREATE_CATEGORIES = 51
+
+_SPLIT_PATTERNS = [
+    (re.compile(r"(^|[_-])train(\.json)?$"), "train"),
+    (re.compile(r"(^|[_-])(val|valid|validation)(\.json)?$"), "validation"),
+    (re.compile(r"(^|[_-])test(\.json)?$"), "test"),
+    (re.compile(r"3m[_-]?pretrain|pretrain[_-]?3m"), "pretrain-3m"),
+    (re.compile(r"10m[_-]?pretrain|pretrain[_-]?10m"), "pretrain-10m"),
+]
+
+
+def split_of(path: str | os.PathLike[str]) -> str:
+    """The split an annotation file holds, from its name (``create_210k_val.json`` -> validation).
+    ``NAME=path`` is not parsed here; see ``parse_annotation_arg``."""
+    stem = Path(path).name.lower().removesuffix(".json")
+    for rx, split in _SPLIT_PATTERNS:
+        if rx.search(stem):
+            return split
+    raise DataError(
+        "cannot tell the split from the file name; name it like create_210k_{train,val,test}.json or "
+        "create_{3m,10m}_pretrain.json, or pass SPLIT=FILE",
+        path=str(path),
+    )
+
+
+def parse_annotation_arg(arg: str) -> tuple[str, Path]:
+    if "=" in arg and not Path(arg).exists():
+        split, _, p = arg.partition("=")
+        return split, Path(p)
+    return split_of(arg), Path(arg)
+
+
+def _texts(item: dict[str, Any], key: str, split: str, where: dict[str, Any]) -> list[str]:
+    v = item.get(key)
+    if isinstance(v, str):
+        v = [v]
+    if not isinstance(v, list) or not v or not all(isinstance(x, str) and x.strip() for x in v):
+        raise AnnotationError(
+            f"{key!r} must be a non-empty string or a list of up to {MAX_REFS} strings, got {v!r}", **where
+        )
+    if len(v) > (1 if split == "train" else MAX_REFS):
+        raise AnnotationError(
+            f"{key!r} has {len(v)} items; {split} allows {1 if split == 'train' else MAX_REFS}", **where
+        )
+    return [x.strip() for x in v]
+
+
+def parse_item(item: Any, split: str, num_categories: int, *, path: str, index: int) -> dict[str, Any]:
+    """Check one annotation item and map it to shard fields (without video metadata)."""
+    if not isinstance(item, dict):
+        raise AnnotationError(f"item must be an object, got {type(item).__name__}", path=path, row=index)
+    vid = item.get("vid")
+    where: dict[str, Any] = {"path": path, "row": index, "vid": vid if isinstance(vid, str) else None}
+    if not isinstance(vid, str) or not vid.strip() or "/" in vid:
+        raise AnnotationError(f"'vid' must be a non-empty string without '/', got {vid!r}", **where)
+    tags = item.get("tag", [])
+    if isinstance(tags, str):
+        tags = [t for t in re.split(r"[,，\s]+", tags) if t]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise AnnotationError(f"'tag' must be a list of strings, got {tags!r}", **where)
+    raw_title = item.get("raw_title", "")
+    if not isinstance(raw_title, str):
+        raise AnnotationError(f"'raw_title' must be a string, got {raw_title!r}", **where)
+    row: dict[str, Any] = {"vid": vid, "split": split, "tags": tags, "raw_title": raw_title}
+    if split.startswith("pretrain"):
+        row.update(titles=[], captions=[], category=-1)
+        cat = item.get("category")
+        if isinstance(cat, int) and not isinstance(cat, bool) and 0 <= cat < num_categories:
+            row["category"] = cat
+        return row
+    cat = item.get("category")
+    if isinstance(cat, str) and cat.isdigit():
+        cat = int(cat)
+    if not isinstance(cat, int) or isinstance(cat, bool):
+        raise AnnotationError(f"'category' must be an int, got {cat!r}", **where)
+    if not 0 <= cat < num_categories:
+        raise AnnotationError(f"unknown category {cat} (known: 0..{num_categories - 1})", **where)
+    row["category"] = cat
+    row["titles"] = _texts(item, "ann_title", split, where)
+    row["captions"] = _texts(item, "ann_caption", split, where)
+    return row
+
+
+def load_annotations(path: Path) -> list[Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError as exc:
+        raise AnnotationError("annotation file not found", path=str(path)) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"annotation file is not valid JSON: {exc}", path=str(path)) from exc
+    if isinstance(data, dict):  # tolerate {"annotations": [...]} / {vid: item}
+        data = data.get(
+            "annotations",
+            data.get("data", [dict(v, vid=k) if isinstance(v, dict) else v for k, v in data.items()]),
+        )
+    if not isinstance(data, list):
+        raise AnnotationError("annotation file must hold a JSON list of items", path=str(path))
+    return data
+
+
+def index_videos(videos_dir: Path) -> dict[str, Path]:
+    """vid -> video path for every file under ``videos_dir`` with a video extension."""
+    if not videos_dir.is_dir():
+        raise DataError("videos directory not found", path=str(videos_dir))
+    out: dict[str, Path] = {}
+    for root, _dirs, files in os.walk(videos_dir):
+        for f in files:
+            p = Path(root) / f
+            if p.suffix.lower() in VIDEO_EXTS:
+                out.setdefault(p.stem, p)
+    return out
+
+
+def _probe(path: str) -> dict[str, Any]:
+    from create_bench.video.probe import probe_video
+
+    return probe_video(path).to_dict()
+
+
+@dataclass
+class BuildReport:
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def add(self, path: str, index: int | None, vid: str | None, message: str) -> None:
+        self.errors.append({"file": path, "row": index, "vid": vid, "error": message})
+
+    def summary(self) -> str:
+        lines = [
+            f"imported {sum(self.rows.values())} videos: "
+            + ", ".join(f"{k} {v}" for k, v in self.rows.items())
+        ]
+        if self.errors:
+            lines.append(f"{len(self.errors)} bad rows skipped:")
+            lines += [
+                f"  {e['file']} row {e['row']} vid {e['vid']!r}: {e['error']}" for e in self.errors[:50]
+            ]
+            if len(self.errors) > 50:
+                lines.append(f"  ... and {len(self.errors) - 50} more (see build_report.json)")
+        return "\n".join(lines)
+
+
+def build_from_release(
+    annotations: list[str],
+    videos_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    features_dir: str | os.PathLike[str] | None = None,
+    feature_set: str = "clip",
+    categories: list[str] | None = None,
+    on_error: Literal["skip", "fail"] = "fail",
+    video_storage: Literal["embed", "path"] = "embed",
+    shard_size: int = 1000,
+    workers: int = 2,
+    name: str = "create-210k",
+) -> BuildReport:
+    """Import the release. With ``on_error="fail"`` the first bad row raises (naming file, row, vid)
+    and nothing is written; with ``"skip"`` bad rows are left out and listed in the report (also
+    written as ``build_report.json`` in the dataset)."""
+    if on_error not in ("skip", "fail"):
+        raise DataError(f"on_error must be skip|fail, got {on_error!r}")
+    if video_storage not in ("embed", "path"):
+        raise DataError(f"video_storage must be embed|path, got {video_storage!r}")
+    cats = categories or [f"category_{i:02d}" for i in range(NUM_CREATE_CATEGORIES)]
+    videos = index_videos(Path(videos_dir))
+    feats_dir = Path(features_dir) if features_dir else None
+    report = BuildReport()
+    out_dir = Path(out_dir)
+
+    def fail_or_skip(
+        exc: DataError | VideoDecodeError, path: str, index: int | None, vid: str | None
+    ) -> None:
+        if on_error == "fail":
+            raise exc
+        report.add(path, index, vid, str(exc))
+
+    # 1. Parse every annotation (cheap) and find its video.
+    todo: list[tuple[str, int, dict[str, Any], Path]] = []
+    seen: dict[str, str] = {}
+    for arg in annotations:
+        split, path = parse_annotation_arg(arg)
+        for i, item in enumerate(load_annotations(path)):
+            try:
+                row = parse_item(item, split, len(cats), path=str(path), index=i)
+                if row["vid"] in seen:
+                    raise AnnotationError(
+                        f"duplicate vid (first seen in {seen[row['vid']]})",
+                        path=str(path),
+                        row=i,
+                        vid=row["vid"],
+                    )
+                if row["vid"] not in videos:
+                    raise DataError(
+                        "video file not found in the videos directory", path=str(path), row=i, vid=row["vid"]
+                    )
+            except DataError as exc:
+                fail_or_skip(exc, str(path), i, item.get("vid") if isinstance(item, dict) else None)
+                continue
+            seen[row["vid"]] = str(path)
+            todo.append((str(path), i, row, videos[row["vid"]]))
+
+    # 2. Probe videos in parallel (each probe decodes the whole video once).
+    with DatasetWriter(
+        out_dir,
+        name=name,
+        categories=cats,
+        shard_size=shard_size,
+        generator={
+            "name": "create-bench build",
+            "version": IMPORTER_VERSION,
+            "annotations": [Path(a.partition("=")[2] or a).name for a in annotations],
+        },
+    ) as w:
+        for (src, i, row, vpath), meta in zip(todo, _probe_all([str(t[3]) for t in todo], workers)):
+            vid = row["vid"]
+            if isinstance(meta, Exception):
+                exc = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)
+                fail_or_skip(VideoDecodeError(f"undecodable video {vpath}: {exc}", vid=vid), src, i, vid)
+                continue
+            row.update(meta)
+            if video_storage == "embed":
+                row["video"] = {"bytes": vpath.read_bytes(), "path": vpath.name}
+            else:
+                row["video"] = {"bytes": None, "path": str(vpath.resolve())}
+            try:
+                if feats_dir is not None:
+                    fpath = feats_dir / f"{vid}.npy"
+                    if not fpath.is_file():
+                        raise DataError("feature file not found", path=str(fpath), vid=vid)
+                    try:
+                        arr = np.load(fpath, allow_pickle=False)
+                    except Exception as e:  # numpy raises ValueError/OSError/EOFError on bad files
+                        raise DataError(f"cannot read features: {e}", path=str(fpath), vid=vid) from e
+                    w.add(row, source=src, index=i)
+                    w.add_features(feature_set, row["split"], vid, arr)
+                else:
+                    w.add(row, source=src, index=i)
+            except DataError as exc:
+                fail_or_skip(exc, src, i, vid)
+                continue
+            report.rows[row["split"]] = report.rows.get(row["split"], 0) + 1
+        if not report.rows:
+            raise DataError(
+                "no valid rows to import" + (f"; {len(report.errors)} bad rows" if report.errors else "")
+            )
+    atomic_write_json(out_dir / "build_report.json", {"rows": report.rows, "errors": report.errors})
+    return report
+
+
+def _probe_all(paths: list[str], workers: int) -> Iterator[dict[str, Any] | Exception]:
+    if workers <= 1 or len(paths) < 4:
+        for p in paths:
+            try:
+                yield _probe(p)
+            except Exception as exc:  # reported per row by the caller
+                yield exc
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_probe, p) for p in paths]
+        for fut in futures:
+            try:
+                yield fut.result(timeout=600)
+            except Exception as exc:
+                yield exc
