@@ -1,1 +1,28 @@
-"""metrics"""
+"""Retrieval and captioning metrics, bootstrap intervals (layer 2).
+
+Heavy scorers (pycocoevalcap) are imported only when captioning is scored.
+"""
+
+from create_bench.metrics.bootstrap import bootstrap_ci, paired_bootstrap_test, resample_weights
+from create_bench.metrics.captioning import CaptionStats, caption_scores, caption_statistics
+from create_bench.metrics.retrieval import (
+    TIE_POLICIES,
+    RankStats,
+    rank_statistics,
+    ranks_from_similarity,
+    retrieval_scores,
+)
+
+__all__ = [
+    "TIE_POLICIES",
+    "CaptionStats",
+    "RankStats",
+    "bootstrap_ci",
+    "caption_scores",
+    "caption_statistics",
+    "paired_bootstrap_test",
+    "rank_statistics",
+    "ranks_from_similarity",
+    "resample_weights",
+    "retrieval_scores",
+]

@@ -1,0 +1,174 @@
+"""Tokenizers for Chinese captioning metrics (layer 1), as tiny classes after sacrebleu's.
+
+Each tokenizer has a ``name``, a ``signature()`` (name + version + anything that changes its
+output) and ``__call__(text) -> list[str]``, which runs the whole pipeline on one raw text:
+:func:`~create_bench.text.normalize.normalize`, segmentation, then drops whitespace and tokens
+made only of punctuation or symbols. The tokens never contain whitespace, so ``" ".join(tokens)``
+is what pycocoevalcap's scorers split again.
+
+- ``jieba`` (default): jieba 0.42.1's precise mode with its HMM for unknown words, on a private
+  ``jieba.Tokenizer`` over the default dictionary (so words a user adds to the global jieba never
+  change a score). The dictionary's sha256 prefix is in the signature.
+- ``char``: every CJK ideograph is one token; runs of other letters/digits (Latin words, numbers,
+  ``iphone15``) stay whole; any other character is its own token.
+
+>>> tok = get_tokenizer("char")
+>>> tok("我爱ＰＹＴＨＯＮ3，真的！")
+['我', '爱', 'python3', '真', '的']
+>>> tok.signature()
+'char.1'
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import unicodedata
+from typing import Any
+
+from create_bench.errors import ConfigError
+from create_bench.text.normalize import is_punct_or_symbol, normalize
+
+#: CJK ideograph blocks (Unicode 16.0 block boundaries), so characters newer than this Python's
+#: ``unicodedata`` (Extension H/I, Unicode 15/15.1) are still treated as ideographs.
+CJK_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0x3400, 0x4DBF, "CJK Unified Ideographs Extension A"),
+    (0x4E00, 0x9FFF, "CJK Unified Ideographs"),
+    (0xF900, 0xFAFF, "CJK Compatibility Ideographs"),
+    (0x20000, 0x2A6DF, "CJK Unified Ideographs Extension B"),
+    (0x2A700, 0x2B73F, "CJK Unified Ideographs Extension C"),
+    (0x2B740, 0x2B81F, "CJK Unified Ideographs Extension D"),
+    (0x2B820, 0x2CEAF, "CJK Unified Ideographs Extension E"),
+    (0x2CEB0, 0x2EBEF, "CJK Unified Ideographs Extension F"),
+    (0x2EBF0, 0x2EE5F, "CJK Unified Ideographs Extension I"),
+    (0x2F800, 0x2FA1F, "CJK Compatibility Ideographs Supplement"),
+    (0x30000, 0x3134F, "CJK Unified Ideographs Extension G"),
+    (0x31350, 0x323AF, "CJK Unified Ideographs Extension H"),
+)
+
+
+def is_cjk_ideograph(ch: str) -> bool:
+    """True for a character in one of the CJK ideograph blocks of :data:`CJK_RANGES`.
+
+    >>> is_cjk_ideograph("中"), is_cjk_ideograph("\\U00020000"), is_cjk_ideograph("a")
+    (True, True, False)
+    """
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi, _ in CJK_RANGES)
+
+
+def _finish(tokens: list[str]) -> list[str]:
+    """Split on whitespace and drop punctuation/symbol-only tokens (the common last step)."""
+    return [t for tok in tokens for t in tok.split() if not is_punct_or_symbol(t)]
+
+
+class Tokenizer:
+    """Base class: subclasses implement :meth:`segment` on normalised text."""
+
+    name = "base"
+
+    def signature(self) -> str:
+        raise NotImplementedError
+
+    def segment(self, text: str) -> list[str]:
+        raise NotImplementedError
+
+    def __call__(self, text: str) -> list[str]:
+        return _finish(self.segment(normalize(text)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.signature()!r})"
+
+
+class CharTokenizer(Tokenizer):
+    """Each CJK ideograph a token; runs of other letters, digits and combining marks whole."""
+
+    name = "char"
+    version = "1"
+
+    def signature(self) -> str:
+        return f"{self.name}.{self.version}"
+
+    def segment(self, text: str) -> list[str]:
+        tokens: list[str] = []
+        run: list[str] = []
+        for ch in text:
+            if ch.isspace():
+                kind = "space"
+            elif is_cjk_ideograph(ch):
+                kind = "cjk"
+            elif unicodedata.category(ch)[0] in "LNM":
+                kind = "word"
+            else:
+                kind = "other"
+            if kind == "word":
+                run.append(ch)
+                continue
+            if run:
+                tokens.append("".join(run))
+                run = []
+            if kind in ("cjk", "other"):
+                tokens.append(ch)
+        if run:
+            tokens.append("".join(run))
+        return tokens
+
+
+class JiebaTokenizer(Tokenizer):
+    """jieba precise mode (HMM on) with a private tokenizer over the default dictionary."""
+
+    name = "jieba"
+
+    def __init__(self, hmm: bool = True):
+        self.hmm = hmm
+        self._dt: Any = None
+        self._signature: str | None = None
+
+    def _load(self) -> Any:
+        if self._dt is None:
+            try:
+                import jieba
+            except ImportError as exc:  # pragma: no cover - jieba is a hard dependency
+                raise ConfigError(
+                    "the jieba tokenizer needs the 'jieba' package (pip install jieba)"
+                ) from exc
+            jieba.setLogLevel(logging.WARNING)  # it logs "Building prefix dict ..." at INFO otherwise
+            dt = jieba.Tokenizer()
+            dt.initialize()
+            self._dt = dt
+        return self._dt
+
+    def signature(self) -> str:
+        if self._signature is None:
+            import jieba
+
+            with jieba.get_module_res("dict.txt") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()[:8]
+            hmm = "" if self.hmm else "-nohmm"
+            self._signature = f"jieba-{jieba.__version__}{hmm}-dict.{digest}"
+        return self._signature
+
+    def segment(self, text: str) -> list[str]:
+        return list(self._load().cut(text, HMM=self.hmm))
+
+
+_TOKENIZERS: dict[str, type[Tokenizer]] = {"jieba": JiebaTokenizer, "char": CharTokenizer}
+
+
+@functools.cache
+def get_tokenizer(name: str) -> Tokenizer:
+    """The (cached, per-process) tokenizer called ``name``: ``jieba`` or ``char``.
+
+    Raises:
+        ConfigError: unknown name (with the known ones).
+    """
+    try:
+        cls = _TOKENIZERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown tokenizer {name!r}; known: {', '.join(sorted(_TOKENIZERS))}") from None
+    return cls()
+
+
+def tokenizer_names() -> list[str]:
+    return sorted(_TOKENIZERS)
