@@ -1,0 +1,697 @@
+"""Decode chosen frames of a video (layer 2): decord, with PyAV behind the same interface.
+
+``decode(source, indices)`` returns ``uint8 [T, H, W, 3]`` RGB frames, in the order of ``indices``
+(duplicates allowed, any order). ``source`` is the encoded video as ``bytes`` or a path.
+
+**Frame numbering.** Frame ``i`` is the i-th frame in presentation order, counted from the
+stream's packets (decord's index; PyAV counts decoded frames). Callers pass indices computed from
+the dataset's stored ``num_frames`` (:mod:`create_bench.video.sampling`); the container's claimed
+frame count is never used. An index past the frames that decode raises :class:`VideoDecodeError`.
+
+**Orientation.** Frames come as coded: rotation metadata (a display matrix) is *not* applied by
+either backend; the dataset's ``rotation`` column says how to display them.
+
+**Resize.** ``size=(H, W)`` (or an int for a square) resizes at decode time with FFmpeg's
+``scale`` filter and bilinear interpolation, converting to RGB in the same step (decord's pipeline).
+The ``pyav`` backend builds the same filter graph (``scale=W:H:flags=bilinear`` then ``rgb24``), so
+the two backends return *identical* frames on every video we test (CREATE-sample and the edge cases
+in ``tests/test_video_decode.py``); the documented tolerance for cross-checks is
+:data:`PYAV_TOLERANCE` (max absolute difference per channel value), which allows for the two
+bundled FFmpeg builds' colour conversion differing on exotic inputs.
+
+**Strategy.** Decoding frame ``t`` means decoding from the keyframe before ``t``. ``strategy="seek"``
+jumps to each target's keyframe when it lies past the current position (decord's ``get_batch``
+does this, and does not re-seek inside a GOP); ``"sequential"`` decodes every frame from the start
+up to the last target. ``"auto"`` (default) estimates both costs in frames from the keyframe
+index (:func:`plan_strategy`) and picks the cheaper. Both give the same frames.
+
+**Robustness.** decord can hang or crash in native code on broken files; :func:`decode_with_timeout`
+(or ``decode(..., timeout=s)``) runs the decode in a separate worker process that is killed after
+``timeout`` seconds (:class:`DecodeTimeout`) or when it dies (:class:`VideoDecodeError`). A corrupt,
+truncated or non-video source raises :class:`VideoDecodeError` naming the ``vid``.
+
+**GPU.** ``ctx="gpu"`` (or ``"gpu:N"``/``"cuda:N"``) uses decord's NVDEC path where the installed
+decord was built with CUDA; the PyPI wheels are CPU-only, and then :class:`BackendUnavailable` is
+raised with a message saying so.
+
+decord's global bridge is never touched: we always call ``.asnumpy()``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from create_bench.errors import BackendUnavailable, ConfigError, DecodeTimeout, VideoDecodeError
+
+BACKENDS = ("decord", "pyav")
+STRATEGIES = ("auto", "seek", "sequential")
+#: Max per-value difference allowed between the decord and pyav backends (see module doc).
+PYAV_TOLERANCE = 2
+#: Estimated cost of one seek (decoder flush and restart, demuxer reposition), in decoded frames.
+SEEK_COST_FRAMES = 6.0
+#: Relative cost of a frame the sequential path decodes and throws away (decord's sequential
+#: path converts every frame; discarding saves the conversion but not the decode).
+SEQUENTIAL_FRAME_COST = 1.15
+
+Source = bytes | bytearray | memoryview | str | os.PathLike
+
+
+# --------------------------------------------------------------------------- input checks
+
+
+def _source_label(source: Any) -> str | None:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return None
+
+
+def _normalize_source(source: Any, vid: str | None) -> bytes | str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise VideoDecodeError("empty video bytes", vid=vid)
+        return data
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise VideoDecodeError("no such video file", vid=vid, source=str(path))
+        return str(path)
+    raise VideoDecodeError(f"video source must be bytes or a path, got {type(source).__name__}", vid=vid)
+
+
+def normalize_size(size: int | Sequence[int] | None) -> tuple[int, int] | None:
+    """``None`` -> None; ``s`` -> ``(s, s)``; ``(H, W)`` -> ``(H, W)``; checks positive ints."""
+    if size is None:
+        return None
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        h = w = int(size)
+    else:
+        try:
+            h, w = (int(x) for x in size)  # type: ignore[union-attr]
+        except (TypeError, ValueError):
+            raise ConfigError(f"size must be an int or (height, width), got {size!r}") from None
+    if h < 1 or w < 1:
+        raise ConfigError(f"size must be positive, got {size!r}")
+    return h, w
+
+
+def _check_indices(indices: Sequence[int], vid: str | None) -> list[int]:
+    out = []
+    for i in indices:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise VideoDecodeError(f"frame index {i!r} is not an int", vid=vid)
+        if i < 0:
+            raise VideoDecodeError(f"negative frame index {int(i)}", vid=vid)
+        out.append(int(i))
+    if not out:
+        raise VideoDecodeError("no frame indices to decode", vid=vid)
+    return out
+
+
+def _parse_ctx(ctx: str) -> tuple[str, int]:
+    kind, _, dev = str(ctx).partition(":")
+    kind = kind.lower()
+    if kind == "cuda":
+        kind = "gpu"
+    if kind not in ("cpu", "gpu"):
+        raise ConfigError(f"ctx must be 'cpu', 'gpu' or 'gpu:N', got {ctx!r}")
+    try:
+        return kind, int(dev) if dev else 0
+    except ValueError:
+        raise ConfigError(f"bad device number in ctx {ctx!r}") from None
+
+
+# --------------------------------------------------------------------------- strategy
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """Cost estimate (in decoded frames) of both strategies for one video and set of targets."""
+
+    strategy: str
+    seek_frames: int
+    seeks: int
+    sequential_frames: int
+    #: Frames decoded if every target were decoded from its own preceding keyframe (the
+    #: "decode limit" of the benchmark: no sharing between targets).
+    limit_frames: int
+
+    @property
+    def seek_cost(self) -> float:
+        return self.seek_frames + SEEK_COST_FRAMES * self.seeks
+
+    @property
+    def sequential_cost(self) -> float:
+        return self.sequential_frames * SEQUENTIAL_FRAME_COST
+
+
+def plan_strategy(targets: Sequence[int], key_indices: Sequence[int]) -> DecodePlan:
+    """Estimate the decode cost of seeking vs decoding sequentially, and pick the cheaper.
+
+    ``targets`` are frame indices (any order); ``key_indices`` the sorted keyframe indices.
+    The seek model follows decord's ``get_batch``: a target in the GOP of the current position
+    (and not behind it) is reached by decoding forward; any other target costs a seek to its
+    keyframe and decoding from there.
+
+    >>> p = plan_strategy([10, 20, 290], key_indices=[0, 100, 200])
+    >>> (p.seek_frames, p.seeks, p.sequential_frames, p.limit_frames)
+    (112, 1, 291, 123)
+    >>> p.strategy
+    'seek'
+    """
+    uniq = sorted(set(int(t) for t in targets))
+    keys = sorted(set(int(k) for k in key_indices)) or [0]
+    if keys[0] != 0:
+        keys = [0] + keys
+    pos = 0  # next frame the decoder would produce
+    seek_frames = seeks = limit = 0
+    for t in uniq:
+        key = keys[bisect.bisect_right(keys, t) - 1]
+        limit += t - key + 1
+        cur_key = keys[bisect.bisect_right(keys, pos) - 1] if pos > 0 else 0
+        if pos <= t and (key == cur_key or key <= pos):
+            seek_frames += t - pos + 1
+        else:
+            seeks += 1
+            seek_frames += t - key + 1
+        pos = t + 1
+    sequential = uniq[-1] + 1 if uniq else 0
+    plan = DecodePlan("seek", seek_frames, seeks, sequential, limit)
+    if plan.sequential_cost < plan.seek_cost:
+        plan = DecodePlan("sequential", seek_frames, seeks, sequential, limit)
+    return plan
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def decode(
+    source: Source,
+    indices: Sequence[int],
+    *,
+    backend: str = "decord",
+    size: int | Sequence[int] | None = None,
+    num_threads: int = 0,
+    ctx: str = "cpu",
+    vid: str | None = None,
+    strategy: str = "auto",
+    timeout: float | None = None,
+) -> np.ndarray:
+    """Decode the frames ``indices`` of a video.
+
+    Args:
+        source: the encoded video, as bytes or a file path.
+        indices: frame indices (presentation order, 0-based); the output follows their order.
+        backend: ``"decord"`` (default) or ``"pyav"`` (cross-checks; same frames).
+        size: resize at decode time to ``(H, W)`` (an int means square); None keeps the stored size.
+        num_threads: decoder threads; 0 lets FFmpeg choose.
+        ctx: ``"cpu"`` or ``"gpu[:N]"`` (decord built with CUDA only).
+        vid: the video id, used in error messages.
+        strategy: ``"auto"``, ``"seek"`` or ``"sequential"`` (see module doc; same frames).
+        timeout: when set, decode in a killable worker process with this many seconds per call.
+
+    Returns:
+        ``uint8`` array ``[len(indices), H, W, 3]`` (RGB).
+
+    Raises:
+        VideoDecodeError: corrupt, truncated or non-video source; an index past the last frame.
+        DecodeTimeout: ``timeout`` elapsed (the worker was killed).
+        BackendUnavailable: ``ctx="gpu"`` without a CUDA-enabled decord.
+        ConfigError: bad backend, size, ctx or strategy.
+    """
+    if timeout is not None:
+        return decode_with_timeout(
+            source,
+            indices,
+            timeout=timeout,
+            backend=backend,
+            size=size,
+            num_threads=num_threads,
+            ctx=ctx,
+            vid=vid,
+            strategy=strategy,
+        )
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown decode backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"unknown decode strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    hw = normalize_size(size)
+    dev = _parse_ctx(ctx)
+    wanted = _check_indices(indices, vid)
+    src = _normalize_source(source, vid)
+    uniq = sorted(set(wanted))
+    if backend == "decord":
+        frames = _decode_decord(src, uniq, hw, num_threads, dev, vid, strategy)
+    else:
+        if dev[0] != "cpu":
+            raise BackendUnavailable(
+                "the pyav backend decodes on the CPU only; use backend='decord' for ctx='gpu'"
+            )
+        frames = _decode_pyav(src, uniq, hw, num_threads, vid, strategy)
+    if wanted == uniq:
+        return frames
+    pos = {t: i for i, t in enumerate(uniq)}
+    return frames[[pos[t] for t in wanted]]
+
+
+def backend_version(backend: str = "decord") -> str:
+    """``"decord-0.6.0"`` / ``"pyav-18.1.0"``: the ``decode:`` field of score signatures."""
+    if backend == "decord":
+        import decord
+
+        return f"decord-{decord.__version__}"
+    if backend == "pyav":
+        import av
+
+        return f"pyav-{av.__version__}"
+    raise ConfigError(f"unknown decode backend {backend!r} (known: {', '.join(BACKENDS)})")
+
+
+def gpu_available() -> bool:
+    """True when the installed decord can decode on a CUDA device (checked by opening a tiny context)."""
+    try:
+        _decord_ctx(("gpu", 0))
+    except BackendUnavailable:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- decord
+
+
+def _decord_ctx(dev: tuple[str, int]) -> Any:
+    import decord
+
+    if dev[0] == "cpu":
+        return decord.cpu(dev[1])
+    # A CPU-only decord accepts decord.gpu() but raises "CUDA not enabled" when a reader opens
+    # on it; probe with a tiny NDArray allocation on the device, which fails the same way.
+    try:
+        ctx = decord.gpu(dev[1])
+        decord.nd.empty((1,), ctx=ctx)
+    except Exception as e:  # decord raises its own DECORDError/RuntimeError/TVMError here
+        raise BackendUnavailable(
+            f"decord cannot decode on GPU {dev[1]}: this decord ({decord.__version__}) was built "
+            f"without CUDA/NVDEC support ({str(e).splitlines()[0][:200]}). Build decord from source "
+            f"with -DUSE_CUDA=ON, or use ctx='cpu'."
+        ) from None
+    return ctx
+
+
+def _open_decord(
+    src: bytes | str, hw: tuple[int, int] | None, num_threads: int, ctx: Any, vid: str | None
+) -> Any:
+    import decord
+
+    kwargs: dict[str, Any] = {"ctx": ctx, "num_threads": int(num_threads)}
+    if hw is not None:
+        kwargs["height"], kwargs["width"] = hw
+    try:
+        return decord.VideoReader(io.BytesIO(src) if isinstance(src, bytes) else src, **kwargs)
+    except Exception as e:  # DECORDError, RuntimeError("Error reading ... bytes"), ...
+        if "CUDA not enabled" in str(e):
+            raise BackendUnavailable(
+                f"decord was built without CUDA support: {str(e).splitlines()[0]}"
+            ) from None
+        raise VideoDecodeError(
+            f"cannot open video with decord: {_first_line(e)}", vid=vid, source=_label(src)
+        ) from None
+
+
+def _decode_decord(
+    src: bytes | str,
+    uniq: list[int],
+    hw: tuple[int, int] | None,
+    num_threads: int,
+    dev: tuple[str, int],
+    vid: str | None,
+    strategy: str,
+) -> np.ndarray:
+    ctx = _decord_ctx(dev)
+    vr = _open_decord(src, hw, num_threads, ctx, vid)
+    try:
+        n = len(vr)
+        if uniq[-1] >= n:
+            raise VideoDecodeError(
+                f"frame index {uniq[-1]} out of range: the video has {n} frames", vid=vid, source=_label(src)
+            )
+        if strategy == "auto":
+            strategy = plan_strategy(uniq, list(vr.get_key_indices())).strategy
+        try:
+            if strategy == "seek":
+                out = vr.get_batch(uniq).asnumpy()
+            else:
+                out = _decord_sequential(vr, uniq)
+        except VideoDecodeError:
+            raise
+        except Exception as e:
+            raise VideoDecodeError(
+                f"decord failed to decode frames: {_first_line(e)}", vid=vid, source=_label(src)
+            ) from None
+    finally:
+        del vr
+    if out.ndim != 4 or out.shape[0] != len(uniq) or out.shape[-1] != 3:
+        raise VideoDecodeError(f"decord returned frames of shape {out.shape}", vid=vid, source=_label(src))
+    return out
+
+
+def _decord_sequential(vr: Any, uniq: list[int]) -> np.ndarray:
+    # next() decodes (and converts) each frame in order from the start: no seeks, no flushes.
+    vr.seek(0)
+    first = vr.next().asnumpy()
+    out = np.empty((len(uniq), *first.shape), dtype=np.uint8)
+    j, frame, i = 0, first, 0
+    while True:
+        while j < len(uniq) and uniq[j] == i:
+            out[j] = frame
+            j += 1
+        if j == len(uniq):
+            return out
+        i += 1
+        frame = vr.next().asnumpy()
+
+
+# --------------------------------------------------------------------------- pyav
+
+
+def _decode_pyav(
+    src: bytes | str,
+    uniq: list[int],
+    hw: tuple[int, int] | None,
+    num_threads: int,
+    vid: str | None,
+    strategy: str,
+) -> np.ndarray:
+    import av
+
+    try:
+        container = av.open(io.BytesIO(src) if isinstance(src, bytes) else src, mode="r")
+    except Exception as e:
+        raise VideoDecodeError(
+            f"cannot open video with PyAV: {_first_line(e)}", vid=vid, source=_label(src)
+        ) from None
+    try:
+        if not container.streams.video:
+            raise VideoDecodeError("no video stream", vid=vid, source=_label(src))
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.thread_count = int(num_threads)
+        try:
+            # A demux pass (no decoding) numbers the frames by presentation timestamp, as decord does.
+            pts, keys = _pyav_index(container, stream)
+            if not pts or uniq[-1] >= len(pts):
+                raise VideoDecodeError(
+                    f"frame index {uniq[-1]} out of range: the video has {len(pts)} frames",
+                    vid=vid,
+                    source=_label(src),
+                )
+            if strategy == "auto":
+                strategy = plan_strategy(uniq, keys).strategy
+            if strategy == "sequential":
+                keys = [0]  # one seek to the start, then decode straight through
+            frames = _pyav_decode_targets(container, stream, uniq, hw, pts, keys)
+        except VideoDecodeError:
+            raise
+        except Exception as e:
+            raise VideoDecodeError(
+                f"PyAV failed to decode: {_first_line(e)}", vid=vid, source=_label(src)
+            ) from None
+        if len(frames) < len(uniq):
+            raise VideoDecodeError(
+                f"frame {uniq[len(frames)]} does not decode (the stream ends or breaks before it)",
+                vid=vid,
+                source=_label(src),
+            )
+        return np.stack(frames)
+    finally:
+        container.close()
+
+
+class _Converter:
+    """RGB conversion with decord's exact filter chain: ``scale=W:H:flags=bilinear`` -> rgb24."""
+
+    def __init__(self, stream: Any, hw: tuple[int, int] | None):
+        self.stream, self.hw, self.graph = stream, hw, None
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        if self.hw is None:
+            return frame.to_ndarray(format="rgb24")
+        if self.graph is None:
+            import av.filter
+
+            g = av.filter.Graph()
+            nodes = [
+                g.add_buffer(
+                    width=frame.width,
+                    height=frame.height,
+                    format=frame.format.name,
+                    time_base=self.stream.time_base,
+                ),
+                g.add("scale", f"{self.hw[1]}:{self.hw[0]}:flags=bilinear"),
+                g.add("format", "rgb24"),
+                g.add("buffersink"),
+            ]
+            g.link_nodes(*nodes).configure()
+            self.graph = g
+        self.graph.push(frame)
+        return self.graph.pull().to_ndarray()
+
+
+def _pyav_index(container: Any, stream: Any) -> tuple[list[int], list[int]]:
+    """Presentation timestamps of all packets (sorted: frame index -> pts) and keyframe indices."""
+    pts_list, key_pts = [], []
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue  # the flush packet at the end
+        pts_list.append(packet.pts)
+        if packet.is_keyframe:
+            key_pts.append(packet.pts)
+    pts_list.sort()
+    where = {p: i for i, p in enumerate(pts_list)}
+    return pts_list, sorted(where[p] for p in key_pts)
+
+
+def _pyav_decode_targets(
+    container: Any, stream: Any, uniq: list[int], hw: tuple[int, int] | None, pts: list[int], keys: list[int]
+) -> list[np.ndarray]:
+    """Decode ``uniq`` (sorted), seeking to a target's keyframe only when it lies past the decoder."""
+    convert = _Converter(stream, hw)
+    index_of = {p: i for i, p in enumerate(pts)}
+    keys = keys if keys and keys[0] == 0 else [0, *keys]
+    out: list[np.ndarray] = []
+    pos = -1  # index of the last frame the running decoder produced
+    frames_iter = None
+    for n_done, t in enumerate(uniq):
+        key = keys[bisect.bisect_right(keys, t) - 1]
+        if frames_iter is None or key > pos + 1:
+            container.seek(pts[key], stream=stream, backward=True, any_frame=False)
+            frames_iter = iter(container.decode(stream))
+            pos = -1
+        for frame in frames_iter:
+            pos = index_of.get(frame.pts, pos + 1) if frame.pts is not None else pos + 1
+            if pos == t:
+                out.append(convert(frame))
+                break
+            if pos > t:
+                # The demuxer landed past the keyframe we asked for: start again from the top.
+                container.seek(pts[0], stream=stream, backward=True, any_frame=False)
+                frames_iter = iter(container.decode(stream))
+                pos = -1
+                for frame2 in frames_iter:
+                    pos = index_of.get(frame2.pts, pos + 1) if frame2.pts is not None else pos + 1
+                    if pos == t:
+                        out.append(convert(frame2))
+                        break
+                break
+        if len(out) < n_done + 1:
+            break  # the stream ended (or broke) before t
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    # decord prefixes messages with "[hh:mm:ss] /path/file.cc:NN: "; keep the message.
+    msg = lines[-1] if lines else type(e).__name__
+    return msg[:300]
+
+
+def _label(src: bytes | str) -> str | None:
+    return None if isinstance(src, bytes) else src
+
+
+def _bare_message(e: VideoDecodeError) -> str:
+    """The message of a VideoDecodeError without its "(vid ..., source ...)" suffix."""
+    text = str(e)
+    if e.vid or e.source:
+        suffix = str(VideoDecodeError("", vid=e.vid, source=e.source))
+        if text.endswith(suffix):
+            return text[: -len(suffix)]
+    return text
+
+
+# --------------------------------------------------------------------------- killable worker
+
+
+def decode_with_timeout(
+    source: Source, indices: Sequence[int], *, timeout: float = 60.0, **kwargs: Any
+) -> np.ndarray:
+    """``decode`` in a separate worker process, killed after ``timeout`` seconds.
+
+    The worker is a plain subprocess (``python -c ...``), not a ``multiprocessing`` child, so it
+    also works inside daemonic DataLoader workers. It is long-lived (one per calling process), so
+    its start-up cost is paid once; a timeout or a crash kills it and the next call starts afresh.
+
+    Raises:
+        DecodeTimeout: the decode took longer than ``timeout``; the worker was killed.
+        VideoDecodeError: the source is broken, or the worker died (e.g. a crash in native code).
+    """
+    if timeout is None or not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    kwargs.pop("timeout", None)
+    vid = kwargs.get("vid")
+    # Check cheap arguments here so configuration errors are not reported as decode failures.
+    if kwargs.get("backend", "decord") not in BACKENDS:
+        raise ConfigError(f"unknown decode backend {kwargs.get('backend')!r} (known: {', '.join(BACKENDS)})")
+    normalize_size(kwargs.get("size"))
+    _parse_ctx(kwargs.get("ctx", "cpu"))
+    src = _normalize_source(source, vid)
+    return _WORKER.call(src, [int(i) for i in _check_indices(indices, vid)], kwargs, float(timeout))
+
+
+class _DecodeWorker:
+    """Parent side of the decode subprocess: length-framed pickles over two pipes."""
+
+    def __init__(self) -> None:
+        self.proc: Any = None
+        self.tx: Any = None
+        self.rx: Any = None
+        self.owner = -1
+
+    def _start(self) -> None:
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
+
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        code = "import sys; from create_bench.video.decode import _worker_main; _worker_main(int(sys.argv[1]), int(sys.argv[2]))"
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", code, str(req_r), str(res_w)], pass_fds=(req_r, res_w), close_fds=True
+            )
+        finally:
+            os.close(req_r)
+            os.close(res_w)
+        self.tx = Connection(req_w, readable=False)
+        self.rx = Connection(res_r, writable=False)
+        self.owner = os.getpid()
+
+    def _stop(self) -> None:
+        if self.proc is not None and self.owner == os.getpid():
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            for conn in (self.tx, self.rx):
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+        # In a forked child the pipes belong to the parent's worker: just forget them.
+        self.proc = self.tx = self.rx = None
+        self.owner = -1
+
+    def call(
+        self, src: bytes | str, indices: list[int], kwargs: dict[str, Any], timeout: float
+    ) -> np.ndarray:
+        if self.proc is None or self.owner != os.getpid() or self.proc.poll() is not None:
+            self._stop()
+            self._start()
+        vid = kwargs.get("vid")
+        try:
+            self.tx.send((src, indices, kwargs))
+            ready = self.rx.poll(timeout)
+        except (BrokenPipeError, OSError):
+            ready = True  # the worker died; recv below reports it
+        if not ready:
+            self._stop()
+            raise DecodeTimeout(
+                f"decoding took longer than {timeout:g} s; the decoder was killed",
+                vid=vid,
+                source=_label(src),
+            )
+        try:
+            status, payload = self.rx.recv()
+        except (EOFError, OSError):
+            code = self.proc.wait() if self.proc is not None else None
+            self._stop()
+            raise VideoDecodeError(
+                f"the decoder process died (exit code {code})", vid=vid, source=_label(src)
+            ) from None
+        if status == "ok":
+            return payload
+        kind, message = payload
+        if kind == "BackendUnavailable":
+            raise BackendUnavailable(message)
+        if kind == "ConfigError":
+            raise ConfigError(message)
+        raise VideoDecodeError(message, vid=vid, source=_label(src))
+
+    def __del__(self) -> None:  # best effort at interpreter exit
+        try:
+            self._stop()
+        except Exception:
+            pass
+
+
+_WORKER = _DecodeWorker()
+
+
+def _worker_main(req_fd: int, res_fd: int) -> None:
+    """The decode subprocess: serve ``decode`` calls until the parent closes the pipe."""
+    from multiprocessing.connection import Connection
+
+    rx, tx = Connection(req_fd, writable=False), Connection(res_fd, readable=False)
+    while True:
+        try:
+            src, indices, kwargs = rx.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            result: tuple[str, Any] = ("ok", decode(src, indices, **kwargs))
+        except VideoDecodeError as e:
+            # The parent re-raises with vid/source, so send the bare message.
+            result = ("err", ("VideoDecodeError", _bare_message(e)))
+        except (BackendUnavailable, ConfigError) as e:
+            result = ("err", (type(e).__name__, str(e)))
+        except Exception as e:  # anything else is still a failure to decode this video
+            result = ("err", ("VideoDecodeError", f"{type(e).__name__}: {_first_line(e)}"))
+        try:
+            tx.send(result)
+        except (BrokenPipeError, OSError):
+            return
+
+
+__all__ = [
+    "BACKENDS",
+    "DecodePlan",
+    "DecodeTimeout",
+    "PYAV_TOLERANCE",
+    "backend_version",
+    "decode",
+    "decode_with_timeout",
+    "gpu_available",
+    "normalize_size",
+    "plan_strategy",
+]
