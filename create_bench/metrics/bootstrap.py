@@ -20,7 +20,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,23 @@ def bootstrap_ci(
     samples = _samples(stat, resample_weights(n, n_boot, seed))
     tail = 100.0 * (1.0 - level) / 2.0
     return {k: [float(x) for x in np.percentile(v, [tail, 100.0 - tail])] for k, v in samples.items()}
+
+
+def bootstrap_cis(
+    stats: Mapping[str, StatFn], n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict[str, dict[str, list[float]]]:
+    """:func:`bootstrap_ci` for several statistics over the same units and the same resamples."""
+    if not 0.0 < level < 1.0:
+        raise MetricInputError(f"confidence level must be in (0, 1), got {level}")
+    weights = resample_weights(n, n_boot, seed)
+    tail = 100.0 * (1.0 - level) / 2.0
+    out: dict[str, dict[str, list[float]]] = {}
+    for name, stat in stats.items():
+        samples = _samples(stat, weights)
+        out[name] = {
+            k: [float(x) for x in np.percentile(v, [tail, 100.0 - tail])] for k, v in samples.items()
+        }
+    return out
 
 
 def paired_bootstrap_test(

@@ -1,0 +1,420 @@
+"""The predictions directory (layer 4): what ``create-bench score``, ``eval`` and ``submit`` exchange.
+
+Layout (every part optional; only the tasks the present parts allow are scored)::
+
+    generations.jsonl       one JSON object per line: {"vid": ..., "title": ..., "caption": ...}
+    video_embeddings.npy    float16/32/64 [videos, D], rows in the order of video_ids.json
+    video_ids.json          ["vid", ...]
+    text_embeddings.npy     [texts, D], rows in the order of text_ids.json
+    text_ids.json           ["<vid>:caption:<k>" | "<vid>:title:<k>", ...]  (k indexes the video's list)
+    similarity_caption.npy  [caption texts, videos]: rows are the caption ids of text_ids.json in
+    similarity_title.npy    their order there, columns the ids of video_ids.json (non dual-encoders)
+    model_card.yaml         a mapping describing the model (name, params, training data, ...)
+
+Similarity is the dot product of L2-normalised embeddings, or the given similarity matrix. This
+module checks a directory on its own terms (files, shapes, dtypes, finite values, id syntax and
+uniqueness, generation texts); whether the ids match a dataset split is checked when scoring.
+Writing replaces the whole directory atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from create_bench.errors import PredictionError
+from create_bench.fsutil import atomic_dir
+from create_bench.types import TEXT_KINDS, parse_text_id
+
+GENERATIONS = "generations.jsonl"
+VIDEO_EMBEDDINGS = "video_embeddings.npy"
+VIDEO_IDS = "video_ids.json"
+TEXT_EMBEDDINGS = "text_embeddings.npy"
+TEXT_IDS = "text_ids.json"
+MODEL_CARD = "model_card.yaml"
+#: Generation fields of a generations.jsonl line besides ``vid``.
+GENERATION_KINDS = ("title", "caption")
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def similarity_file(kind: str) -> str:
+    return f"similarity_{kind}.npy"
+
+
+def _ids_preview(ids: Sequence[str], limit: int = 10) -> str:
+    ids = sorted(ids)
+    return ", ".join(repr(x) for x in ids[:limit]) + (
+        f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
+    )
+
+
+@dataclass
+class Predictions:
+    """A model's predictions for one split; see the module docstring for the files.
+
+    Attributes:
+        generations: vid -> {"title": text, "caption": text} (either kind may be absent, but a kind
+            present for one video must be present for all), or None.
+        video_ids, video_embeddings: ids and ``[videos, D]`` embeddings (embeddings may be None
+            when only similarity matrices are given).
+        text_ids, text_embeddings: ids and ``[texts, D]`` embeddings (likewise).
+        similarity: kind -> ``[texts of that kind, videos]`` matrix.
+        model_card: the parsed ``model_card.yaml`` ({} when absent).
+        path: the directory it was loaded from, if any.
+    """
+
+    generations: dict[str, dict[str, str]] | None = None
+    video_ids: list[str] | None = None
+    video_embeddings: np.ndarray | None = None
+    text_ids: list[str] | None = None
+    text_embeddings: np.ndarray | None = None
+    similarity: dict[str, np.ndarray] = field(default_factory=dict)
+    model_card: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    # ---- what is there
+
+    def generation_kinds(self) -> list[str]:
+        """Kinds (``title``, ``caption``) with generated texts."""
+        if not self.generations:
+            return []
+        kinds = {k for g in self.generations.values() for k in g}
+        return [k for k in GENERATION_KINDS if k in kinds]
+
+    def generated(self, kind: str) -> dict[str, str]:
+        """vid -> generated text of ``kind``."""
+        return {vid: g[kind] for vid, g in (self.generations or {}).items()}
+
+    def text_rows(self, kind: str) -> tuple[np.ndarray, list[str]]:
+        """Row positions in ``text_ids`` of the texts of ``kind``, and their ids, in file order."""
+        pos, ids = [], []
+        for i, tid in enumerate(self.text_ids or []):
+            if parse_text_id(tid)[1] == kind:
+                pos.append(i)
+                ids.append(tid)
+        return np.asarray(pos, dtype=np.int64), ids
+
+    def retrieval_kinds(self) -> list[str]:
+        """Text kinds that can be scored for retrieval (embeddings or a similarity matrix)."""
+        if self.video_ids is None or self.text_ids is None:
+            return []
+        kinds = []
+        for kind in TEXT_KINDS:
+            has_texts = len(self.text_rows(kind)[0]) > 0
+            if kind in self.similarity or (
+                has_texts and self.text_embeddings is not None and self.video_embeddings is not None
+            ):
+                kinds.append(kind)
+        return kinds
+
+    def tasks(self) -> list[str]:
+        """The tasks these predictions allow: ``retrieval``, ``title``, ``caption``."""
+        return (["retrieval"] if self.retrieval_kinds() else []) + self.generation_kinds()
+
+    # ---- validation
+
+    def validate(self) -> Predictions:
+        """Check everything that does not need the dataset; returns ``self``.
+
+        Raises:
+            PredictionError: naming the file and the offending id, line or shape.
+        """
+        if self.video_ids is not None:
+            _check_ids(self.video_ids, VIDEO_IDS)
+        if self.text_ids is not None:
+            _check_ids(self.text_ids, TEXT_IDS)
+            for tid in self.text_ids:
+                _check_text_id(tid)
+        dim = None
+        if self.video_embeddings is not None:
+            if self.video_ids is None:
+                raise PredictionError(f"{VIDEO_EMBEDDINGS} needs {VIDEO_IDS} (the vid of each row)")
+            dim = _check_matrix(self.video_embeddings, VIDEO_EMBEDDINGS, self.video_ids, "video")
+        if self.text_embeddings is not None:
+            if self.text_ids is None:
+                raise PredictionError(f"{TEXT_EMBEDDINGS} needs {TEXT_IDS} (the text id of each row)")
+            tdim = _check_matrix(self.text_embeddings, TEXT_EMBEDDINGS, self.text_ids, "text")
+            if dim is not None and tdim != dim:
+                raise PredictionError(
+                    f"{TEXT_EMBEDDINGS} has dimension {tdim} but {VIDEO_EMBEDDINGS} has {dim}: they must match"
+                )
+        for kind, sim in self.similarity.items():
+            self._check_similarity(kind, sim)
+        if self.generations is not None:
+            _check_generations(self.generations)
+        if not isinstance(self.model_card, dict):
+            raise PredictionError(f"{MODEL_CARD} must be a mapping, got {type(self.model_card).__name__}")
+        return self
+
+    def _check_similarity(self, kind: str, sim: np.ndarray) -> None:
+        name = similarity_file(kind)
+        if kind not in TEXT_KINDS:
+            raise PredictionError(f"{name}: unknown text kind {kind!r} (known: {', '.join(TEXT_KINDS)})")
+        if self.video_ids is None or self.text_ids is None:
+            raise PredictionError(f"{name} needs {VIDEO_IDS} (columns) and {TEXT_IDS} (rows)")
+        rows, row_ids = self.text_rows(kind)
+        want = (len(rows), len(self.video_ids))
+        if sim.ndim != 2 or tuple(sim.shape) != want:
+            raise PredictionError(
+                f"{name} has shape {tuple(sim.shape)}; expected {want} ({len(rows)} {kind} ids in "
+                f"{TEXT_IDS} x {len(self.video_ids)} ids in {VIDEO_IDS})"
+            )
+        if sim.dtype not in _FLOAT_DTYPES:
+            raise PredictionError(f"{name} has dtype {sim.dtype}; expected float16/32/64")
+        step = max(1, (16 << 20) // max(1, sim.shape[1]))
+        for start in range(0, sim.shape[0], step):
+            ok = np.isfinite(sim[start : start + step]).all(axis=1)
+            if not ok.all():
+                i = start + int(np.flatnonzero(~ok)[0])
+                raise PredictionError(f"{name}: row {i} (text {row_ids[i]!r}) has NaN or infinite values")
+
+
+def _check_ids(ids: Any, name: str) -> None:
+    if not isinstance(ids, list):
+        raise PredictionError(f"{name} must be a JSON list of strings, got {type(ids).__name__}")
+    for i, x in enumerate(ids):
+        if not isinstance(x, str) or not x:
+            raise PredictionError(f"{name}: entry {i} is {x!r}, not a non-empty string")
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dups = sorted({x for x in ids if x in seen or seen.add(x)})  # type: ignore[func-returns-value]
+        raise PredictionError(f"{name}: duplicate ids {_ids_preview(dups)}")
+
+
+def _check_text_id(tid: str) -> None:
+    try:
+        vid, kind, k = parse_text_id(tid)
+    except ValueError:
+        raise PredictionError(
+            f"{TEXT_IDS}: {tid!r} is not '<vid>:caption:<k>' or '<vid>:title:<k>'"
+        ) from None
+    if not vid or kind not in TEXT_KINDS or k < 0:
+        raise PredictionError(f"{TEXT_IDS}: {tid!r} is not '<vid>:caption:<k>' or '<vid>:title:<k>'")
+
+
+def _check_matrix(arr: np.ndarray, name: str, ids: Sequence[str], what: str) -> int:
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        shape = getattr(arr, "shape", None)
+        raise PredictionError(f"{name} must be a 2-D array [{what}s, D], got shape {shape}")
+    if arr.shape[0] != len(ids):
+        raise PredictionError(f"{name} has {arr.shape[0]} rows but there are {len(ids)} ids")
+    if arr.dtype not in _FLOAT_DTYPES:
+        raise PredictionError(f"{name} has dtype {arr.dtype}; expected float16/32/64")
+    if arr.shape[1] == 0:
+        raise PredictionError(f"{name} has zero columns")
+    step = max(1, (16 << 20) // arr.shape[1])
+    for start in range(0, arr.shape[0], step):
+        ok = np.isfinite(arr[start : start + step]).all(axis=1)
+        if not ok.all():
+            i = start + int(np.flatnonzero(~ok)[0])
+            raise PredictionError(f"{name}: row {i} ({what} {ids[i]!r}) has NaN or infinite values")
+    return int(arr.shape[1])
+
+
+def _check_generations(gens: Mapping[str, Any]) -> None:
+    kinds: dict[str, list[str]] = {k: [] for k in GENERATION_KINDS}
+    for vid, g in gens.items():
+        if not isinstance(vid, str) or not vid:
+            raise PredictionError(f"{GENERATIONS}: vid {vid!r} is not a non-empty string")
+        if not isinstance(g, Mapping):
+            raise PredictionError(f"{GENERATIONS}: vid {vid!r}: expected a mapping kind -> text")
+        for kind, text in g.items():
+            if kind not in GENERATION_KINDS:
+                raise PredictionError(
+                    f"{GENERATIONS}: vid {vid!r} has unknown field {kind!r} (known: vid, {', '.join(GENERATION_KINDS)})"
+                )
+            if not isinstance(text, str):
+                raise PredictionError(
+                    f"{GENERATIONS}: vid {vid!r}: {kind} is {type(text).__name__}, not a string"
+                )
+            if not text.strip():
+                raise PredictionError(f"{GENERATIONS}: vid {vid!r}: {kind} is empty")
+            kinds[kind].append(vid)
+    for kind, vids in kinds.items():
+        if vids and len(vids) != len(gens):
+            missing = [v for v in gens if kind not in gens[v]]
+            raise PredictionError(
+                f"{GENERATIONS}: {len(missing)} videos have no {kind!r} while others do: {_ids_preview(missing)}"
+            )
+
+
+# ------------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_json_list(path: Path) -> list[Any]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PredictionError(f"{path}: not readable JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise PredictionError(f"{path}: expected a JSON list of ids, got {type(data).__name__}")
+    return data
+
+
+def _read_npy(path: Path, mmap: bool) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise PredictionError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def read_generations(path: Path) -> dict[str, dict[str, str]]:
+    """Parse ``generations.jsonl`` (errors name the line)."""
+    gens: dict[str, dict[str, str]] = {}
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PredictionError(f"{path}: not readable UTF-8 text ({exc})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PredictionError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise PredictionError(f"{path}: line {n} is not a JSON object")
+        vid = obj.get("vid")
+        if not isinstance(vid, str) or not vid:
+            raise PredictionError(f"{path}: line {n} has no string 'vid'")
+        if vid in gens:
+            raise PredictionError(f"{path}: line {n}: vid {vid!r} appears twice")
+        unknown = sorted(set(obj) - {"vid", *GENERATION_KINDS})
+        if unknown:
+            raise PredictionError(
+                f"{path}: line {n} (vid {vid!r}) has unknown field(s) {unknown} (known: vid, title, caption)"
+            )
+        gens[vid] = {k: obj[k] for k in GENERATION_KINDS if obj.get(k) is not None}
+    return gens
+
+
+def _read_card(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        card = yaml.safe_load(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise PredictionError(f"{path}: not readable YAML ({exc})") from None
+    if card is None:
+        return {}
+    if not isinstance(card, dict):
+        raise PredictionError(f"{path}: expected a mapping, got {type(card).__name__}")
+    return card
+
+
+def load_predictions(path: str | os.PathLike[str], *, mmap: bool = True) -> Predictions:
+    """Read and validate a predictions directory (large arrays memory-mapped by default).
+
+    Raises:
+        PredictionError: a missing directory, no prediction files, unreadable or inconsistent parts.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise PredictionError(f"predictions directory {root} does not exist")
+    p = Predictions(path=root)
+    f = root / GENERATIONS
+    if f.is_file():
+        p.generations = read_generations(f)
+    if (root / VIDEO_IDS).is_file():
+        p.video_ids = _read_json_list(root / VIDEO_IDS)
+    if (root / TEXT_IDS).is_file():
+        p.text_ids = _read_json_list(root / TEXT_IDS)
+    if (root / VIDEO_EMBEDDINGS).is_file():
+        p.video_embeddings = _read_npy(root / VIDEO_EMBEDDINGS, mmap)
+    if (root / TEXT_EMBEDDINGS).is_file():
+        p.text_embeddings = _read_npy(root / TEXT_EMBEDDINGS, mmap)
+    for kind in TEXT_KINDS:
+        if (root / similarity_file(kind)).is_file():
+            p.similarity[kind] = _read_npy(root / similarity_file(kind), mmap)
+    if (root / MODEL_CARD).is_file():
+        p.model_card = _read_card(root / MODEL_CARD)
+    if p.generations is None and p.video_ids is None and p.text_ids is None:
+        raise PredictionError(
+            f"{root}: no predictions found (expected {GENERATIONS}, or {VIDEO_IDS} with {VIDEO_EMBEDDINGS} "
+            f"and {TEXT_IDS} with {TEXT_EMBEDDINGS}, or similarity_<kind>.npy)"
+        )
+    for name, ids, emb, emb_name in (
+        (VIDEO_IDS, p.video_ids, p.video_embeddings, VIDEO_EMBEDDINGS),
+        (TEXT_IDS, p.text_ids, p.text_embeddings, TEXT_EMBEDDINGS),
+    ):
+        if ids is not None and emb is None and not p.similarity:
+            raise PredictionError(f"{root}: {name} without {emb_name} or a similarity_<kind>.npy")
+    return p.validate()
+
+
+# ------------------------------------------------------------------------------------------------
+# writing
+
+
+def write_predictions(
+    path: str | os.PathLike[str],
+    *,
+    generations: Mapping[str, Mapping[str, str]] | None = None,
+    video_ids: Sequence[str] | None = None,
+    video_embeddings: Any = None,
+    text_ids: Sequence[str] | None = None,
+    text_embeddings: Any = None,
+    similarity: Mapping[str, Any] | None = None,
+    model_card: Mapping[str, Any] | None = None,
+) -> Path:
+    """Validate and write a predictions directory; the directory is replaced whole, atomically.
+
+    Args:
+        path: the directory (created, or replaced with the new contents).
+        generations: vid -> {"title": text, "caption": text}.
+        video_ids, video_embeddings: ids and ``[videos, D]`` embeddings (numpy or torch).
+        text_ids, text_embeddings: ids (``"<vid>:<kind>:<k>"``) and ``[texts, D]`` embeddings.
+        similarity: kind -> ``[texts of that kind, videos]`` matrix.
+        model_card: a mapping saved as ``model_card.yaml``.
+
+    Returns:
+        The directory path.
+    """
+    import yaml
+
+    def arr(x: Any) -> np.ndarray | None:
+        if x is None:
+            return None
+        if hasattr(x, "detach") and hasattr(x, "cpu"):
+            x = x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    p = Predictions(
+        generations={str(v): dict(g) for v, g in generations.items()} if generations is not None else None,
+        video_ids=list(video_ids) if video_ids is not None else None,
+        video_embeddings=arr(video_embeddings),
+        text_ids=list(text_ids) if text_ids is not None else None,
+        text_embeddings=arr(text_embeddings),
+        similarity={k: a for k, v in (similarity or {}).items() if (a := arr(v)) is not None},
+        model_card=dict(model_card or {}),
+    ).validate()
+    out = Path(path)
+    with atomic_dir(out) as tmp:
+        if p.generations is not None:
+            lines = [
+                json.dumps({"vid": vid, **{k: g[k] for k in GENERATION_KINDS if k in g}}, ensure_ascii=False)
+                for vid, g in p.generations.items()
+            ]
+            (tmp / GENERATIONS).write_text("".join(line + "\n" for line in lines), "utf-8")
+        for name, ids in ((VIDEO_IDS, p.video_ids), (TEXT_IDS, p.text_ids)):
+            if ids is not None:
+                (tmp / name).write_text(json.dumps(ids, ensure_ascii=False), "utf-8")
+        for name, a in ((VIDEO_EMBEDDINGS, p.video_embeddings), (TEXT_EMBEDDINGS, p.text_embeddings)):
+            if a is not None:
+                np.save(tmp / name, a, allow_pickle=False)
+        for kind, sim in p.similarity.items():
+            np.save(tmp / similarity_file(kind), sim, allow_pickle=False)
+        if p.model_card:
+            card = json.loads(json.dumps(p.model_card, default=str))  # Paths, tuples -> plain YAML
+            (tmp / MODEL_CARD).write_text(yaml.safe_dump(card, allow_unicode=True, sort_keys=False), "utf-8")
+        for f in tmp.iterdir():  # durable before the rename that publishes the directory
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    return out

@@ -1,0 +1,362 @@
+"""THE scoring code (layer 4): a predictions directory + a dataset split -> the results JSON.
+
+``create-bench score``, ``create-bench eval`` and the leaderboard worker all call
+:func:`score_predictions`; its signature is a stable interface.
+
+Protocols (ARCHITECTURE.md). For each text kind (``caption``, ``title``):
+
+- T2V: every text of the kind is a query over all videos of the split; its relevant item is its video.
+- V2T: every video is a query over all texts of the kind; its rank is the best rank of its own texts.
+- Generation: one generated text per video, against the video's references of that kind.
+
+``multi-reference`` (default) uses every text of a video (CREATE test: 10 captions and 10 titles);
+``single-reference`` only the first of each (``<vid>:<kind>:0``), for retrieval and generation alike.
+
+Bootstrap intervals resample *videos* (a video's text queries go with it), with the same seeded
+resamples for every score group. Per-category scores are aggregated from the same per-query and
+per-video statistics (ranks are always against the whole split's gallery; CIDEr always uses the
+whole split's document frequencies).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from create_bench.errors import ConfigError, DataError, PredictionError
+from create_bench.metrics.bootstrap import bootstrap_cis
+from create_bench.metrics.captioning import caption_statistics, refs_field
+from create_bench.metrics.retrieval import TIE_POLICIES, RankStats, rank_statistics, ranks_from_similarity
+from create_bench.predictions import (
+    GENERATIONS,
+    TEXT_IDS,
+    VIDEO_IDS,
+    Predictions,
+    load_predictions,
+    similarity_file,
+)
+from create_bench.results import build_results
+from create_bench.signature import Signature
+from create_bench.text import NORMALIZER_NAME, get_tokenizer
+from create_bench.types import TEXT_COLUMN, TEXT_KINDS, parse_text_id, text_id
+
+PROTOCOLS = ("multi-reference", "single-reference")
+CI_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class References:
+    """A split's references, in dataset order.
+
+    Attributes:
+        vids: video ids.
+        categories: category id per video.
+        category_names: category id -> name.
+        texts: kind -> per-video list of texts (already cut to the protocol).
+    """
+
+    vids: list[str]
+    categories: np.ndarray
+    category_names: dict[int, str]
+    texts: dict[str, list[list[str]]]
+
+    @classmethod
+    def from_table(cls, table: Any) -> References:
+        """From an Arrow table with ``vid``, ``category``, ``category_name``, ``titles``, ``captions``."""
+        cols = table.to_pydict()
+        vids = [str(v) for v in cols["vid"]]
+        if len(set(vids)) != len(vids):
+            dup = next(v for i, v in enumerate(vids) if v in vids[:i])
+            raise DataError("duplicate vid in the split", vid=dup)
+        cats = np.asarray(cols["category"], dtype=np.int64)
+        names = {int(c): str(n) for c, n in zip(cols["category"], cols["category_name"])}
+        texts = {kind: [list(x or []) for x in cols[TEXT_COLUMN[kind]]] for kind in TEXT_KINDS}
+        return cls(vids, cats, names, texts)
+
+    def for_protocol(self, protocol: str) -> References:
+        if protocol == "multi-reference":
+            return self
+        return References(
+            self.vids,
+            self.categories,
+            self.category_names,
+            {k: [t[:1] for t in v] for k, v in self.texts.items()},
+        )
+
+    def has_texts(self, kind: str) -> bool:
+        return all(len(t) > 0 for t in self.texts[kind])
+
+
+def load_references(data_dir: str | os.PathLike[str], split: str) -> References:
+    """The references of ``split`` read from a create-bench dataset directory."""
+    from create_bench.data.shards import read_table
+
+    table = read_table(data_dir, split, columns=["vid", "category", "category_name", "titles", "captions"])
+    return References.from_table(table)
+
+
+@dataclass
+class _Group:
+    """One scored group: its scores, a bootstrap statistic over video weights, per-category scores."""
+
+    scores: dict[str, float]
+    weighted: Callable[[np.ndarray], dict[str, np.ndarray]]
+    per_category: dict[int, dict[str, float]]
+    fields: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _preview(ids: Sequence[str], limit: int = 10) -> str:
+    ids = sorted(ids)
+    return ", ".join(repr(x) for x in ids[:limit]) + (
+        f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
+    )
+
+
+def _id_mismatch(what: str, missing: Sequence[str], extra: Sequence[str], split: str) -> PredictionError:
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)}: {_preview(missing)}")
+    if extra:
+        parts.append(f"extra {len(extra)} not in the split: {_preview(extra)}")
+    return PredictionError(f"{what} does not match the {split!r} split; " + "; ".join(parts))
+
+
+def _check_same(what: str, expected: Sequence[str], got: Sequence[str], split: str) -> None:
+    exp, have = set(expected), set(got)
+    if exp != have:
+        raise _id_mismatch(what, sorted(exp - have), sorted(have - exp), split)
+
+
+# ------------------------------------------------------------------------------------------------
+# retrieval
+
+
+def _retrieval_groups(
+    preds: Predictions, refs: References, full: References, kind: str, split: str, ties: str
+) -> dict[str, _Group]:
+    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix."""
+    assert preds.video_ids is not None
+    if not refs.has_texts(kind):
+        empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
+        raise DataError(f"cannot score {kind} retrieval: a video has no {kind}s", vid=empty)
+    vid_index = {v: i for i, v in enumerate(refs.vids)}
+    _check_same(VIDEO_IDS, refs.vids, preds.video_ids, split)
+    col_of_vid = {v: j for j, v in enumerate(preds.video_ids)}
+    rows, row_ids = preds.text_rows(kind)
+    wanted = {text_id(v, kind, k) for v, t in zip(refs.vids, refs.texts[kind]) for k in range(len(t))}
+    known = {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
+    have = set(row_ids)
+    if wanted - have or have - known:
+        raise _id_mismatch(f"{TEXT_IDS} ({kind})", sorted(wanted - have), sorted(have - known), split)
+    used = np.array([i for i, tid in enumerate(row_ids) if tid in wanted], dtype=np.int64)
+    used_ids = [row_ids[i] for i in used]
+    text_vid = [parse_text_id(t)[0] for t in used_ids]
+    t2v_targets = np.array([col_of_vid[v] for v in text_vid], dtype=np.int64)
+    v2t_lists: list[list[int]] = [[] for _ in preds.video_ids]
+    for i, v in enumerate(text_vid):
+        v2t_lists[col_of_vid[v]].append(i)
+    t2v_owner = np.array([vid_index[v] for v in text_vid], dtype=np.int64)
+    v2t_owner = np.array([vid_index[v] for v in preds.video_ids], dtype=np.int64)
+
+    if kind in preds.similarity:
+        sim = preds.similarity[kind]
+        if len(used) != sim.shape[0]:
+            sim = np.asarray(sim[used])
+        t2v = ranks_from_similarity(sim, t2v_targets, ties=ties, query_ids=used_ids)
+        v2t = ranks_from_similarity(sim.T, v2t_lists, ties=ties, query_ids=preds.video_ids)
+        source = similarity_file(kind)
+    else:
+        assert preds.text_embeddings is not None and preds.video_embeddings is not None
+        pos = rows[used]
+        texts = preds.text_embeddings
+        contiguous = len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
+        texts = texts[pos[0] : pos[0] + len(pos)] if contiguous else np.asarray(texts[pos])
+        videos = preds.video_embeddings
+        t2v = rank_statistics(texts, videos, t2v_targets, ties=ties, query_ids=used_ids)
+        v2t = rank_statistics(videos, texts, v2t_lists, ties=ties, query_ids=preds.video_ids)
+        source = "embeddings"
+    refs_counts = [len(t) for t in refs.texts[kind]]
+    fields = {"ties": ties, "refs": refs_field(refs_counts)}
+    extra = {"source": source, "queries": {"t2v": len(t2v), "v2t": len(v2t)}}
+    return {
+        f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra),
+        f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra),
+    }
+
+
+def _rank_group(stats: RankStats, owner: np.ndarray, refs: References, fields: dict, extra: dict) -> _Group:
+    cat = refs.categories[owner]
+    per_cat = {int(c): stats.subset(cat == c).summary() for c in np.unique(refs.categories)}
+    return _Group(stats.summary(), lambda w: stats.weighted_summary(w, groups=owner), per_cat, fields, extra)
+
+
+# ------------------------------------------------------------------------------------------------
+# generation
+
+
+def _generation_group(
+    preds: Predictions, refs: References, kind: str, split: str, tokenizer: str, meteor: bool
+) -> _Group:
+    gens = preds.generated(kind)
+    _check_same(f"{GENERATIONS} ({kind})", refs.vids, list(gens), split)
+    if not refs.has_texts(kind):
+        empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
+        raise DataError(f"cannot score {kind} generation: a video has no reference {kind}s", vid=empty)
+    references = dict(zip(refs.vids, refs.texts[kind]))
+    stats = caption_statistics(
+        {v: gens[v] for v in refs.vids}, references, tokenizer=tokenizer, meteor=meteor
+    )
+    per_cat = {int(c): stats.subset(refs.categories == c).scores() for c in np.unique(refs.categories)}
+    metric = f"coco-{importlib.metadata.version('pycocoevalcap')}" + ("+meteor-1.5" if meteor else "")
+    fields = {
+        "tok": stats.tokenizer,
+        "norm": NORMALIZER_NAME,
+        "refs": refs_field(stats.refs),
+        "metric": metric,
+    }
+    return _Group(stats.scores(), stats.weighted_scores, per_cat, fields)
+
+
+# ------------------------------------------------------------------------------------------------
+# the entry point
+
+
+def _check_options(tokenizer: str, protocol: str, bootstrap: int, ties: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if ties not in TIE_POLICIES:
+        raise ConfigError(f"ties must be one of {', '.join(TIE_POLICIES)}, got {ties!r}")
+    if not isinstance(bootstrap, int) or isinstance(bootstrap, bool) or bootstrap < 0:
+        raise ConfigError(f"bootstrap must be a non-negative integer (0 = no intervals), got {bootstrap!r}")
+    get_tokenizer(tokenizer)
+
+
+def _card_fields(card: dict[str, Any]) -> dict[str, Any]:
+    """Signature fields the model card knows: frame policy and decoder (frame models), feature set."""
+    inputs = card.get("inputs", "frames")
+    if inputs == "features":
+        return {"features": card.get("feature_set")}
+    if inputs == "frames":
+        return {"frames": card.get("frames"), "decode": card.get("decode")}
+    return {}
+
+
+def _model_info(preds: Predictions) -> dict[str, Any]:
+    card = preds.model_card
+    name = card.get("name") or card.get("model_name") or (preds.path.name if preds.path else "unknown")
+    info: dict[str, Any] = {
+        "name": str(name),
+        "params": card.get("params"),
+        "training_data": card.get("training_data"),
+    }
+    for key in ("version", "description", "license", "url"):
+        if card.get(key) is not None:
+            info[key] = card[key]
+    return info
+
+
+def _merge_refs(groups: dict[str, _Group]) -> str | None:
+    by_kind: dict[str, str] = {}
+    for name, g in groups.items():
+        by_kind.setdefault(name.rsplit("_", 1)[-1], g.fields["refs"])
+    values = set(by_kind.values())
+    if not values:
+        return None
+    return values.pop() if len(values) == 1 else ",".join(f"{k}={v}" for k, v in sorted(by_kind.items()))
+
+
+def score_predictions(
+    predictions: str | os.PathLike[str] | Predictions,
+    data_dir: str | os.PathLike[str],
+    split: str,
+    *,
+    tokenizer: str = "jieba",
+    protocol: str = "multi-reference",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    meteor: bool = False,
+    ties: str = "expected",
+) -> dict[str, Any]:
+    """Score a predictions directory (or :class:`Predictions`) against a dataset split.
+
+    Args:
+        predictions: the predictions directory (see :mod:`create_bench.predictions`) or a loaded one.
+        data_dir: a create-bench dataset directory.
+        split: ``test``, ``validation``, ...
+        tokenizer: ``jieba`` (default) or ``char``, for the generation metrics.
+        protocol: ``multi-reference`` (every text of a video) or ``single-reference`` (the first).
+        bootstrap: number of bootstrap resamples for the 95% intervals (0: none).
+        seed: the bootstrap seed (in the signature).
+        meteor: also compute METEOR (needs Java).
+        ties: retrieval tie policy, ``expected`` (default), ``optimistic`` or ``pessimistic``.
+
+    Returns:
+        The results JSON content (:func:`create_bench.results.build_results`): every score group
+        the predictions allow, ``ci``, ``per_category``, the signature string and fields.
+
+    Raises:
+        PredictionError: malformed predictions, or ids that do not match the split (listed).
+        ConfigError: a bad option. DataError: the dataset cannot be read.
+    """
+    from create_bench.data.shards import open_dataset
+
+    _check_options(tokenizer, protocol, bootstrap, ties)
+    preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
+    info = open_dataset(data_dir)
+    full = load_references(data_dir, split)
+    refs = full.for_protocol(protocol)
+    groups: dict[str, _Group] = {}
+    for kind in preds.retrieval_kinds():
+        groups.update(_retrieval_groups(preds, refs, full, kind, split, ties))
+    for kind in preds.generation_kinds():
+        groups[kind] = _generation_group(preds, refs, kind, split, tokenizer, meteor)
+    if not groups:
+        raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
+    order = [
+        g for g in ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption") if g in groups
+    ]
+
+    base = {"data": info.fingerprint, "split": split, "protocol": protocol, **_card_fields(preds.model_card)}
+    boot = {"bootstrap": bootstrap, "seed": seed} if bootstrap else {}
+    signatures = {g: Signature(**base, **groups[g].fields, **boot) for g in order}
+    all_fields: dict[str, Any] = {}
+    for g in order:
+        all_fields.update(groups[g].fields)
+    all_fields["refs"] = _merge_refs(groups)
+    signature = Signature(**base, **all_fields, **boot)
+
+    ci = {}
+    if bootstrap:
+        ci = bootstrap_cis(
+            {g: groups[g].weighted for g in order},
+            len(refs.vids),
+            n_boot=bootstrap,
+            seed=seed,
+            level=CI_LEVEL,
+        )
+    per_category: dict[str, Any] = {}
+    for c in sorted(full.category_names):
+        entry: dict[str, Any] = {"name": full.category_names[c], "count": int((refs.categories == c).sum())}
+        entry.update({g: groups[g].per_category[c] for g in order})
+        per_category[str(c)] = entry
+    counts: dict[str, int] = {"videos": len(refs.vids)}
+    for kind in TEXT_KINDS:
+        counts[f"{kind}_texts"] = sum(len(t) for t in refs.texts[kind])
+    return build_results(
+        model=_model_info(preds),
+        dataset={"name": info.name, "fingerprint": info.fingerprint, "split": split, "counts": counts},
+        scores={g: groups[g].scores for g in order},
+        signature=signature,
+        signatures=signatures,
+        ci=ci,
+        bootstrap={"n": bootstrap, "seed": seed, "level": CI_LEVEL, "unit": "video"} if bootstrap else None,
+        per_category=per_category,
+        protocol=protocol,
+        extra={"retrieval": {g: groups[g].extra for g in order if groups[g].extra}},
+    )
