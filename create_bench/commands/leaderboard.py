@@ -1,0 +1,189 @@
+"""``create-bench leaderboard {serve,worker,add-team,migrate,render}``: the evaluation server."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("leaderboard", help="leaderboard server, scoring worker, teams, static board")
+    lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
+
+    s = lsub.add_parser("serve", help="run the evaluation server (and scoring workers)")
+    _db(s)
+    _scoring(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--workers", type=int, default=1, help="scoring worker processes to run alongside (0: none)"
+    )
+    s.add_argument("--max-upload-mb", type=float, default=1024, help="upload size limit")
+    s.add_argument("--max-unpacked-mb", type=float, default=4096, help="limit on the unpacked submission")
+    s.add_argument("--title", default="create-bench leaderboard")
+    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.set_defaults(func=run_serve)
+
+    w = lsub.add_parser("worker", help="run one scoring worker (polls the database queue)")
+    _db(w)
+    _scoring(w)
+    w.add_argument("--max-unpacked-mb", type=float, default=4096)
+    w.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
+    w.set_defaults(func=run_worker)
+
+    a = lsub.add_parser("add-team", help="create a team and print its token (shown once)")
+    a.add_argument("name")
+    _db(a, data=False)
+    a.add_argument(
+        "--daily-limit", type=int, default=5, help="submissions per UTC day (failed ones do not count)"
+    )
+    a.set_defaults(func=run_add_team)
+
+    m = lsub.add_parser("migrate", help="create or upgrade the database schema")
+    _db(m, data=False)
+    m.set_defaults(func=run_migrate)
+
+    r = lsub.add_parser("render", help="render leaderboard/README.md and index.html from results JSON files")
+    r.add_argument("--results", default="leaderboard/results", help="directory of results JSON files")
+    r.add_argument("--out", default="leaderboard", help="directory of README.md and index.html")
+    r.set_defaults(func=run_render)
+
+
+def _db(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    p.add_argument(
+        "--db", required=True, metavar="URL", help="sqlite:///path.db, a file path, or postgresql://..."
+    )
+    if data:
+        p.add_argument(
+            "--data", required=True, metavar="DIR", help="dataset with the references to score against"
+        )
+        p.add_argument(
+            "--storage",
+            metavar="DIR",
+            default=None,
+            help="where uploads are kept (default: next to a SQLite file, else ./leaderboard-storage)",
+        )
+
+
+def _scoring(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="test")
+    p.add_argument("--tokenizer", default="jieba", choices=["jieba", "char"])
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--lease", type=float, default=60.0, help="seconds before a silent worker's job is re-queued"
+    )
+    p.add_argument(
+        "--heartbeat", type=float, default=None, help="seconds between lease renewals (default lease/6)"
+    )
+    p.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls when idle")
+    p.add_argument(
+        "--scorer",
+        default=None,
+        metavar="MODULE:FUNC",
+        help="scoring function (default create_bench.scoring:score_predictions; for tests and custom boards)",
+    )
+
+
+def _storage(args: argparse.Namespace) -> Path:
+    from sqlalchemy.engine import make_url
+
+    from create_bench.leaderboard.db import normalize_url
+
+    if args.storage:
+        return Path(args.storage)
+    url = make_url(normalize_url(args.db))
+    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        return db.with_name(db.name + ".storage")
+    return Path("leaderboard-storage")
+
+
+def _configs(args: argparse.Namespace):  # -> (ServerConfig-less pieces)
+    from create_bench.leaderboard.submission import Limits
+    from create_bench.leaderboard.worker import DEFAULT_SCORER, ScoringConfig, WorkerConfig
+
+    scoring = ScoringConfig(
+        data_dir=Path(args.data),
+        split=args.split,
+        tokenizer=args.tokenizer,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
+    limits = Limits(
+        max_upload_bytes=int(getattr(args, "max_upload_mb", 1024) * (1 << 20)),
+        max_unpacked_bytes=int(args.max_unpacked_mb * (1 << 20)),
+    )
+    worker = WorkerConfig(
+        storage_dir=_storage(args),
+        scoring=scoring,
+        lease_s=args.lease,
+        heartbeat_s=args.heartbeat or max(0.2, args.lease / 6),
+        poll_s=args.poll,
+        scorer=args.scorer or DEFAULT_SCORER,
+        limits=limits,
+    )
+    return scoring, limits, worker
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from create_bench.data.shards import open_dataset
+    from create_bench.leaderboard.server import ServerConfig, serve
+    from create_bench.leaderboard.supervisor import WorkerPool
+
+    open_dataset(args.data)  # fail fast on a bad --data
+    scoring, limits, wconf = _configs(args)
+    config = ServerConfig(
+        db_url=args.db, storage_dir=wconf.storage_dir, scoring=scoring, limits=limits, title=args.title
+    )
+    pool = WorkerPool(args, args.workers)
+    pool.start()
+    try:
+        serve(config, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        pool.stop()
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from create_bench.leaderboard.db import Database
+    from create_bench.leaderboard.worker import Worker
+
+    _, _, wconf = _configs(args)
+    db = Database(args.db)
+    db.check_schema()
+    stop = threading.Event()
+    # SIGTERM: stop polling; a job in progress is finished, or re-queued by its lease if killed.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    Worker(db, wconf).run(stop, max_jobs=args.max_jobs)
+    return 0
+
+
+def run_add_team(args: argparse.Namespace) -> int:
+    from create_bench.leaderboard.db import Database
+
+    db = Database(args.db)
+    db.migrate()
+    team, token = db.add_team(args.name, daily_limit=args.daily_limit)
+    print(
+        f"team {team.name!r} (id {team.id}, {team.daily_limit} submissions/day). Its token, shown only this once:"
+    )
+    print(token)
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from create_bench.leaderboard.db import Database
+
+    print(f"schema version {Database(args.db).migrate()}")
+    return 0
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from create_bench.leaderboard.render import load_entries, render
+
+    readme, index = render(args.results, args.out)
+    print(f"rendered {len(load_entries(args.results))} result(s): {readme}, {index}")
+    return 0

@@ -1,0 +1,328 @@
+"""The board's view model (layer 5), shared by the server pages and the static render.
+
+An *entry* is one scored model: ``{"id", "model_name", "team", "state", "created_at",
+"results"}`` where ``results`` is a results JSON (ARCHITECTURE.md). This module turns entries
+into per-task tables (retrieval, titling, captioning), renders them with Jinja2 (autoescaped:
+every piece of user text is escaped), and renders the Markdown table of
+``leaderboard/README.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
+CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+#: Metrics where a smaller number is better (ranks).
+LOWER_IS_BETTER = frozenset({"MdR", "MnR"})
+
+
+@dataclass(frozen=True)
+class TaskView:
+    key: str
+    title: str
+    #: (results group, column group label)
+    groups: tuple[tuple[str, str], ...]
+    metrics: tuple[str, ...]
+    #: (group, metric) the table is sorted by at first.
+    main: tuple[str, str]
+
+
+TASKS = (
+    TaskView(
+        "retrieval",
+        "Retrieval",
+        (
+            ("t2v_caption", "T2V caption"),
+            ("v2t_caption", "V2T caption"),
+            ("t2v_title", "T2V title"),
+            ("v2t_title", "V2T title"),
+        ),
+        RETRIEVAL_METRICS,
+        ("t2v_caption", "R@1"),
+    ),
+    TaskView("titling", "Titling", (("title", "Title generation"),), CAPTION_METRICS, ("title", "CIDEr")),
+    TaskView(
+        "captioning",
+        "Captioning",
+        (("caption", "Caption generation"),),
+        CAPTION_METRICS,
+        ("caption", "CIDEr"),
+    ),
+)
+
+
+def fmt(value: Any) -> str:
+    """Scores as the CREATE paper prints them: stored already x100 (R@K, captioning) or as ranks."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return "–"
+    return f"{value:.1f}"
+
+
+def ci_bounds(results: dict[str, Any], group: str, metric: str) -> tuple[float, float] | None:
+    """The 95% interval of a score, from ``results["ci"]`` in any of the shapes it may take."""
+    ci = (results.get("ci") or {}).get(group, {}) if isinstance(results.get("ci"), dict) else {}
+    value = ci.get(metric) if isinstance(ci, dict) else None
+    if isinstance(value, dict):
+        lo = value.get("low", value.get("lo", value.get("lower")))
+        hi = value.get("high", value.get("hi", value.get("upper")))
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        lo, hi = value
+    else:
+        return None
+    if all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in (lo, hi)):
+        return float(lo), float(hi)
+    return None
+
+
+def signature_text(results: dict[str, Any]) -> str:
+    sig = results.get("signature")
+    if isinstance(sig, str):
+        return sig
+    if isinstance(sig, dict):
+        if isinstance(sig.get("string"), str):
+            return sig["string"]
+        from create_bench.signature import Signature
+
+        fields = {k: v for k, v in sig.items() if k != "create-bench"}
+        return Signature(str(sig.get("create-bench", "?")), **fields).format()
+    return ""
+
+
+@dataclass(frozen=True)
+class Column:
+    group: str
+    group_label: str
+    metric: str
+
+    @property
+    def order(self) -> str:
+        return "asc" if self.metric in LOWER_IS_BETTER else "desc"
+
+
+def _score(results: dict[str, Any], group: str, metric: str) -> float | None:
+    scores = results.get("scores") or {}
+    value = (scores.get(group) or {}).get(metric) if isinstance(scores.get(group), dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Columns and rows of one task's table; entries without any of its scores are left out."""
+    have = [
+        e for e in entries if any(g in ((e.get("results") or {}).get("scores") or {}) for g, _ in task.groups)
+    ]
+    columns = []
+    for group, label in task.groups:
+        present = {m for e in have for m in (((e["results"].get("scores") or {}).get(group)) or {})}
+        if not present:
+            continue
+        metrics = [m for m in task.metrics if m in present] + sorted(
+            m for m in present if m not in task.metrics and _is_number_anywhere(have, group, m)
+        )
+        columns += [Column(group, label, m) for m in metrics]
+    rows = []
+    for e in have:
+        res = e["results"]
+        cells = []
+        for c in columns:
+            value = _score(res, c.group, c.metric)
+            ci = ci_bounds(res, c.group, c.metric)
+            cells.append(
+                {
+                    "value": value,
+                    "text": fmt(value),
+                    "ci": f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "",
+                    "sort": "" if value is None else repr(value),
+                }
+            )
+        rows.append({"entry": e, "cells": cells, "signature": signature_text(res)})
+    main = next(
+        (i for i, c in enumerate(columns) if (c.group, c.metric) == task.main), 0 if columns else None
+    )
+    if main is not None:
+        desc = columns[main].order == "desc"
+        rows.sort(key=lambda r: _sort_key(r["cells"][main]["value"], desc))
+    spans: list[tuple[str, int]] = []
+    for c in columns:
+        if spans and spans[-1][0] == c.group_label:
+            spans[-1] = (c.group_label, spans[-1][1] + 1)
+        else:
+            spans.append((c.group_label, 1))
+    return {"task": task, "columns": columns, "rows": rows, "spans": spans, "main": main}
+
+
+def _sort_key(value: float | None, desc: bool) -> tuple[int, float]:
+    if value is None:
+        return (1, 0.0)
+    return (0, -value if desc else value)
+
+
+def _is_number_anywhere(entries: Iterable[dict[str, Any]], group: str, metric: str) -> bool:
+    return any(_score(e["results"], group, metric) is not None for e in entries)
+
+
+def tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [task_table(t, entries) for t in TASKS]
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+@cache
+def _asset(name: str) -> str:
+    return resources.files("create_bench.leaderboard").joinpath("templates", name).read_text("utf-8")
+
+
+def _csp_hash(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+
+
+def content_security_policy() -> str:
+    """Only our own inline script and style run; an injected script would be blocked even if
+    escaping ever failed (defence in depth)."""
+    return (
+        "default-src 'none'; "
+        f"script-src '{_csp_hash(_asset('sort.js'))}'; "
+        f"style-src '{_csp_hash(_asset('board.css'))}'; "
+        "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("create_bench.leaderboard", "templates"),
+        autoescape=True,  # every {{ }} is HTML-escaped; user text is never marked safe
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(
+        fmt=fmt, sort_js=_asset("sort.js"), board_css=_asset("board.css"), csp=content_security_policy()
+    )
+    return env
+
+
+def render_board_html(
+    entries: Sequence[dict[str, Any]],
+    *,
+    title: str = "create-bench leaderboard",
+    subtitle: str = "",
+    links: bool = True,
+    pending: Sequence[dict[str, Any]] = (),
+    meta_csp: bool = False,
+) -> str:
+    """The board page: one sortable table per task. ``links``: link rows to submission pages."""
+    return (
+        environment()
+        .get_template("board.html")
+        .render(
+            title=title,
+            subtitle=subtitle,
+            tables=tables(entries),
+            links=links,
+            pending=pending,
+            meta_csp=meta_csp,
+        )
+    )
+
+
+def render_submission_html(sub: dict[str, Any]) -> str:
+    results = sub.get("results") or {}
+    groups = []
+    for task in TASKS:
+        for group, label in task.groups:
+            scores = (results.get("scores") or {}).get(group)
+            if not isinstance(scores, dict):
+                continue
+            metrics = [m for m in task.metrics if m in scores] + sorted(
+                m for m in scores if m not in task.metrics
+            )
+            rows = []
+            for m in metrics:
+                ci = ci_bounds(results, group, m)
+                rows.append(
+                    {
+                        "metric": m,
+                        "text": fmt(_score(results, group, m)),
+                        "ci": f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "",
+                    }
+                )
+            groups.append({"label": f"{task.title}: {label}", "rows": rows})
+    card = sub.get("model_card") or {}
+    url = card.get("url")
+    safe_url = url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+    return (
+        environment()
+        .get_template("submission.html")
+        .render(
+            title=f"{sub.get('model_name', '')} — submission {sub.get('id')}",
+            sub=sub,
+            card=card,
+            url=safe_url,
+            groups=groups,
+            signature=signature_text(results),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- Markdown
+
+
+def md_escape(text: Any) -> str:
+    """Plain text for a Markdown table cell: no HTML, no table breaks, no links or emphasis."""
+    s = " ".join(str(text).split())
+    s = s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for ch in "\\`*_[]|#!":
+        s = s.replace(ch, "\\" + ch)
+    return s
+
+
+def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
+    """The README tables: one per task, scores with 95% intervals, and the signatures."""
+    out: list[str] = []
+    if not entries:
+        return (
+            "_No results yet: add results JSON files to `leaderboard/results/` and run `make leaderboard`._\n"
+        )
+    sigs: dict[str, int] = {}
+    for t in tables(entries):
+        if not t["rows"]:
+            continue
+        out.append(f"### {t['task'].title}\n")
+        head = (
+            ["Model", "Team"]
+            + [f"{c.group_label} {c.metric}" if len(t["spans"]) > 1 else c.metric for c in t["columns"]]
+            + ["Sig."]
+        )
+        out.append("| " + " | ".join(md_escape(h) for h in head) + " |")
+        out.append("|" + "|".join(["---", "---"] + ["---:"] * len(t["columns"]) + ["---"]) + "|")
+        for r in t["rows"]:
+            sig = r["signature"]
+            n = sigs.setdefault(sig, len(sigs) + 1)
+            cells = [md_escape(r["entry"].get("model_name", "")), md_escape(r["entry"].get("team", ""))]
+            cells += [c["text"] + (f" <sub>{c['ci']}</sub>" if c["ci"] else "") for c in r["cells"]]
+            cells.append(f"[{n}]")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    if sigs:
+        out.append("Signatures:\n")
+        for sig, n in sigs.items():
+            out.append(f"- [{n}] `{sig.replace('`', '')}`" if sig else f"- [{n}] (none)")
+        out.append("")
+    out.append(
+        "R@K and captioning metrics x100; MdR/MnR are ranks (lower is better); 95% bootstrap intervals in brackets."
+    )
+    return "\n".join(out) + "\n"

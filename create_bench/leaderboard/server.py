@@ -1,0 +1,253 @@
+"""The evaluation server (layer 5): FastAPI app + uvicorn.
+
+Routes:
+
+- ``POST /api/submissions``: a ``.tar.gz`` as the raw request body, ``Authorization: Bearer
+  <team token>``. Checked in this order, each failure answered with a clear message and nothing
+  stored: token (401), daily limit (429), size (413, counted while streaming, not trusted from
+  headers), archive safety, model card, predictions and their id sets against the server's
+  split (400). An accepted upload is fsynced and renamed into place before its row is committed
+  and the answer (202) sent, so an accepted submission is never lost.
+- ``GET /api/leaderboard``, ``GET /api/submissions/{id}``: JSON.
+- ``GET /``: the board; ``GET /submissions/{id}``: a submission's page.
+
+Scoring happens in workers (:mod:`.worker`), never in a request. The server knows the split's
+ids (to check submissions) but its responses carry only scores: no reference text, no paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from create_bench.errors import CreateBenchError, SubmissionError
+from create_bench.leaderboard import board
+from create_bench.leaderboard.db import AuthError, Database, LimitError, NotFound
+from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
+from create_bench.leaderboard.worker import ScoringConfig, scrub
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
+class UploadTooLarge(SubmissionError):
+    """The request body is over the upload limit."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    db_url: str
+    storage_dir: Path
+    scoring: ScoringConfig
+    limits: Limits = field(default_factory=Limits)
+    title: str = "create-bench leaderboard"
+
+
+def uploads_dir(storage: Path) -> Path:
+    return storage / "uploads"
+
+
+def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
+    """Build the FastAPI application (the database is migrated to the current schema)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.concurrency import run_in_threadpool
+
+    db = db or Database(config.db_url)
+    db.migrate()
+    storage = Path(config.storage_dir)
+    uploads = uploads_dir(storage)
+    uploads.mkdir(parents=True, exist_ok=True)
+    for stale in uploads.glob(".incoming-*"):  # half-received uploads of a previous run
+        stale.unlink(missing_ok=True)
+    expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
+    secrets = [
+        str(Path(config.scoring.data_dir).resolve()),
+        str(config.scoring.data_dir),
+        str(storage.resolve()),
+    ]
+
+    app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.db = db
+    app.state.config = config
+    csp = board.content_security_policy()
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["Content-Security-Policy"] = csp
+        return response
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": scrub(message, secrets)}, status_code=status)
+
+    @app.exception_handler(CreateBenchError)
+    async def typed_error(_request: Request, exc: CreateBenchError) -> JSONResponse:
+        status = {AuthError: 401, LimitError: 429, NotFound: 404, UploadTooLarge: 413}.get(type(exc), 400)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        resp = error(status, str(exc))
+        if headers:
+            resp.headers.update(headers)
+        return resp
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.post("/api/submissions", status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        team = await run_in_threadpool(db.authenticate, _bearer(request.headers.get("authorization")))
+        await run_in_threadpool(db.check_limit, team)
+        cap = config.limits.max_upload_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise UploadTooLarge(f"upload of {declared} bytes is over the limit of {cap} bytes")
+        uid = uuid.uuid4().hex
+        tmp = uploads / f".incoming-{uid}.tmp"
+        final = uploads / f"{uid}.tar.gz"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "xb") as fh:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > cap:
+                        raise UploadTooLarge(f"upload is over the limit of {cap} bytes")
+                    digest.update(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            if size == 0:
+                raise SubmissionError("empty upload: send the submission .tar.gz as the request body")
+            sub = await run_in_threadpool(_validate, tmp, expected, config.limits, storage / "work")
+            os.replace(tmp, final)
+            _fsync_dir(uploads)
+            try:
+                sub_id = await run_in_threadpool(
+                    lambda: db.create_submission(
+                        team,
+                        model_name=sub["model_name"],
+                        card=sub["card"],
+                        split=config.scoring.split,
+                        upload_path=str(final.relative_to(storage)),
+                        upload_sha256=digest.hexdigest(),
+                        upload_bytes=size,
+                    )
+                )
+            except BaseException:
+                final.unlink(missing_ok=True)
+                raise
+        finally:
+            tmp.unlink(missing_ok=True)
+        log.info("accepted submission %d from team %r (%d bytes)", sub_id, team.name, size)
+        return JSONResponse(
+            {
+                "id": sub_id,
+                "state": "queued",
+                "team": team.name,
+                "model_name": sub["model_name"],
+                "tasks": sub["tasks"],
+                "url": f"/submissions/{sub_id}",
+                "api": f"/api/submissions/{sub_id}",
+            },
+            status_code=202,
+        )
+
+    @app.get("/api/submissions/{sub_id}")
+    def get_submission(sub_id: int) -> dict[str, Any]:
+        return db.get_submission(sub_id)
+
+    @app.get("/api/leaderboard")
+    def leaderboard() -> dict[str, Any]:
+        entries = []
+        for s in db.list_submissions():
+            results = s["results"] or {}
+            entries.append(
+                {
+                    "id": s["id"],
+                    "model_name": s["model_name"],
+                    "team": s["team"],
+                    "state": s["state"],
+                    "created_at": s["created_at"],
+                    "scores": results.get("scores"),
+                    "ci": results.get("ci"),
+                    "signature": board.signature_text(results) or None,
+                }
+            )
+        return {"split": config.scoring.split, "entries": entries}
+
+    @app.get("/", response_class=HTMLResponse)
+    def board_page() -> HTMLResponse:
+        subs = db.list_submissions()
+        finished = [s for s in subs if s["state"] == "finished"]
+        pending = [s for s in subs if s["state"] in ("submitted", "queued", "running")]
+        html = board.render_board_html(
+            finished, title=config.title, subtitle=f"Split: {config.scoring.split}", pending=pending
+        )
+        return HTMLResponse(html)
+
+    @app.get("/submissions/{sub_id}", response_class=HTMLResponse)
+    def submission_page(sub_id: int) -> HTMLResponse:
+        try:
+            sub = db.get_submission(sub_id)
+        except NotFound:
+            return HTMLResponse(
+                "<!doctype html><title>Not found</title><p>No such submission.</p>", status_code=404
+            )
+        return HTMLResponse(board.render_submission_html(sub))
+
+    return app
+
+
+def _bearer(header: str | None) -> str | None:
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("invalid Authorization header (expected 'Bearer <token>')")
+    return token.strip()
+
+
+def _validate(archive: Path, expected: ExpectedIds, limits: Limits, workdir: Path) -> dict[str, Any]:
+    with open_submission(archive, expected=expected, limits=limits, workdir=workdir) as sub:
+        return {"model_name": sub.card.name, "card": sub.card.to_dict(), "tasks": list(sub.tasks)}
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def serve(
+    config: ServerConfig, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+) -> None:
+    """Run the app with uvicorn (blocking)."""
+    import uvicorn
+
+    app = create_app(config)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "debug")
+
+
+def dump(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2)

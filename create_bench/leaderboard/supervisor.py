@@ -1,0 +1,102 @@
+"""Worker processes for ``create-bench leaderboard serve --workers N`` (layer 5).
+
+Each worker is its own ``create-bench leaderboard worker`` process, so scoring never runs in
+the server's request path and a crashing or killed worker is simply restarted (its job comes
+back through the lease, see :mod:`.db`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def worker_argv(args: argparse.Namespace, storage: Path) -> list[str]:
+    """The command line of one worker, from the serve command's arguments."""
+    argv = [
+        sys.executable,
+        "-m",
+        "create_bench",
+        "leaderboard",
+        "worker",
+        "--db",
+        args.db,
+        "--data",
+        str(args.data),
+        "--storage",
+        str(storage),
+        "--split",
+        args.split,
+        "--tokenizer",
+        args.tokenizer,
+        "--bootstrap",
+        str(args.bootstrap),
+        "--seed",
+        str(args.seed),
+        "--lease",
+        str(args.lease),
+        "--poll",
+        str(args.poll),
+        "--max-unpacked-mb",
+        str(args.max_unpacked_mb),
+    ]
+    if args.heartbeat:
+        argv += ["--heartbeat", str(args.heartbeat)]
+    if args.scorer:
+        argv += ["--scorer", args.scorer]
+    return argv
+
+
+class WorkerPool:
+    """Keeps N worker processes alive until :meth:`stop`."""
+
+    def __init__(self, args: argparse.Namespace, n: int, *, restart_delay: float = 1.0):
+        from create_bench.commands.leaderboard import _storage
+
+        self.argv = worker_argv(args, _storage(args).resolve())
+        self.n = max(0, n)
+        self.restart_delay = restart_delay
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-pool", daemon=True)
+
+    def start(self) -> None:
+        if self.n == 0:
+            return
+        from create_bench.leaderboard.db import Database
+
+        Database(self.argv[self.argv.index("--db") + 1]).migrate()  # workers refuse an unmigrated DB
+        self.procs = [self._spawn() for _ in range(self.n)]
+        self._thread.start()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(self.argv)
+        log.info("started scoring worker pid %d", proc.pid)
+        return proc
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.restart_delay):
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None and not self._stop.is_set():
+                    log.warning("scoring worker pid %d exited with %s; restarting", proc.pid, proc.returncode)
+                    self.procs[i] = self._spawn()
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._stop.set()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + grace
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

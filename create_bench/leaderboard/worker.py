@@ -1,0 +1,202 @@
+"""The scoring worker (layer 5): takes queued submissions from the database and scores them,
+outside the request path, with the same code as ``create-bench score``
+(:func:`create_bench.scoring.score_predictions`).
+
+Run it as ``create-bench leaderboard worker --db URL --data DIR`` (``serve --workers N`` starts
+N of them). A worker holds a lease on its job and renews it from a heartbeat thread; if the
+process dies (even by SIGKILL) the lease runs out and the next claim re-queues the job. Only
+the lease holder can move a job to ``finished`` or ``failed`` (see :mod:`.db`), so every
+submission finishes exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from create_bench.errors import CreateBenchError
+from create_bench.leaderboard.db import Database, Job
+from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCORER = "create_bench.scoring:score_predictions"
+Scorer = Callable[..., dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """How the server scores: fixed for a board, so every entry has one signature."""
+
+    data_dir: Path
+    split: str = "test"
+    tokenizer: str = "jieba"
+    bootstrap: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    storage_dir: Path
+    scoring: ScoringConfig
+    #: Seconds a claim stays valid without a heartbeat (a dead worker's job waits this long).
+    lease_s: float = 60.0
+    heartbeat_s: float = 10.0
+    poll_s: float = 1.0
+    max_attempts: int = 3
+    scorer: str = DEFAULT_SCORER
+    limits: Limits = field(default_factory=Limits)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def scrub(obj: Any, secrets: list[str]) -> Any:
+    """Replace server-side paths in any string of a JSON-like object (they never leave the server)."""
+    if isinstance(obj, str):
+        for s in secrets:
+            obj = obj.replace(s, "<server>")
+        return obj
+    if isinstance(obj, dict):
+        return {k: scrub(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub(v, secrets) for v in obj]
+    return obj
+
+
+class Worker:
+    """Claims, scores and completes jobs; see the module docstring."""
+
+    def __init__(
+        self, db: Database, config: WorkerConfig, *, scorer: Scorer | None = None, name: str | None = None
+    ):
+        self.db = db
+        self.config = config
+        self.name = name or worker_id()
+        self._scorer = scorer
+        self._expected: ExpectedIds | None = None
+
+    @property
+    def scorer(self) -> Scorer:
+        if self._scorer is None:
+            from create_bench.registry import load_object
+
+            self._scorer = load_object(self.config.scorer)
+        return self._scorer
+
+    @property
+    def expected(self) -> ExpectedIds:
+        if self._expected is None:
+            s = self.config.scoring
+            self._expected = ExpectedIds.from_dataset(s.data_dir, s.split)
+        return self._expected
+
+    def run(self, stop: threading.Event | None = None, *, max_jobs: int | None = None) -> int:
+        """Poll until ``stop`` is set (or ``max_jobs`` jobs are done); returns the jobs done."""
+        stop = stop or threading.Event()
+        done = 0
+        log.info("worker %s polling %s", self.name, self.db.url)
+        while not stop.is_set() and (max_jobs is None or done < max_jobs):
+            try:
+                job_id = self.run_once()
+            except CreateBenchError:
+                raise
+            except Exception:  # the database went away for a moment: retry, the lease protects the job
+                log.exception("worker %s: database error; retrying", self.name)
+                job_id = None
+            if job_id is None:
+                stop.wait(self.config.poll_s)
+            else:
+                done += 1
+        return done
+
+    def run_once(self) -> int | None:
+        """Claim and process one job; returns its id, or None when the queue is empty."""
+        job = self.db.claim(self.name, lease_s=self.config.lease_s, max_attempts=self.config.max_attempts)
+        if job is None:
+            return None
+        self.process(job)
+        return job.id
+
+    def process(self, job: Job) -> None:
+        log.info("worker %s: scoring submission %d (attempt %d)", self.name, job.id, job.attempts)
+        lost = threading.Event()
+        stop_beat = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job, stop_beat, lost), daemon=True)
+        beat.start()
+        try:
+            outcome, payload = self._score(job)
+        finally:
+            stop_beat.set()
+            beat.join()
+        if outcome == "finished":
+            ok = self.db.finish(job, payload)
+        else:
+            ok = self.db.fail(job, payload)
+        if not ok:
+            log.warning("worker %s: lost the lease on submission %d; result discarded", self.name, job.id)
+        else:
+            log.info("worker %s: submission %d %s", self.name, job.id, outcome)
+
+    def _heartbeat(self, job: Job, stop: threading.Event, lost: threading.Event) -> None:
+        while not stop.wait(self.config.heartbeat_s):
+            try:
+                if not self.db.heartbeat(job, lease_s=self.config.lease_s):
+                    lost.set()
+                    return
+            except Exception:  # keep beating; a missed beat only shortens the lease
+                log.exception("worker %s: heartbeat failed", self.name)
+
+    def _score(self, job: Job) -> tuple[str, Any]:
+        cfg = self.config
+        secrets = [
+            str(Path(cfg.scoring.data_dir).resolve()),
+            str(cfg.scoring.data_dir),
+            str(cfg.storage_dir.resolve()),
+        ]
+        upload = cfg.storage_dir / job.upload_path
+        try:
+            with open_submission(
+                upload, expected=self.expected, limits=cfg.limits, workdir=cfg.storage_dir / "work"
+            ) as sub:
+                s = cfg.scoring
+                results = self.scorer(
+                    sub.path, s.data_dir, s.split, tokenizer=s.tokenizer, bootstrap=s.bootstrap, seed=s.seed
+                )
+                results = dict(results)
+                results["model"] = sub.card.model_info()
+                results["submission"] = {"id": job.id}
+            return "finished", scrub(results, secrets)
+        except CreateBenchError as exc:
+            return "failed", scrub(str(exc), secrets)
+        except Exception as exc:  # a bug, not the submitter's fault: log it, say little
+            log.exception("worker %s: internal error scoring submission %d", self.name, job.id)
+            return (
+                "failed",
+                f"internal error while scoring ({type(exc).__name__}); please contact the organisers",
+            )
+
+
+def run_worker(db: Database, config: WorkerConfig, stop: threading.Event | None = None) -> None:
+    """Entry point of ``create-bench leaderboard worker``."""
+    db.check_schema()
+    Worker(db, config).run(stop)
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    """Poll ``pred`` until it is true or ``timeout`` seconds pass (tests and clients use it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(interval)
+    return pred()
