@@ -341,7 +341,8 @@ class NearestNeighbourModel(BaseModel):
     ) -> tuple[list[str], np.ndarray, list[list[str]], list[list[str]]]:
         """Decode the training videos with the model's own frame policy; cached per data fingerprint."""
         from create_bench.data.shards import iter_rows, open_dataset, video_source
-        from create_bench.video import decode, sample_indices
+        from create_bench.video.decode import decode
+        from create_bench.video.sampling import sample_indices
 
         key = hashlib.sha256(
             repr((self.meta.version, self.meta.frames, self.frame_size, self.bins, self.grid)).encode()

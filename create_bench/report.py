@@ -1,0 +1,493 @@
+"""The evaluation report (layer 4): a Markdown page next to the results JSON, with PNG plots.
+
+``write_report(results, results_path, pred_dir=..., data_dir=..., split=...)`` writes
+
+- ``<stem>.md``: a CREATE-paper-style table (retrieval R@1/5/10, MdR, MnR for T2V and V2T with
+  captions and titles as texts, with chance levels; BLEU-1..4, ROUGE-L, CIDEr for titling and
+  captioning), 95% bootstrap intervals where the results have them, per-category scores, the
+  model card and the signature;
+- ``<stem>-figures/``: ``ranks.png`` (histogram of the expected rank of each query),
+  ``recall_at_k.png`` (R@K for every K against chance) and ``per_category.png`` (the headline
+  scores per category).
+
+Plots use matplotlib's Agg backend. Chinese category names are drawn with a CJK font that
+fontconfig finds (e.g. Debian's ``fonts-wqy-microhei``) and only when that font has every glyph of
+the label; otherwise the label falls back to the category id, so no plot ever shows boxes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from create_bench.fsutil import atomic_dir, atomic_path, atomic_write_text
+from create_bench.tasks import TASKS
+
+log = logging.getLogger(__name__)
+
+RETRIEVAL_GROUPS = (("t2v_caption", "captions", "T2V"), ("v2t_caption", "captions", "V2T"),
+                    ("t2v_title", "titles", "T2V"), ("v2t_title", "titles", "V2T"))  # fmt: skip
+RETRIEVAL_METRICS = TASKS["retrieval"].metrics
+GENERATION_METRICS = TASKS["caption"].metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# Fonts
+
+
+@functools.lru_cache(maxsize=1)
+def cjk_font() -> tuple[str, str] | None:
+    """(family, file) of a CJK font that fontconfig knows and matplotlib can load, or None."""
+    if shutil.which("fc-list") is None:
+        return None
+    try:
+        listing = subprocess.run(
+            ["fc-list", ":lang=zh", "file", "family"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    from matplotlib import font_manager
+
+    candidates = []
+    for line in listing.splitlines():
+        path, _, fams = line.partition(":")
+        path = path.strip()
+        if not path or not Path(path).is_file() or not path.lower().endswith((".ttf", ".ttc", ".otf")):
+            continue
+        # Prefer well-known families, proportional before monospace.
+        rank = (
+            0
+            if "micro hei" in fams.lower() and "mono" not in fams.lower()
+            else 1
+            if "cjk" in fams.lower()
+            else 2
+        )
+        candidates.append((rank, path))
+    for _, path in sorted(candidates):
+        try:
+            font_manager.fontManager.addfont(path)
+            family = font_manager.FontProperties(fname=path).get_name()
+        except Exception:  # unreadable font file: try the next one
+            continue
+        return family, path
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _font_has(path: str, text: str) -> bool:
+    from matplotlib import ft2font
+
+    font = ft2font.FT2Font(path)
+    return all(ch.isspace() or font.get_char_index(ord(ch)) != 0 for ch in text)
+
+
+def plot_label(name: str, category_id: int | str, font: tuple[str, str] | None = None) -> str:
+    """The category name when it can be drawn (ASCII, or every glyph in the CJK font), else ``cat <id>``."""
+    if name and name.isascii():
+        return name
+    if font is not None and name and _font_has(font[1], name):
+        return name
+    return f"cat {category_id}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Ranks from a predictions directory (for the plots; the scores themselves come from scoring)
+
+
+def retrieval_rank_stats(pred_dir: Path, data_dir: Path, split: str) -> dict[str, Any]:
+    """Per-query rank statistics (:class:`~create_bench.metrics.retrieval.RankStats`) per retrieval
+    group, following the protocol of ARCHITECTURE.md; empty when the predictions have no retrieval."""
+    from create_bench.data.shards import read_table
+    from create_bench.metrics.retrieval import rank_statistics, ranks_from_similarity
+    from create_bench.types import TEXT_COLUMN
+
+    pred_dir = Path(pred_dir)
+    table = read_table(data_dir, split, columns=["vid", *TEXT_COLUMN.values()])
+    ref_vids = [str(v) for v in table.column("vid").to_pylist()]
+    out: dict[str, Any] = {}
+    have_emb = (pred_dir / "video_embeddings.npy").is_file() and (pred_dir / "text_embeddings.npy").is_file()
+    if have_emb:
+        vids = json.loads((pred_dir / "video_ids.json").read_text("utf-8"))
+        tids = json.loads((pred_dir / "text_ids.json").read_text("utf-8"))
+        v = _l2(np.load(pred_dir / "video_embeddings.npy").astype(np.float32))
+        t = _l2(np.load(pred_dir / "text_embeddings.npy").astype(np.float32))
+    for kind, column in TEXT_COLUMN.items():
+        ids = [
+            f"{vid}:{kind}:{k}"
+            for vid, texts in zip(ref_vids, table.column(column).to_pylist())
+            for k in range(len(texts or []))
+        ]
+        if not ids:
+            continue
+        vid_pos = {vid: i for i, vid in enumerate(ref_vids)}
+        owner = np.array([vid_pos[i.rsplit(":", 2)[0]] for i in ids])
+        own_texts: list[list[int]] = [[] for _ in ref_vids]
+        for j, o in enumerate(owner):
+            own_texts[o].append(j)
+        sim_file = pred_dir / f"similarity_{kind}.npy"
+        if sim_file.is_file():
+            sim = np.load(sim_file, mmap_mode="r")
+            out[f"t2v_{kind}"] = ranks_from_similarity(sim, owner)
+            out[f"v2t_{kind}"] = ranks_from_similarity(np.asarray(sim).T, own_texts)
+        elif have_emb:
+            vrow = {x: i for i, x in enumerate(vids)}
+            trow = {x: i for i, x in enumerate(tids)}
+            if not all(x in vrow for x in ref_vids) or not all(x in trow for x in ids):
+                continue
+            gv = v[[vrow[x] for x in ref_vids]]
+            q = t[[trow[x] for x in ids]]
+            out[f"t2v_{kind}"] = rank_statistics(q, gv, owner)
+            out[f"v2t_{kind}"] = rank_statistics(gv, q, own_texts)
+    return out
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+
+
+def chance_levels(data_dir: Path, split: str, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    """Scores of a uniformly random ranking, per retrieval group (what ``random`` should get).
+
+    T2V: one relevant video among G, so R@K = K/G and the expected rank is (G + 1)/2. V2T: a video
+    with r texts among N gets P(best rank <= K) = 1 - C(N - r, K)/C(N, K) and expected best rank
+    (N + 1)/(r + 1); averaged over videos (MdR is the median of those expected ranks).
+    """
+    from create_bench.data.shards import read_table
+    from create_bench.types import TEXT_COLUMN
+
+    table = read_table(data_dir, split, columns=list(TEXT_COLUMN.values()))
+    out: dict[str, dict[str, float]] = {}
+    for kind, column in TEXT_COLUMN.items():
+        counts = np.array([len(x or []) for x in table.column(column).to_pylist()], dtype=np.int64)
+        g, n = len(counts), int(counts.sum())
+        if n == 0:
+            continue
+        t2v = {f"R@{k}": 100.0 * min(k, g) / g for k in ks}
+        t2v.update({"MdR": (g + 1) / 2, "MnR": (g + 1) / 2})
+        out[f"t2v_{kind}"] = t2v
+        has = counts[counts > 0]
+        v2t = {f"R@{k}": 100.0 * float(np.mean([_p_best_within(n, int(r), k) for r in has])) for k in ks}
+        exp_rank = (n + 1) / (has + 1)
+        v2t.update({"MdR": float(np.median(exp_rank)), "MnR": float(np.mean(exp_rank))})
+        out[f"v2t_{kind}"] = v2t
+    return out
+
+
+def _p_best_within(n: int, r: int, k: int) -> float:
+    """P(at least one of r relevant among n items lands in the top k of a random order)."""
+    if k >= n - r + 1:
+        return 1.0
+    # C(n - r, k) / C(n, k) = prod_{i=0}^{k-1} (n - r - i) / (n - i), in logs for large n.
+    log_ratio = sum(math.log(n - r - i) - math.log(n - i) for i in range(k))
+    return 1.0 - math.exp(log_ratio)
+
+
+# ----------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _fmt(metric: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    return f"{float(value):.1f}"
+
+
+def _ci(results: dict[str, Any], group: str, metric: str) -> str:
+    ci = ((results.get("ci") or {}).get(group) or {}).get(metric)
+    if isinstance(ci, dict):
+        lo, hi = ci.get("low", ci.get("lo")), ci.get("high", ci.get("hi"))
+    elif isinstance(ci, (list, tuple)) and len(ci) == 2:
+        lo, hi = ci
+    else:
+        return ""
+    if lo is None or hi is None:
+        return ""
+    return f" [{float(lo):.1f}, {float(hi):.1f}]"
+
+
+def _cell(results: dict[str, Any], group: str, metric: str) -> str:
+    value = ((results.get("scores") or {}).get(group) or {}).get(metric)
+    return _fmt(metric, value) + (_ci(results, group, metric) if value is not None else "")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _arrow(metric: str) -> str:
+    return f"{metric} ↓" if metric in ("MdR", "MnR") else f"{metric} ↑"
+
+
+def retrieval_markdown(
+    results: dict[str, Any], chance: dict[str, dict[str, float]] | None = None
+) -> list[str]:
+    scores = results.get("scores") or {}
+    rows = []
+    for group, texts, direction in RETRIEVAL_GROUPS:
+        if group in scores:
+            rows.append([texts, direction, *(_cell(results, group, m) for m in RETRIEVAL_METRICS)])
+            if chance and group in chance:
+                rows.append(
+                    [
+                        texts,
+                        f"{direction} (chance)",
+                        *(_fmt(m, chance[group].get(m)) for m in RETRIEVAL_METRICS),
+                    ]
+                )
+    if not rows:
+        return []
+    return ["## Retrieval", "", *_table(["Texts", "Direction", *map(_arrow, RETRIEVAL_METRICS)], rows), ""]
+
+
+def generation_markdown(results: dict[str, Any]) -> list[str]:
+    scores = results.get("scores") or {}
+    rows = []
+    for group in ("title", "caption"):
+        if group in scores:
+            rows.append([group, *(_cell(results, group, m) for m in GENERATION_METRICS)])
+    if not rows:
+        return []
+    extra = sorted(
+        {m for g in ("title", "caption") for m in (scores.get(g) or {}) if m not in GENERATION_METRICS}
+    )
+    header = ["Task", *GENERATION_METRICS, *extra]
+    rows = [r + [_cell(results, r[0], m) for m in extra] for r in rows]
+    return ["## Generation (×100)", "", *_table(header, rows), ""]
+
+
+def per_category_rows(results: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows) of the headline score per category: [category id, name, n, score per column].
+
+    Reads ``results["per_category"]``, shaped ``{category: {"name", "count"?, group: {metric: value}}}``
+    or ``{group: {category: {metric: value}}}``; either is normalised here.
+    """
+    per = results.get("per_category") or {}
+    if not per:
+        return [], []
+    groups = [(g, TASKS[t].main_score) for t in TASKS for g in TASKS[t].score_groups]
+    by_cat: dict[str, dict[str, Any]] = {}
+    if any(g in per for g, _ in groups):  # group-major
+        for g, _ in groups:
+            for cat, vals in (per.get(g) or {}).items():
+                by_cat.setdefault(str(cat), {})[g] = vals
+    else:
+        by_cat = {str(c): dict(v) for c, v in per.items()}
+    columns = [f"{g} {m}" for g, m in groups if any(g in v for v in by_cat.values())]
+    rows = []
+    for cat, vals in by_cat.items():
+        name = vals.get("name") or vals.get("category_name") or cat
+        count = vals.get("count", vals.get("n", vals.get("videos")))
+        cells = []
+        for g, m in groups:
+            if f"{g} {m}" in columns:
+                v = vals.get(g)
+                cells.append(v.get(m) if isinstance(v, dict) else None)
+        rows.append([vals.get("id", cat), name, count, *cells])
+
+    def sort_key(r: list[Any]) -> tuple[int, str]:
+        try:
+            return (int(r[0]), "")
+        except (TypeError, ValueError):
+            return (1 << 30, str(r[0]))
+
+    rows.sort(key=sort_key)
+    return columns, rows
+
+
+def per_category_markdown(results: dict[str, Any]) -> list[str]:
+    columns, rows = per_category_rows(results)
+    if not rows:
+        return []
+    header = ["Id", "Category", "Videos", *columns]
+    body = [
+        [
+            str(r[0]),
+            str(r[1]),
+            "–" if r[2] is None else str(r[2]),
+            *(_fmt(c, v) for c, v in zip(columns, r[3:])),
+        ]
+        for r in rows
+    ]
+    return ["## Per category", "", *_table(header, body), ""]
+
+
+def markdown(results: dict[str, Any], *, chance: dict[str, dict[str, float]] | None = None,
+             figures: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
+    """The report page as Markdown text (figures: (caption, relative path) pairs)."""
+    model = results.get("model") or {}
+    ds = results.get("dataset") or {}
+    sig = results.get("signature")
+    sig_s = sig if isinstance(sig, str) else (sig or {}).get("string", json.dumps(sig, ensure_ascii=False))
+    lines = [f"# {model.get('name', 'model')} on {ds.get('name', 'dataset')} ({ds.get('split', '?')})", ""]
+    facts = [
+        (
+            "Model",
+            f"`{model.get('name')}` v{model.get('version', '?')}"
+            + (f": {model['description']}" if model.get("description") else ""),
+        ),
+        ("Parameters", "–" if model.get("params") is None else f"{model['params']:,}"),
+        ("Training data", ", ".join(model.get("training_data") or []) or "–"),
+        ("Licence", model.get("license") or "–"),
+        ("Model options", f"`{json.dumps(model.get('args') or {}, ensure_ascii=False, sort_keys=True)}`"),
+        ("Dataset", f"{ds.get('name')} (fingerprint `{ds.get('fingerprint')}`), split `{ds.get('split')}`"),
+    ]
+    counts = ds.get("counts")
+    if counts:
+        facts.append(("Counts", ", ".join(f"{k}: {v}" for k, v in counts.items())))
+    ev = results.get("eval") or {}
+    if ev:
+        facts.append(
+            ("Inputs", f"{ev.get('inputs')}" + (f", frames `{ev['frames']}`" if ev.get("frames") else ""))
+        )
+    lines += _table(["", ""], [[k, str(v)] for k, v in facts]) + [""]
+    lines += ["R@K and captioning scores ×100; MdR/MnR are ranks. Brackets: 95% bootstrap interval.", ""]
+    lines += retrieval_markdown(results, chance)
+    lines += generation_markdown(results)
+    lines += per_category_markdown(results)
+    if figures:
+        lines += ["## Plots", ""] + [f"![{cap}]({rel})" for cap, rel in figures] + [""]
+    lines += ["## Signature", "", "```", str(sig_s), "```", ""]
+    if results.get("created_at"):
+        lines += [f"Created {results['created_at']} with create-bench {results.get('version', '')}.", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots
+
+
+def _figure() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def plot_rank_histogram(stats: dict[str, Any], path: Path) -> None:
+    plt = _figure()
+    groups = [g for g, _, _ in RETRIEVAL_GROUPS if g in stats]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 2.8), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        ranks = stats[g].ranks
+        top = max(2, int(stats[g].gallery_size))
+        bins = np.unique(np.geomspace(1, top + 1, num=min(30, top) + 1).round())
+        ax.hist(ranks, bins=bins, color="#4c72b0")
+        ax.set_xscale("log")
+        ax.set_title(g, fontsize=9)
+        ax.set_xlabel("rank (expected, 1 = best)", fontsize=8)
+    axes[0][0].set_ylabel("queries")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_recall_curve(
+    stats: dict[str, Any], path: Path, chance: dict[str, dict[str, float]] | None = None
+) -> None:
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for g, _, _ in RETRIEVAL_GROUPS:
+        if g not in stats:
+            continue
+        size = max(1, int(stats[g].gallery_size))
+        ks = np.unique(np.geomspace(1, size, num=min(size, 60)).round().astype(int))
+        ax.plot(ks, [100 * stats[g].recall_at(int(k)).mean() for k in ks], label=g)
+    t2v = [g for g in ("t2v_caption", "t2v_title") if g in stats]
+    if t2v:
+        size = int(stats[t2v[0]].gallery_size)
+        ks = np.arange(1, size + 1)
+        ax.plot(ks, 100 * ks / size, "k--", linewidth=0.8, label="chance (T2V)")
+    ax.set_xscale("log")
+    ax.set_xlabel("K")
+    ax.set_ylabel("R@K (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_per_category(results: dict[str, Any], path: Path) -> bool:
+    columns, rows = per_category_rows(results)
+    if not rows:
+        return False
+    plt = _figure()
+    font = cjk_font()
+    labels = [plot_label(str(r[1]), r[0], font) for r in rows]
+    fig, axes = plt.subplots(
+        1, len(columns), figsize=(3.0 * len(columns), 0.28 * len(rows) + 1.2), squeeze=False
+    )
+    for i, (ax, col) in enumerate(zip(axes[0], columns)):
+        vals = [float(r[3 + i]) if r[3 + i] is not None else 0.0 for r in rows]
+        ax.barh(range(len(rows)), vals, color="#55a868")
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(labels if i == 0 else [""] * len(rows), fontsize=7)
+        if i == 0 and font is not None:
+            for lab in ax.get_yticklabels():
+                lab.set_fontfamily(font[0])
+        ax.invert_yaxis()
+        ax.set_title(col, fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def report_paths(results_path: Path) -> tuple[Path, Path]:
+    """(Markdown file, figures dir) for a results JSON path."""
+    results_path = Path(results_path)
+    stem = results_path.with_suffix("") if results_path.suffix else results_path
+    return stem.with_name(stem.name + ".md"), stem.with_name(stem.name + "-figures")
+
+
+def write_report(
+    results: dict[str, Any], results_path: Path, *, pred_dir: Path | None = None, data_dir: Path | None = None,
+    split: str | None = None,
+) -> Path:  # fmt: skip
+    """Write ``<stem>.md`` and ``<stem>-figures/*.png`` next to ``results_path``; return the Markdown path.
+
+    Plots of ranks need the predictions and the dataset; without them the report has the tables only.
+    """
+    md_path, fig_dir = report_paths(results_path)
+    split = split or (results.get("dataset") or {}).get("split")
+    stats: dict[str, Any] = {}
+    chance = None
+    if data_dir is not None and split:
+        chance = chance_levels(Path(data_dir), split)
+        if pred_dir is not None and any(g in (results.get("scores") or {}) for g, _, _ in RETRIEVAL_GROUPS):
+            stats = retrieval_rank_stats(Path(pred_dir), Path(data_dir), split)
+    figures: list[tuple[str, str]] = []
+    with atomic_dir(fig_dir) as tmp:
+        if stats:
+            plot_rank_histogram(stats, tmp / "ranks.png")
+            plot_recall_curve(stats, tmp / "recall_at_k.png", chance)
+            figures += [
+                ("rank histogram", f"{fig_dir.name}/ranks.png"),
+                ("recall@K", f"{fig_dir.name}/recall_at_k.png"),
+            ]
+        if plot_per_category(results, tmp / "per_category.png"):
+            figures.append(("per-category scores", f"{fig_dir.name}/per_category.png"))
+    atomic_write_text(md_path, markdown(results, chance=chance, figures=figures))
+    return md_path

@@ -1,0 +1,621 @@
+"""The evaluation harness (layer 4): the only place where models and tasks meet.
+
+``evaluate(model, EvalConfig(...))`` builds the input the model asks for (decoded frames with the
+frame policy and size of its metadata, precomputed features, or metadata only), calls its protocol
+methods with progress bars, checks every output at this boundary (shapes, dtype, NaN/inf,
+missing/extra vids, non-string or empty generations raise :class:`ModelError` naming the model and
+the problem), writes the predictions directory of ARCHITECTURE.md, scores it with
+:func:`create_bench.scoring.score_predictions` (the code behind ``create-bench score``) and writes
+the results JSON and the report atomically.
+
+Re-running with the same model, model options, model code, data fingerprint, split, tasks and frame
+policy reuses the predictions directory instead of running the model again, unless ``no_cache``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from create_bench import __version__
+from create_bench.errors import BackendUnavailable, ConfigError, DataError, ModelError
+from create_bench.fsutil import atomic_write_json, sha256_file
+from create_bench.models import model_tasks
+from create_bench.models.base import ModelContext, ModelMeta
+from create_bench.tasks import TASKS, TaskSpec, parse_tasks
+from create_bench.types import TEXT_COLUMN, TEXT_KINDS, text_id
+
+log = logging.getLogger(__name__)
+
+#: Bump when the cached predictions a run produces would differ for the same inputs.
+CACHE_VERSION = 1
+DEFAULT_RESULTS_DIR = Path("results")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that decides an evaluation run (one frozen object instead of many parameters).
+
+    Attributes:
+        data_dir: dataset directory (shards + manifest).
+        split: split to evaluate (``test`` by default; never ``train``-trained models on train).
+        tasks: task names; None means every task the model supports.
+        frames: frame policy; None means the model's own ``meta.frames`` (the benchmark default).
+        batch_size: videos per model call.
+        num_workers: decoding worker processes of the loader.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (passed to the model's setup).
+        out: results JSON path; default ``results_dir/<model>/<dataset>-<split>.json``. The
+            predictions directory is the same path without ``.json``, the report ``<stem>.md``.
+        results_dir: root of the default output layout.
+        no_cache: run the model even when cached predictions match.
+        seed: given to the model (``ModelContext.seed``) and to the bootstrap.
+        tokenizer: captioning tokenizer (``jieba`` or ``char``).
+        bootstrap: bootstrap resamples for the confidence intervals (0 disables them).
+        text_batch_size: texts per ``encode_texts`` call.
+        report: write the Markdown report and plots.
+        progress: show progress bars (None: only on a terminal).
+    """
+
+    data_dir: Path
+    split: str = "test"
+    tasks: tuple[str, ...] | None = None
+    frames: str | None = None
+    batch_size: int = 16
+    num_workers: int = 0
+    device: str = "cpu"
+    out: Path | None = None
+    results_dir: Path = DEFAULT_RESULTS_DIR
+    no_cache: bool = False
+    seed: int = 0
+    tokenizer: str = "jieba"
+    bootstrap: int = 1000
+    text_batch_size: int = 256
+    report: bool = True
+    progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "results_dir", Path(self.results_dir))
+        if self.out is not None:
+            object.__setattr__(self, "out", Path(self.out))
+        if self.tasks is not None:
+            object.__setattr__(self, "tasks", tuple(t.name for t in parse_tasks(list(self.tasks))))
+        if not self.split or not isinstance(self.split, str):
+            raise ConfigError(f"split must be a non-empty string, got {self.split!r}")
+        for name in ("batch_size", "text_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.bootstrap < 0:
+            raise ConfigError(f"bootstrap must be >= 0, got {self.bootstrap}")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+
+
+@dataclass
+class EvalOutcome:
+    """What a run produced: the results dict and where everything was written."""
+
+    results: dict[str, Any]
+    results_path: Path
+    predictions_dir: Path
+    report_path: Path | None
+    cached: bool
+    tasks: tuple[str, ...]
+    skipped_tasks: tuple[str, ...] = ()
+
+
+@dataclass
+class _Outputs:
+    """Model outputs gathered in memory before anything is written."""
+
+    video_ids: list[str] = field(default_factory=list)
+    video_embeddings: list[np.ndarray] = field(default_factory=list)
+    generations: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> vid -> text
+    text_ids: list[str] = field(default_factory=list)
+    text_embeddings: np.ndarray | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# Output paths and names
+
+
+def safe_name(name: str) -> str:
+    """A model name usable as a directory name (``my_model.py:MyModel`` -> ``my_model.py-MyModel``)."""
+    s = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")
+    return s or "model"
+
+
+def output_paths(cfg: EvalConfig, model_name: str, dataset_name: str) -> tuple[Path, Path]:
+    """(results JSON, predictions dir) for a run."""
+    out = cfg.out or cfg.results_dir / safe_name(model_name) / f"{safe_name(dataset_name)}-{cfg.split}.json"
+    pred = out.with_suffix("") if out.suffix else out.with_name(out.name + "-predictions")
+    return out, pred
+
+
+def _cache_file(pred_dir: Path) -> Path:
+    return pred_dir.with_name(f".{pred_dir.name}.cache.json")
+
+
+def _model_source_hash(model: Any) -> str | None:
+    """Hash of the file defining the model class, so editing a model's code invalidates its cache."""
+    try:
+        src = inspect.getsourcefile(type(model))
+    except TypeError:
+        return None
+    return sha256_file(src)[:16] if src and Path(src).is_file() else None
+
+
+def cache_key(model: Any, model_args: dict[str, Any], fingerprint: str, cfg: EvalConfig, frames: str) -> dict:
+    """The inputs that determine the predictions; equal keys mean the cached predictions are reusable."""
+    meta: ModelMeta = model.meta
+    return {
+        "cache_version": CACHE_VERSION,
+        "create_bench": __version__,
+        "model": meta.to_dict(),
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_source": _model_source_hash(model),
+        "model_args": json.loads(json.dumps(model_args, sort_keys=True, default=str)),
+        "data_fingerprint": fingerprint,
+        "split": cfg.split,
+        "tasks": list(cfg.tasks or ()),
+        "frames": frames if meta.inputs == "frames" else None,
+        "seed": cfg.seed,
+    }
+
+
+def _key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# Output validation (the model boundary)
+
+
+def _to_numpy(out: Any, model_name: str, what: str) -> np.ndarray:
+    if hasattr(out, "detach"):  # torch tensor, on any device
+        out = out.detach().cpu()
+        if str(out.dtype) == "torch.bfloat16":
+            out = out.float()
+        out = out.numpy()
+    if not isinstance(out, np.ndarray):
+        try:
+            out = np.asarray(out)
+        except Exception as exc:
+            raise ModelError(
+                f"model {model_name!r}: {what} returned {type(out).__name__}, not an array"
+            ) from exc
+    return out
+
+
+def check_embeddings(
+    out: Any, ids: list[str], *, model_name: str, what: str, dim: int | None = None
+) -> np.ndarray:
+    """Validate one batch of embeddings against the ids it should cover; return float32 [len(ids), D].
+
+    Accepts an array/tensor with one row per id, or a mapping id -> vector (then missing and extra ids
+    are named). Raises :class:`ModelError` on anything else.
+    """
+    if isinstance(out, dict):
+        missing = [i for i in ids if i not in out]
+        extra = [k for k in out if k not in set(ids)]
+        if missing or extra:
+            raise ModelError(
+                f"model {model_name!r}: {what} returned ids that do not match the batch"
+                + (f"; missing: {_few(missing)}" if missing else "")
+                + (f"; extra: {_few(extra)}" if extra else "")
+            )
+        rows = [_to_numpy(out[i], model_name, what) for i in ids]
+        if len({r.shape for r in rows}) > 1:
+            raise ModelError(f"model {model_name!r}: {what} returned vectors of different shapes")
+        out = np.stack(rows) if rows else np.zeros((0, dim or 0), np.float32)
+    arr = _to_numpy(out, model_name, what)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)):
+        raise ModelError(f"model {model_name!r}: {what} returned dtype {arr.dtype}; expected a float array")
+    if arr.ndim != 2:
+        raise ModelError(
+            f"model {model_name!r}: {what} returned shape {tuple(arr.shape)}; expected 2-D [{len(ids)}, D]"
+        )
+    if arr.shape[0] != len(ids):
+        raise ModelError(
+            f"model {model_name!r}: {what} returned {arr.shape[0]} rows for {len(ids)} inputs "
+            f"(one row per input, in order; inputs of this batch: {_few(ids)})"
+        )
+    if arr.shape[1] == 0:
+        raise ModelError(f"model {model_name!r}: {what} returned 0-dimensional embeddings")
+    if dim is not None and arr.shape[1] != dim:
+        raise ModelError(
+            f"model {model_name!r}: {what} returned dimension {arr.shape[1]}, but earlier embeddings have {dim}"
+        )
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        bad = [ids[i] for i in np.flatnonzero(~finite)]
+        raise ModelError(
+            f"model {model_name!r}: {what} returned NaN or infinite values for {len(bad)} input(s): {_few(bad)}"
+        )
+    if np.abs(arr).max(initial=0.0) > np.finfo(np.float32).max:
+        raise ModelError(f"model {model_name!r}: {what} returned values beyond float32 range")
+    return arr.astype(np.float32, copy=False)
+
+
+def check_generations(out: Any, vids: list[str], *, model_name: str, kind: str) -> list[str]:
+    """Validate one batch of generations: a list of non-empty strings, one per vid (or a vid mapping)."""
+    what = f"generate(kind={kind!r})"
+    if isinstance(out, dict):
+        missing = [v for v in vids if v not in out]
+        extra = [k for k in out if k not in set(vids)]
+        if missing or extra:
+            raise ModelError(
+                f"model {model_name!r}: {what} returned vids that do not match the batch"
+                + (f"; missing: {_few(missing)}" if missing else "")
+                + (f"; extra: {_few(extra)}" if extra else "")
+            )
+        out = [out[v] for v in vids]
+    if isinstance(out, str) or not isinstance(out, (list, tuple)):
+        raise ModelError(
+            f"model {model_name!r}: {what} returned {type(out).__name__}; expected a list of str"
+        )
+    if len(out) != len(vids):
+        raise ModelError(
+            f"model {model_name!r}: {what} returned {len(out)} texts for {len(vids)} videos "
+            f"(one per video, in order; vids of this batch: {_few(vids)})"
+        )
+    for vid, text in zip(vids, out):
+        if not isinstance(text, str):
+            raise ModelError(
+                f"model {model_name!r}: {what} returned a non-string {type(text).__name__} {text!r} for vid {vid!r}"
+            )
+        if not text.strip():
+            raise ModelError(f"model {model_name!r}: {what} returned an empty text for vid {vid!r}")
+    return list(out)
+
+
+def _few(items: list[Any], n: int = 5) -> str:
+    shown = ", ".join(repr(x) for x in items[:n])
+    return shown + (f" … (+{len(items) - n} more)" if len(items) > n else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Running the model
+
+
+def _progress(iterable: Any, *, total: int | None, desc: str, enabled: bool | None) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        iterable, total=total, desc=desc, unit="batch", disable=None if enabled is None else not enabled
+    )
+
+
+def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[str, Any]]:
+    """Batches of the model protocol, with exactly the input the model declares."""
+    meta: ModelMeta = model.meta
+    if meta.inputs == "none":
+        from create_bench.data.shards import iter_batches
+
+        cols = ["vid", "tags", "raw_title", "category"]
+        for rb in iter_batches(
+            cfg.data_dir, cfg.split, cols, batch_size=cfg.batch_size, rank=0, world_size=1
+        ):
+            yield {c: rb.column(c).to_pylist() for c in cols}
+        return
+    from create_bench.loader import make_loader
+
+    kw: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "on_error": "fail"}
+    if meta.inputs == "features":
+        kw["features"] = meta.feature_set
+    else:
+        kw["frames"] = frames
+        if meta.frame_size is not None:
+            kw["size"] = tuple(meta.frame_size)
+    yield from make_loader(cfg.data_dir, cfg.split, **kw)
+
+
+def _batch_vids(batch: dict[str, Any]) -> list[str]:
+    vids = batch.get("vid")
+    if vids is None:
+        raise DataError("loader batch has no 'vid'")
+    return [str(v) for v in vids]
+
+
+def _run_videos(
+    model: Any, tasks: tuple[TaskSpec, ...], cfg: EvalConfig, frames: str, n_videos: int
+) -> _Outputs:
+    name = model.meta.name
+    outs = _Outputs()
+    gen_kinds = [t.name for t in tasks if "generate" in t.requires]
+    outs.generations = {k: {} for k in gen_kinds}
+    want_emb = any("encode_videos" in t.requires for t in tasks)
+    dim: int | None = None
+    total = math.ceil(n_videos / cfg.batch_size)
+    for batch in _progress(
+        _video_batches(model, cfg, frames), total=total, desc=f"{name}: videos", enabled=cfg.progress
+    ):
+        vids = _batch_vids(batch)
+        outs.video_ids.extend(vids)
+        if want_emb:
+            emb = check_embeddings(
+                model.encode_videos(batch), vids, model_name=name, what="encode_videos", dim=dim
+            )
+            dim = emb.shape[1]
+            outs.video_embeddings.append(emb)
+        for kind in gen_kinds:
+            texts = check_generations(model.generate(batch, kind=kind), vids, model_name=name, kind=kind)
+            outs.generations[kind].update(zip(vids, texts))
+    return outs
+
+
+def _split_texts(cfg: EvalConfig) -> tuple[list[str], dict[str, list[str]], dict[str, str]]:
+    """(vids in split order, text ids per kind, text id -> text) of the references."""
+    from create_bench.data.shards import read_table
+
+    table = read_table(cfg.data_dir, cfg.split, columns=["vid", *TEXT_COLUMN.values()])
+    vids = [str(v) for v in table.column("vid").to_pylist()]
+    ids: dict[str, list[str]] = {}
+    texts: dict[str, str] = {}
+    for kind in TEXT_KINDS:
+        ids[kind] = []
+        for vid, items in zip(vids, table.column(TEXT_COLUMN[kind]).to_pylist()):
+            for k, text in enumerate(items or []):
+                tid = text_id(vid, kind, k)
+                ids[kind].append(tid)
+                texts[tid] = text
+    return vids, ids, texts
+
+
+def _run_texts(model: Any, cfg: EvalConfig, texts: dict[str, str], dim: int) -> tuple[list[str], np.ndarray]:
+    """Encode every reference text once (duplicate strings share one call) in ``text_batch_size`` chunks."""
+    name = model.meta.name
+    tids = list(texts)
+    unique = list(dict.fromkeys(texts[t] for t in tids))
+    chunks = [unique[i : i + cfg.text_batch_size] for i in range(0, len(unique), cfg.text_batch_size)]
+    parts = []
+    for chunk in _progress(chunks, total=len(chunks), desc=f"{name}: texts", enabled=cfg.progress):
+        parts.append(
+            check_embeddings(
+                model.encode_texts(list(chunk)), chunk, model_name=name, what="encode_texts", dim=dim
+            )
+        )
+    emb = np.concatenate(parts) if parts else np.zeros((0, dim), np.float32)
+    row = {t: i for i, t in enumerate(unique)}
+    return tids, emb[[row[texts[t]] for t in tids]]
+
+
+def _check_coverage(got: list[str], expected: list[str], model_name: str, data_dir: Path, split: str) -> None:
+    """Every video of the split exactly once: anything else would silently change the metrics."""
+    counts = Counter(got)
+    dups = [v for v, c in counts.items() if c > 1]
+    seen = set(counts)
+    missing = sorted(set(expected) - seen)
+    extra = sorted(seen - set(expected))
+    if dups or missing or extra:
+        raise DataError(
+            f"evaluating {model_name!r}: the video pass did not cover split {split!r} exactly once"
+            + (f"; duplicated: {_few(dups)}" if dups else "")
+            + (f"; missing: {_few(missing)}" if missing else "")
+            + (f"; unexpected: {_few(extra)}" if extra else ""),
+            path=str(data_dir),
+        )
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(f"--device {device} was asked for, but torch sees no CUDA device here")
+
+
+def run_model(model: Any, cfg: EvalConfig, tasks: tuple[TaskSpec, ...], frames: str) -> _Outputs:
+    """Set the model up and collect its validated outputs for ``tasks`` on the split (nothing written)."""
+    _check_device(cfg.device)
+    name = model.meta.name
+    ctx = ModelContext(
+        data_dir=cfg.data_dir,
+        split=cfg.split,
+        device=cfg.device,
+        seed=cfg.seed,
+        cache_dir=cfg.results_dir / ".cache",
+    )
+    model.setup(ctx)
+    vids, text_ids, texts = _split_texts(cfg)
+    outs = _run_videos(model, tasks, cfg, frames, len(vids))
+    _check_coverage(outs.video_ids, vids, name, cfg.data_dir, cfg.split)
+    if outs.video_embeddings:
+        dim = outs.video_embeddings[0].shape[1]
+        wanted = {t: texts[t] for kind in TEXT_KINDS for t in text_ids[kind]}
+        outs.text_ids, outs.text_embeddings = _run_texts(model, cfg, wanted, dim)
+    return outs
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing, scoring, reporting
+
+
+def _model_card(model: Any, model_args: dict[str, Any], spec: str | None, frames: str) -> dict[str, Any]:
+    """The model card that travels with the predictions; its ``frames``/``decode`` enter the signature."""
+    card = model.meta.to_dict()
+    if model.meta.inputs == "frames":
+        from create_bench.video.decode import backend_version
+        from create_bench.video.sampling import policy_signature
+
+        card["frames"] = policy_signature(frames)  # the policy actually used, versioned
+        card["decode"] = backend_version("decord")
+    else:
+        card["frames"] = None
+    card["args"] = model_args
+    if spec is not None:
+        card["spec"] = spec
+    return card
+
+
+def _write_predictions(pred_dir: Path, outs: _Outputs, card: dict[str, Any]) -> None:
+    from create_bench.predictions import write_predictions
+
+    vid_order = outs.video_ids
+    generations = None
+    if outs.generations:
+        generations = {
+            vid: {kind: outs.generations[kind][vid] for kind in outs.generations} for vid in vid_order
+        }
+    video_emb = np.concatenate(outs.video_embeddings) if outs.video_embeddings else None
+    # write_predictions replaces the directory whole and atomically: a crash never leaves half of one.
+    write_predictions(
+        pred_dir,
+        video_ids=vid_order if video_emb is not None else None,
+        video_embeddings=video_emb,
+        text_ids=outs.text_ids if outs.text_embeddings is not None else None,
+        text_embeddings=outs.text_embeddings,
+        generations=generations,
+        model_card=card,
+    )
+
+
+def evaluate(
+    model: Any, cfg: EvalConfig, *, model_args: dict[str, Any] | None = None, model_spec: str | None = None
+) -> EvalOutcome:
+    """Evaluate ``model`` (already built, e.g. by :func:`create_bench.models.load_model`) as ``cfg`` says.
+
+    Args:
+        model: an object with the model protocol and a ``meta`` (:class:`ModelMeta`).
+        cfg: the run configuration.
+        model_args: the options the model was built with (part of the cache key and the model card).
+        model_spec: what the user typed for the model (registry name or ``file.py:Class``), for the card.
+
+    Returns:
+        An :class:`EvalOutcome` with the results dict and the written paths.
+    """
+    from create_bench.data.shards import open_dataset
+
+    model_args = dict(model_args or {})
+    name = model.meta.name
+    info = open_dataset(cfg.data_dir)
+    if cfg.split not in info.splits:
+        raise ConfigError(
+            f"dataset {info.name!r} has no split {cfg.split!r} (splits: {', '.join(info.splits)})"
+        )
+    supported = model_tasks(model)
+    wanted = parse_tasks(list(cfg.tasks) if cfg.tasks else None)
+    tasks = tuple(t for t in wanted if t.name in supported)
+    skipped = tuple(t.name for t in wanted if t.name not in supported)
+    if not tasks:
+        raise ModelError(
+            f"model {name!r} supports none of the requested tasks {[t.name for t in wanted]} (it supports {list(supported)})"
+        )
+    if skipped:
+        log.warning("model %r does not implement %s: skipping those tasks", name, ", ".join(skipped))
+    cfg = dataclasses.replace(cfg, tasks=tuple(t.name for t in tasks))
+    frames = cfg.frames or model.meta.frames
+    results_path, pred_dir = output_paths(cfg, name, info.name)
+    key = cache_key(model, model_args, info.fingerprint, cfg, frames)
+    cached = not cfg.no_cache and _cache_hit(pred_dir, key)
+    if cached:
+        log.info(
+            "reusing cached predictions in %s (same model, args, data, split, frames; --no-cache to rerun)",
+            pred_dir,
+        )
+    else:
+        outs = run_model(model, cfg, tasks, frames)
+        _cache_file(pred_dir).unlink(missing_ok=True)  # the old key must never vouch for new predictions
+        _write_predictions(pred_dir, outs, _model_card(model, model_args, model_spec, frames))
+        atomic_write_json(_cache_file(pred_dir), {"key": _key_hash(key), "inputs": key})
+    results = score_run(pred_dir, cfg, model, model_args, frames, tasks)
+    _write_results(results_path, results)
+    report_path = None
+    if cfg.report:
+        from create_bench.report import write_report
+
+        report_path = write_report(
+            results, results_path, pred_dir=pred_dir, data_dir=cfg.data_dir, split=cfg.split
+        )
+    return EvalOutcome(
+        results, results_path, pred_dir, report_path, cached, tuple(t.name for t in tasks), skipped
+    )
+
+
+def _cache_hit(pred_dir: Path, key: dict) -> bool:
+    f = _cache_file(pred_dir)
+    if not (pred_dir.is_dir() and f.is_file()):
+        return False
+    try:
+        return json.loads(f.read_text(encoding="utf-8")).get("key") == _key_hash(key)
+    except (OSError, ValueError):
+        return False
+
+
+def score_run(
+    pred_dir: Path,
+    cfg: EvalConfig,
+    model: Any,
+    model_args: dict[str, Any],
+    frames: str,
+    tasks: tuple[TaskSpec, ...],
+) -> dict[str, Any]:
+    """Score the predictions with the code of ``create-bench score`` and add what only the harness knows."""
+    from create_bench.scoring import score_predictions
+
+    results = score_predictions(
+        pred_dir, cfg.data_dir, cfg.split, tokenizer=cfg.tokenizer, bootstrap=cfg.bootstrap, seed=cfg.seed
+    )
+    model_info = dict(results.get("model") or {})
+    model_info.update(
+        {k: v for k, v in model.meta.to_dict().items() if k not in model_info or model_info[k] is None}
+    )
+    model_info["args"] = model_args
+    results["model"] = model_info
+    results["eval"] = {
+        "tasks": [t.name for t in tasks],
+        "frames": frames if model.meta.inputs == "frames" else None,
+        "inputs": model.meta.inputs,
+        "frame_size": list(model.meta.frame_size) if model.meta.frame_size else None,
+        "feature_set": model.meta.feature_set,
+        "batch_size": cfg.batch_size,
+        "device": cfg.device,
+        "seed": cfg.seed,
+        "predictions": str(pred_dir),
+    }
+    return results
+
+
+def _write_results(path: Path, results: dict[str, Any]) -> None:
+    try:
+        from create_bench.results import write_results
+    except ImportError:  # pragma: no cover - results.py always ships; keep the harness usable alone
+        atomic_write_json(path, results)
+        return
+    write_results(path, results)
+
+
+def main_scores(results: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """(group, metric, value) of each task's headline number present in ``results``."""
+    out = []
+    scores = results.get("scores") or {}
+    for task in TASKS.values():
+        for group in task.score_groups:
+            if group in scores and task.main_score in scores[group]:
+                metric = task.main_score
+                out.append((group, metric, float(scores[group][metric])))
+    return out
+
+
+def summary_line(results: dict[str, Any]) -> str:
+    """One line: model, dataset/split, the headline scores, and the signature."""
+    model = (results.get("model") or {}).get("name", "?")
+    ds = results.get("dataset") or {}
+    parts = [f"{group} {metric} {value:.1f}" for group, metric, value in main_scores(results)]
+    sig = results.get("signature")
+    sig_s = sig if isinstance(sig, str) else (sig or {}).get("string", "") if isinstance(sig, dict) else ""
+    return f"{model} | {ds.get('name', '?')}:{ds.get('split', '?')} | " + " | ".join(parts) + f" | {sig_s}"
