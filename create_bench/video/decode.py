@@ -8,16 +8,18 @@ stream's packets (decord's index; PyAV counts decoded frames). Callers pass indi
 the dataset's stored ``num_frames`` (:mod:`create_bench.video.sampling`); the container's claimed
 frame count is never used. An index past the frames that decode raises :class:`VideoDecodeError`.
 
-**Orientation.** Frames come as coded: rotation metadata (a display matrix) is *not* applied by
-either backend; the dataset's ``rotation`` column says how to display them.
+**Orientation.** Frames are display-oriented: a 90/180/270 degree rotation in the container's
+display matrix is applied (decord does this; the ``pyav`` backend applies the same transposes), so
+a portrait phone video comes out portrait. Other angles and mirroring are ignored.
 
-**Resize.** ``size=(H, W)`` (or an int for a square) resizes at decode time with FFmpeg's
-``scale`` filter and bilinear interpolation, converting to RGB in the same step (decord's pipeline).
-The ``pyav`` backend builds the same filter graph (``scale=W:H:flags=bilinear`` then ``rgb24``), so
-the two backends return *identical* frames on every video we test (CREATE-sample and the edge cases
-in ``tests/test_video_decode.py``); the documented tolerance for cross-checks is
-:data:`PYAV_TOLERANCE` (max absolute difference per channel value), which allows for the two
-bundled FFmpeg builds' colour conversion differing on exotic inputs.
+**Resize.** ``size=(H, W)`` (or an int for a square) resizes at decode time, after rotation
+(so ``H, W`` are display-oriented), with FFmpeg's ``scale`` filter and bilinear interpolation,
+converting to RGB in the same step (decord's pipeline). The ``pyav`` backend builds the same
+filter graph (``transpose`` when rotated, ``scale=W:H:flags=bilinear``, ``rgb24``), so the two
+backends return *identical* frames on every video we test (CREATE-sample and the edge cases in
+``tests/test_video_decode.py``). The documented tolerance for cross-checks is
+:data:`PYAV_TOLERANCE` (max absolute difference of any channel value), which allows for the two
+bundled FFmpeg builds converting colour differently on inputs we have not seen.
 
 **Strategy.** Decoding frame ``t`` means decoding from the keyframe before ``t``. ``strategy="seek"``
 jumps to each target's keyframe when it lies past the current position (decord's ``get_batch``
@@ -248,7 +250,12 @@ def decode(
     wanted = _check_indices(indices, vid)
     src = _normalize_source(source, vid)
     uniq = sorted(set(wanted))
-    if backend == "decord":
+    if backend == "decord" and dev[0] == "gpu":
+        # NVDEC: decord built with CUDA, else PyNvVideoCodec (create_bench.video.gpu picks one).
+        from create_bench.video.gpu import decode_gpu_frames
+
+        frames = decode_gpu_frames(src, uniq, hw, dev[1], vid)
+    elif backend == "decord":
         frames = _decode_decord(src, uniq, hw, num_threads, dev, vid, strategy)
     else:
         if dev[0] != "cpu":
@@ -347,7 +354,7 @@ def _decode_decord(
             strategy = plan_strategy(uniq, list(vr.get_key_indices())).strategy
         try:
             if strategy == "seek":
-                out = vr.get_batch(uniq).asnumpy()
+                out = _decord_seek(vr, uniq)
             else:
                 out = _decord_sequential(vr, uniq)
         except VideoDecodeError:
@@ -363,10 +370,40 @@ def _decode_decord(
     return out
 
 
+def _fix_rows(a: np.ndarray) -> np.ndarray:
+    """Undo decord's misreading of padded RGB rows.
+
+    decord turns an FFmpeg frame into an array of shape (H, W, linesize // W) whenever the row
+    stride is a multiple of W. For narrow frames (e.g. W = 16, 32, 48) the stride of an RGB row
+    is padded to 4W bytes, so decord reports 4 "channels" (and ``get_batch`` fails copying them
+    into its 3-channel buffer). The first 3W bytes of each row are the real pixels.
+    """
+    if a.shape[-1] == 3:
+        return a
+    h, w = a.shape[-3], a.shape[-2]
+    lead = a.shape[:-3]
+    rows = np.ascontiguousarray(a).reshape(*lead, h, -1)[..., : 3 * w]
+    return np.ascontiguousarray(rows).reshape(*lead, h, w, 3)
+
+
+def _decord_seek(vr: Any, uniq: list[int]) -> np.ndarray:
+    try:
+        out = vr.get_batch(uniq).asnumpy()
+        if out.shape[-1] == 3:
+            return out
+    except Exception as e:
+        if "must exactly match" not in str(e):
+            raise
+    # Narrow frames (see _fix_rows): the same accurate seeks, one frame at a time (vr[i] is
+    # seek_accurate + next, as get_batch does internally), then repair the rows.
+    vr.seek(0)
+    return np.stack([_fix_rows(vr[i].asnumpy()) for i in uniq])
+
+
 def _decord_sequential(vr: Any, uniq: list[int]) -> np.ndarray:
     # next() decodes (and converts) each frame in order from the start: no seeks, no flushes.
     vr.seek(0)
-    first = vr.next().asnumpy()
+    first = _fix_rows(vr.next().asnumpy())
     out = np.empty((len(uniq), *first.shape), dtype=np.uint8)
     j, frame, i = 0, first, 0
     while True:
@@ -377,6 +414,8 @@ def _decord_sequential(vr: Any, uniq: list[int]) -> np.ndarray:
             return out
         i += 1
         frame = vr.next().asnumpy()
+        if frame.shape[-1] != 3:
+            frame = _fix_rows(frame)
 
 
 # --------------------------------------------------------------------------- pyav
@@ -435,34 +474,54 @@ def _decode_pyav(
         container.close()
 
 
+def frame_rotation(frame: Any) -> int:
+    """The display rotation of a PyAV frame, normalised to 0/90/180/270 (counter-clockwise)."""
+    rot = int(round(float(getattr(frame, "rotation", 0) or 0))) % 360
+    return rot if rot in (0, 90, 180, 270) else 0
+
+
 class _Converter:
-    """RGB conversion with decord's exact filter chain: ``scale=W:H:flags=bilinear`` -> rgb24."""
+    """RGB conversion with decord's filter chain: rotate by the display matrix (transpose), then
+    ``scale=W:H:flags=bilinear`` -> rgb24. Without rotation or resize, a plain ``to_ndarray``
+    (the same libswscale conversion) is used."""
 
     def __init__(self, stream: Any, hw: tuple[int, int] | None):
         self.stream, self.hw, self.graph = stream, hw, None
+        self.plain: bool | None = None
 
     def __call__(self, frame: Any) -> np.ndarray:
-        if self.hw is None:
+        if self.plain is None:
+            rot = frame_rotation(frame)
+            self.plain = self.hw is None and rot == 0
+            if not self.plain:
+                self.graph = self._build(frame, rot)
+        if self.plain:
             return frame.to_ndarray(format="rgb24")
-        if self.graph is None:
-            import av.filter
-
-            g = av.filter.Graph()
-            nodes = [
-                g.add_buffer(
-                    width=frame.width,
-                    height=frame.height,
-                    format=frame.format.name,
-                    time_base=self.stream.time_base,
-                ),
-                g.add("scale", f"{self.hw[1]}:{self.hw[0]}:flags=bilinear"),
-                g.add("format", "rgb24"),
-                g.add("buffersink"),
-            ]
-            g.link_nodes(*nodes).configure()
-            self.graph = g
+        assert self.graph is not None
         self.graph.push(frame)
         return self.graph.pull().to_ndarray()
+
+    def _build(self, frame: Any, rot: int) -> Any:
+        import av.filter
+
+        g = av.filter.Graph()
+        nodes = [
+            g.add_buffer(
+                width=frame.width,
+                height=frame.height,
+                format=frame.format.name,
+                time_base=self.stream.time_base,
+            )
+        ]
+        if rot == 180:
+            nodes += [g.add("hflip"), g.add("vflip")]
+        elif rot:
+            nodes.append(g.add("transpose", "cclock" if rot == 90 else "clock"))
+        if self.hw is not None:
+            nodes.append(g.add("scale", f"{self.hw[1]}:{self.hw[0]}:flags=bilinear"))
+        nodes += [g.add("format", "rgb24"), g.add("buffersink")]
+        g.link_nodes(*nodes).configure()
+        return g
 
 
 def _pyav_index(container: Any, stream: Any) -> tuple[list[int], list[int]]:

@@ -1,0 +1,549 @@
+"""The PyTorch loader (layer 4): stream a split, decode the benchmark's frames, batch them.
+
+``make_loader(data_dir, split, ...)`` returns a :class:`VideoLoader` (a ``torch.utils.data.DataLoader``)
+over a :class:`VideoDataset` (an ``IterableDataset``). Each batch is a dict of the model protocol:
+
+- ``vid``: list[str]
+- ``frames``: ``uint8 [B, T, H, W, 3]`` RGB; or, when ``mean``/``std`` are given, ``float32
+  [B, T, 3, H, W]`` (channels first, as image models take them) normalised as ``(x / 255 - mean) / std``
+  (mean/std on the 0-1 scale, one value or one per channel);
+- or ``features``: ``float32 [B, T, D]`` from ``features/<set>/`` shards, when ``features=<set>``;
+- ``frame_mask``: ``bool [B, T]``, False where a frame is padding; ``frame_indices``: ``int64 [B, T]``,
+  the decoded frame numbers (padding repeats the last one);
+- the asked ``columns`` (default ``tags``, ``raw_title``, ``category``) as lists, and ``titles`` /
+  ``captions`` when ``texts=True``.
+
+**Frames.** Indices come from the frame policy (:mod:`create_bench.video.sampling`) applied to the
+stored ``num_frames``. T is the policy's N; a video shorter than N frames is padded by repeating
+its last frame (``frame_mask`` marks the copies). ``fps@F`` gives videos different lengths: T is
+the longest in the batch, shorter ones padded the same way. Without ``size`` the frames keep their
+stored size, so videos of different sizes cannot share a batch (a ConfigError says so): pass
+``size=(H, W)`` or ``batch_size=1``.
+
+**Partitioning.** Rows are streamed with :func:`create_bench.data.shards.iter_batches`, split
+between ``rank``/``world_size`` (from ``torch.distributed`` when initialised) and the DataLoader's
+worker processes: every video is read exactly once per pass and nothing is padded or repeated, so
+evaluation over all ranks sees each video once. A worker's last batch may be smaller.
+
+**Errors.** A video that fails to decode (corrupt, truncated, not a video, timed out) is skipped
+with ``on_error="skip"`` (default) and counted: after a pass, ``loader.report`` is a
+:class:`LoaderReport` (also logged as a summary). ``on_error="fail"`` raises VideoDecodeError naming
+the vid. Decoding runs in a killable subprocess with ``timeout`` seconds per video (None decodes
+in-process, without that protection).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from create_bench.errors import ConfigError, DataError, VideoDecodeError
+from create_bench.video.sampling import FramePolicy, parse_policy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COLUMNS = ("tags", "raw_title", "category")
+TEXT_COLUMNS = ("titles", "captions")
+#: Default per-video decode timeout (seconds) of the loader.
+DEFAULT_TIMEOUT = 60.0
+_SKIPPED_KEY = "_skipped"
+
+
+# --------------------------------------------------------------------------- config and report
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """Everything that decides what a loader yields (validated by :func:`make_loader`)."""
+
+    data_dir: Path
+    split: str
+    frames: str = "uniform-center@8"
+    batch_size: int = 8
+    size: tuple[int, int] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    columns: tuple[str, ...] = DEFAULT_COLUMNS
+    texts: bool = False
+    features: str | None = None
+    backend: str = "decord"
+    ctx: str = "cpu"
+    num_threads: int = 0
+    on_error: str = "skip"
+    timeout: float | None = DEFAULT_TIMEOUT
+    shuffle_seed: int | None = None
+    rank: int | None = None
+    world_size: int | None = None
+    #: Only these videos (others are passed over before decoding); None: all.
+    vids: frozenset[str] | None = None
+
+    @property
+    def policy(self) -> FramePolicy:
+        return parse_policy(self.frames)
+
+
+@dataclass(frozen=True)
+class SkippedVideo:
+    vid: str
+    reason: str
+
+
+@dataclass
+class LoaderReport:
+    """What one pass of a loader did: videos yielded, videos skipped (and why), time taken."""
+
+    split: str
+    frames: str
+    videos: int = 0
+    skipped: list[SkippedVideo] = field(default_factory=list)
+    seconds: float = 0.0
+    complete: bool = False
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    def summary(self, max_listed: int = 20) -> str:
+        state = "" if self.complete else " (pass not finished)"
+        head = (
+            f"loader {self.split} [{self.frames}]: {self.videos} videos in {self.seconds:.1f} s, "
+            f"{self.num_skipped} skipped{state}"
+        )
+        lines = [head] + [f"  skipped {s.vid}: {s.reason}" for s in self.skipped[:max_listed]]
+        if self.num_skipped > max_listed:
+            lines.append(f"  ... and {self.num_skipped - max_listed} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "frames": self.frames,
+            "videos": self.videos,
+            "skipped": [{"vid": s.vid, "reason": s.reason} for s in self.skipped],
+            "seconds": round(self.seconds, 3),
+            "complete": self.complete,
+        }
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def video_seed(shuffle_seed: int | None, epoch: int, vid: str) -> int:
+    """The per-video seed of random frame policies: stable across processes, workers and runs."""
+    digest = hashlib.sha256(f"{shuffle_seed or 0}:{epoch}:{vid}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+class VideoDataset(IterableDataset):
+    """Streams one split as ready batches (the DataLoader runs with ``batch_size=None``).
+
+    Each yielded dict also carries ``"_skipped"``: ``[(vid, reason), ...]`` of videos this worker
+    skipped since its previous batch; :class:`VideoLoader` removes it and fills its report. A
+    worker ends with a batch of no videos when it has skips left to report.
+    """
+
+    def __init__(self, cfg: LoaderConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.policy = cfg.policy
+        self.epoch = 0
+        from create_bench.data.shards import open_dataset
+
+        self.info = open_dataset(cfg.data_dir)
+        self.info.files(cfg.split)  # unknown split -> DataError now, not in a worker
+        if cfg.features is not None:
+            self.info.feature_files(cfg.features, cfg.split)
+        self._mean_std = _mean_std_tensors(cfg.mean, cfg.std)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _read_columns(self) -> list[str]:
+        cols = ["vid", *[c for c in self.cfg.columns if c != "vid"]]
+        if self.cfg.texts:
+            cols += [c for c in TEXT_COLUMNS if c not in cols]
+        if self.cfg.features is None:
+            cols += [c for c in ("num_frames", "fps", "video") if c not in cols]
+        return cols
+
+    def _partition_kw(self) -> dict[str, Any]:
+        return {
+            "shuffle_seed": self.cfg.shuffle_seed,
+            "epoch": self.epoch,
+            "rank": self.cfg.rank,
+            "world_size": self.cfg.world_size,
+        }
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        from create_bench.data.shards import iter_batches
+
+        cfg = self.cfg
+        feature_map = self._load_features() if cfg.features is not None else None
+        pending: list[dict[str, Any]] = []
+        skipped: list[tuple[str, str]] = []
+        for rb in iter_batches(
+            cfg.data_dir, cfg.split, self._read_columns(), batch_size=cfg.batch_size, **self._partition_kw()
+        ):
+            for row in rb.to_pylist():
+                if cfg.vids is not None and str(row["vid"]) not in cfg.vids:
+                    continue
+                try:
+                    sample = (
+                        self._features_sample(row, feature_map)
+                        if feature_map is not None
+                        else self._frames_sample(row)
+                    )
+                except (VideoDecodeError, DataError) as e:
+                    if cfg.on_error == "fail":
+                        raise
+                    skipped.append((str(row["vid"]), _reason(e)))
+                    continue
+                pending.append(sample)
+                if len(pending) == cfg.batch_size:
+                    yield self._collate(pending, skipped)
+                    pending, skipped = [], []
+        if pending or skipped:
+            yield self._collate(pending, skipped)
+
+    # -- one video ------------------------------------------------------------------------------
+    def _frames_sample(self, row: dict[str, Any]) -> dict[str, Any]:
+        from create_bench.data.shards import video_source
+        from create_bench.video.decode import decode
+
+        cfg, vid = self.cfg, str(row["vid"])
+        n = row.get("num_frames")
+        if not isinstance(n, int) or n < 1:
+            raise VideoDecodeError(f"stored num_frames is {n!r}: no frame to sample", vid=vid)
+        seed = video_seed(cfg.shuffle_seed, self.epoch, vid) if self.policy.name == "random-segment" else None
+        try:
+            idx = self.policy.indices(n, fps=row.get("fps"), seed=seed)
+        except ConfigError as e:
+            raise VideoDecodeError(f"cannot sample frames: {e}", vid=vid) from None
+        source = video_source(row, cfg.data_dir)
+        frames = decode(
+            source,
+            idx,
+            backend=cfg.backend,
+            size=cfg.size,
+            num_threads=cfg.num_threads,
+            ctx=cfg.ctx,
+            vid=vid,
+            timeout=cfg.timeout,
+        )
+        return {"row": row, "data": frames, "indices": idx}
+
+    def _features_sample(self, row: dict[str, Any], feature_map: dict[str, np.ndarray]) -> dict[str, Any]:
+        vid = str(row["vid"])
+        feats = feature_map.get(vid)
+        if feats is None:
+            raise DataError(f"no features in set {self.cfg.features!r}", vid=vid)
+        return {"row": row, "data": feats, "indices": list(range(len(feats)))}
+
+    def _load_features(self) -> dict[str, np.ndarray]:
+        """Features of this partition's videos only (memory grows with the partition, not the split)."""
+        import pyarrow.compute as pc
+        import pyarrow.dataset as pads
+
+        from create_bench.data.shards import iter_batches
+
+        vids = [
+            v
+            for rb in iter_batches(
+                self.cfg.data_dir, self.cfg.split, ["vid"], batch_size=4096, **self._partition_kw()
+            )
+            for v in rb.column(0).to_pylist()
+        ]
+        files = [str(f) for f in self.info.feature_files(self.cfg.features or "", self.cfg.split)]
+        table = pads.dataset(files, format="parquet").to_table(
+            columns=["vid", "features"], filter=pc.field("vid").isin(vids)
+        )
+        out: dict[str, np.ndarray] = {}
+        for chunk_vids, chunk in zip(table.column("vid").chunks, table.column("features").chunks):
+            for vid, arr in zip(chunk_vids.to_pylist(), _lists_to_arrays(chunk)):
+                out[vid] = arr
+        return out
+
+    # -- batching ---------------------------------------------------------------------------------
+    def _collate(self, samples: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> dict[str, Any]:
+        cfg = self.cfg
+        rows = [s["row"] for s in samples]
+        batch: dict[str, Any] = {"vid": [str(r["vid"]) for r in rows]}
+        for c in (*cfg.columns, *(TEXT_COLUMNS if cfg.texts else ())):
+            if c != "vid":
+                batch[c] = [r[c] for r in rows]
+        key = "features" if cfg.features is not None else "frames"
+        if samples:
+            t = self.policy.n if (cfg.features is None and self.policy.is_fixed_length) else 0
+            t = max([t] + [len(s["indices"]) for s in samples])
+            data, mask, indices = _pad_stack(samples, t, self.cfg.size is None and key == "frames")
+            tensor = torch.from_numpy(data)
+            if key == "frames" and self._mean_std is not None:
+                tensor = _normalise(tensor, *self._mean_std)
+            elif key == "features":
+                tensor = tensor.float()
+            batch[key] = tensor
+            batch["frame_mask"] = torch.from_numpy(mask)
+            batch["frame_indices"] = torch.from_numpy(indices)
+        else:
+            batch[key] = None
+        batch[_SKIPPED_KEY] = skipped
+        return batch
+
+
+def _pad_stack(
+    samples: list[dict[str, Any]], t: int, check_sizes: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    shapes = {s["data"].shape[1:] for s in samples}
+    if len(shapes) > 1:
+        detail = ", ".join(f"{s['row']['vid']}: {tuple(s['data'].shape[1:])}" for s in samples[:6])
+        hint = "; pass size=(H, W) to resize at decode time, or batch_size=1" if check_sizes else ""
+        raise ConfigError(f"videos in one batch have different frame shapes ({detail}){hint}")
+    inner = next(iter(shapes))
+    data = np.empty((len(samples), t, *inner), dtype=samples[0]["data"].dtype)
+    mask = np.zeros((len(samples), t), dtype=bool)
+    indices = np.zeros((len(samples), t), dtype=np.int64)
+    for b, s in enumerate(samples):
+        k = len(s["indices"])
+        data[b, :k] = s["data"]
+        data[b, k:] = s["data"][k - 1]  # pad by repeating the last frame
+        mask[b, :k] = True
+        indices[b, :k] = s["indices"]
+        indices[b, k:] = s["indices"][k - 1]
+    return data, mask, indices
+
+
+def _lists_to_arrays(chunk: Any) -> list[np.ndarray]:
+    """A list<list<float>> Arrow chunk -> one float32 [T, D] array per row, without Python lists."""
+    frames = chunk.flatten()  # one entry per frame (respects slicing)
+    values = frames.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    frame_len = frames.value_lengths().to_numpy(zero_copy_only=False)
+    row_len = chunk.value_lengths().to_numpy(zero_copy_only=False)
+    out, v, f = [], 0, 0
+    for n in row_len:
+        n = int(n)
+        dims = frame_len[f : f + n]
+        d = int(dims[0]) if n else 0
+        if n and (dims != d).any():
+            raise DataError("feature vectors of one video have different lengths")
+        out.append(values[v : v + n * d].reshape(n, d))
+        v += n * d
+        f += n
+    return out
+
+
+def _mean_std_tensors(mean: Any, std: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if mean is None and std is None:
+        return None
+    m = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32).reshape(-1)
+    s = torch.as_tensor(1.0 if std is None else std, dtype=torch.float32).reshape(-1)
+    if m.numel() not in (1, 3) or s.numel() not in (1, 3):
+        raise ConfigError(f"mean and std take 1 or 3 values, got mean={mean!r} std={std!r}")
+    if not bool((s > 0).all()):
+        raise ConfigError(f"std must be positive, got {std!r}")
+    return m.expand(3).reshape(1, 1, 3, 1, 1).clone(), s.expand(3).reshape(1, 1, 3, 1, 1).clone()
+
+
+def _normalise(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # [B, T, 3, H, W]
+    return x.sub_(mean).div_(std).contiguous()
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return f"{type(e).__name__}: {text}"
+
+
+# --------------------------------------------------------------------------- loader
+
+
+class VideoLoader(DataLoader):
+    """A DataLoader that strips the skip bookkeeping from batches and keeps a :class:`LoaderReport`.
+
+    ``loader.report`` describes the latest pass (``complete`` once it ran to the end);
+    ``set_epoch(e)`` changes the shuffle order and the random frame policy's draws.
+    """
+
+    def __init__(self, dataset: VideoDataset, *, progress: bool = False, **kwargs: Any):
+        super().__init__(dataset, batch_size=None, **kwargs)
+        self.progress = progress
+        self.report = LoaderReport(split=dataset.cfg.split, frames=_frames_label(dataset.cfg))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:  # batches of the whole split for this rank (an upper bound with skips)
+        ds: VideoDataset = self.dataset  # type: ignore[assignment]
+        world = ds.cfg.world_size or _dist_world_size()
+        return math.ceil(ds.info.num_rows(ds.cfg.split) / world / ds.cfg.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:  # type: ignore[override]
+        ds: VideoDataset = self.dataset  # type: ignore[assignment]
+        report = LoaderReport(split=ds.cfg.split, frames=_frames_label(ds.cfg))
+        self.report = report
+        start = time.perf_counter()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            world = ds.cfg.world_size or _dist_world_size()
+            bar = tqdm(
+                total=math.ceil(ds.info.num_rows(ds.cfg.split) / world),
+                desc=f"{ds.cfg.split} videos",
+                unit="video",
+            )
+        try:
+            for batch in super().__iter__():
+                for vid, reason in batch.pop(_SKIPPED_KEY, ()):
+                    report.skipped.append(SkippedVideo(vid, reason))
+                    if bar is not None:
+                        bar.update(1)
+                n = len(batch["vid"])
+                report.videos += n
+                report.seconds = time.perf_counter() - start
+                if bar is not None:
+                    bar.update(n)
+                if n:
+                    yield batch
+            report.complete = True
+        finally:
+            report.seconds = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+        if report.num_skipped:
+            log.warning(report.summary())
+        else:
+            log.info(report.summary())
+
+
+def _dist_world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _frames_label(cfg: LoaderConfig) -> str:
+    return f"features:{cfg.features}" if cfg.features is not None else cfg.policy.signature()
+
+
+def make_loader(
+    data_dir: str | os.PathLike[str],
+    split: str,
+    *,
+    frames: str = "uniform-center@8",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    size: int | Sequence[int] | None = None,
+    mean: float | Sequence[float] | None = None,
+    std: float | Sequence[float] | None = None,
+    columns: Sequence[str] = DEFAULT_COLUMNS,
+    texts: bool = False,
+    features: str | None = None,
+    backend: str = "decord",
+    ctx: str = "cpu",
+    num_threads: int = 0,
+    on_error: str = "skip",
+    timeout: float | None = DEFAULT_TIMEOUT,
+    shuffle_seed: int | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = False,
+    vids: Collection[str] | None = None,
+    **dataloader_kwargs: Any,
+) -> VideoLoader:
+    """A DataLoader over one split of a create-bench dataset (see the module doc for the batches).
+
+    Args:
+        data_dir: the dataset directory (``manifest.json``, ``data/``).
+        split: ``train``, ``validation``, ``test`` or ``pretrain``.
+        frames: the frame policy (``uniform-center@8`` default; see :mod:`create_bench.video.sampling`).
+        batch_size: videos per batch (a worker's last batch may be smaller).
+        num_workers: DataLoader worker processes (0: decode in this process).
+        size: resize at decode time to ``(H, W)`` (int: square); None keeps the stored size.
+        mean, std: when given, frames become normalised ``float32 [B, T, 3, H, W]``.
+        columns: row columns to pass through (``vid`` always comes).
+        texts: also pass ``titles`` and ``captions``.
+        features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
+        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decode`).
+        on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
+        timeout: seconds per video in a killable decode subprocess; None decodes in-process.
+        shuffle_seed: shuffle the order (by row group, then within) with this seed; None keeps it.
+        rank, world_size: this process's share; default from ``torch.distributed`` when initialised.
+        progress: show a tqdm bar of videos.
+        vids: only these videos (e.g. the ones a resumed feature extraction still needs).
+        **dataloader_kwargs: passed to ``DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``).
+    """
+    from create_bench.video.decode import BACKENDS, _parse_ctx, normalize_size
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}")
+    if on_error not in ("skip", "fail"):
+        raise ConfigError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown decode backend {backend!r} (known: {', '.join(BACKENDS)})")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ConfigError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    if (rank is None) != (world_size is None):
+        raise ConfigError("give both rank and world_size, or neither")
+    if isinstance(columns, str):
+        columns = (columns,)
+    _parse_ctx(ctx)
+    parse_policy(frames)
+    hw = normalize_size(size)
+
+    def _triple(x: Any) -> tuple[float, float, float] | None:
+        if x is None:
+            return None
+        vals = [float(v) for v in (x if isinstance(x, (list, tuple)) else [x])]
+        if len(vals) == 1:
+            vals *= 3
+        if len(vals) != 3:
+            raise ConfigError(f"mean/std take 1 or 3 values, got {x!r}")
+        return (vals[0], vals[1], vals[2])
+
+    cfg = LoaderConfig(
+        data_dir=Path(data_dir),
+        split=split,
+        frames=frames,
+        batch_size=batch_size,
+        size=hw,
+        mean=_triple(mean),
+        std=_triple(std),
+        columns=tuple(columns),
+        texts=bool(texts),
+        features=features,
+        backend=backend,
+        ctx=ctx,
+        num_threads=int(num_threads),
+        on_error=on_error,
+        timeout=None if timeout is None else float(timeout),
+        shuffle_seed=shuffle_seed,
+        rank=rank,
+        world_size=world_size,
+        vids=None if vids is None else frozenset(str(v) for v in vids),
+    )
+    dataset = VideoDataset(cfg)
+    return VideoLoader(dataset, num_workers=num_workers, progress=progress, **dataloader_kwargs)
+
+
+__all__ = [
+    "LoaderConfig",
+    "LoaderReport",
+    "SkippedVideo",
+    "VideoDataset",
+    "VideoLoader",
+    "make_loader",
+    "video_seed",
+]
