@@ -12,6 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from leaderboard_util import (
+    CARD,
+    dir_to_members,
+    file_member,
+    small_expected,
+    tar_gz,
+    write_card,
+    write_predictions,
+)
 
 from create_bench.errors import SubmissionError
 from create_bench.leaderboard import submission as sub_mod
@@ -25,15 +34,6 @@ from create_bench.leaderboard.submission import (
     parse_model_card,
     unpack_archive,
     validate_directory,
-)
-from tests.leaderboard_util import (
-    CARD,
-    dir_to_members,
-    file_member,
-    small_expected,
-    tar_gz,
-    write_card,
-    write_predictions,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
 from create_bench.errors import CreateBenchError, SubmissionError
 from create_bench.leaderboard import board
 from create_bench.leaderboard.db import AuthError, Database, LimitError, NotFound
@@ -61,10 +65,6 @@ def uploads_dir(storage: Path) -> Path:
 
 def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     """Build the FastAPI application (the database is migrated to the current schema)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.concurrency import run_in_threadpool
-
     db = db or Database(config.db_url)
     db.migrate()
     storage = Path(config.storage_dir)

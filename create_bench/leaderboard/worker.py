@@ -77,13 +77,21 @@ class Worker:
     """Claims, scores and completes jobs; see the module docstring."""
 
     def __init__(
-        self, db: Database, config: WorkerConfig, *, scorer: Scorer | None = None, name: str | None = None
+        self,
+        db: Database,
+        config: WorkerConfig,
+        *,
+        scorer: Scorer | None = None,
+        name: str | None = None,
+        expected: ExpectedIds | None = None,
     ):
+        """``scorer`` and ``expected`` (the split's ids) default to the configured scorer and the
+        ids read from the dataset."""
         self.db = db
         self.config = config
         self.name = name or worker_id()
         self._scorer = scorer
-        self._expected: ExpectedIds | None = None
+        self._expected = expected
 
     @property
     def scorer(self) -> Scorer:

@@ -1,0 +1,324 @@
+"""The evaluation server: upload checks (each bad input rejected with a clear message and nothing
+stored), the JSON API, the pages (escaped user text, no references in any response), and end to
+end over loopback with ``create-bench submit`` and the real scorer."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from leaderboard_util import (
+    add_team,
+    cli,
+    dir_to_members,
+    file_member,
+    references,
+    running_server,
+    tar_gz,
+    text_dataset,
+    write_card,
+    write_predictions,
+)
+
+from create_bench.leaderboard.db import Database
+from create_bench.leaderboard.server import ServerConfig, create_app
+from create_bench.leaderboard.submission import ExpectedIds, Limits, pack_directory
+from create_bench.leaderboard.worker import ScoringConfig, Worker, WorkerConfig
+
+XSS = "<script>alert(1)</script>"
+
+
+class Board:
+    """An in-process server over a small text dataset, with helpers to upload and to check that
+    nothing was stored."""
+
+    def __init__(self, tmp: Path, *, limits: Limits | None = None):
+        from fastapi.testclient import TestClient
+
+        self.tmp = tmp
+        self.data = text_dataset(tmp / "data")
+        self.expected = ExpectedIds.from_dataset(self.data, "test")
+        self.storage = tmp / "storage"
+        self.db = Database(str(tmp / "board.db"))
+        self.scoring = ScoringConfig(data_dir=self.data, bootstrap=50)
+        self.config = ServerConfig(
+            db_url=self.db.url,
+            storage_dir=self.storage,
+            scoring=self.scoring,
+            limits=limits or Limits(max_upload_bytes=300_000, max_unpacked_bytes=2_000_000),
+        )
+        self.client = TestClient(create_app(self.config, db=self.db))
+        _, self.token = self.db.add_team("alpha", daily_limit=3)
+        self.n = 0
+
+    def predictions(self, **kw) -> Path:
+        self.n += 1
+        return write_predictions(self.tmp / f"pred{self.n}", self.expected, **kw)
+
+    def archive(self, pred: Path) -> bytes:
+        return pack_directory(pred, self.tmp / f"up{self.n}.tar.gz").read_bytes()
+
+    def post(self, body: bytes, token: str | None = "default", headers: dict | None = None):
+        token = self.token if token == "default" else token
+        h = {"Content-Type": "application/gzip", **(headers or {})}
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        return self.client.post("/api/submissions", content=body, headers=h)
+
+    def stored(self) -> tuple[int, list[str]]:
+        files = sorted(p.name for p in (self.storage / "uploads").iterdir())
+        work = self.storage / "work"
+        assert not work.exists() or not list(work.iterdir()), "unpacked files left behind"
+        return len(self.db.list_submissions()), files
+
+    def score_all(self) -> None:
+        worker = Worker(self.db, WorkerConfig(storage_dir=self.storage, scoring=self.scoring))
+        while worker.run_once() is not None:
+            pass
+
+
+@pytest.fixture()
+def board(tmp_path) -> Board:
+    return Board(tmp_path)
+
+
+def rejected(board: Board, resp, status: int, pattern: str) -> None:
+    """The answer has the status and a clear message, and nothing was stored."""
+    before = getattr(board, "_before", (0, []))
+    assert resp.status_code == status, resp.text
+    message = resp.json()["error"]
+    import re
+
+    assert re.search(pattern, message), message
+    assert board.stored() == before
+
+
+def test_accepts_a_valid_submission(board):
+    resp = board.post(board.archive(board.predictions()))
+    assert resp.status_code == 202, resp.text
+    body = resp.json()
+    assert body["state"] == "queued" and body["model_name"] == "simple-baseline"
+    assert set(body["tasks"]) == {"retrieval", "title", "caption"}
+    n, files = board.stored()
+    assert n == 1 and len(files) == 1 and files[0].endswith(".tar.gz")
+    sub = board.client.get(body["api"]).json()
+    assert sub["state"] == "queued" and sub["team"] == "alpha"
+    assert [h["state"] for h in sub["history"]] == ["submitted", "queued"]
+
+
+def test_bad_tokens(board):
+    body = board.archive(board.predictions())
+    rejected(board, board.post(body, token=None), 401, "missing team token")
+    rejected(board, board.post(body, token="cbt_00_nope"), 401, "invalid team token")
+    rejected(
+        board, board.post(body, token=None, headers={"Authorization": "Basic abc"}), 401, "expected 'Bearer"
+    )
+    assert board.post(body, token="x").headers["www-authenticate"] == "Bearer"
+
+
+def test_oversized_upload(board):
+    big = b"\x1f\x8b" + bytes(400_000)
+    rejected(board, board.post(big), 413, "over the limit of 300000 bytes")
+
+    def stream():  # no Content-Length: the cap is enforced while streaming
+        for _ in range(40):
+            yield bytes(10_000)
+
+    resp = board.client.post(
+        "/api/submissions",
+        content=stream(),
+        headers={"Authorization": f"Bearer {board.token}", "Content-Type": "application/gzip"},
+    )
+    rejected(board, resp, 413, "over the limit")
+
+
+def test_unsafe_archives(board):
+    pred = board.predictions()
+    for extra, pattern in [
+        ([file_member("../evil.txt", b"x")], r"'\.\.' in paths"),
+        ([file_member("/etc/evil", b"x")], "absolute paths"),
+        ([file_member("run.sh", b"x")], "unexpected file 'run.sh'"),
+    ]:
+        body = tar_gz(board.tmp / "bad.tar.gz", dir_to_members(pred) + extra).read_bytes()
+        rejected(board, board.post(body), 400, pattern)
+    link = tarfile.TarInfo("README.md")
+    link.type = tarfile.SYMTYPE
+    link.linkname = "/etc/passwd"
+    body = tar_gz(board.tmp / "link.tar.gz", dir_to_members(pred) + [(link, None)]).read_bytes()
+    rejected(board, board.post(body), 400, "symbolic link")
+    assert not (board.storage / "evil.txt").exists() and not (board.storage.parent / "evil.txt").exists()
+
+
+def test_decompression_bomb(board):
+    info = tarfile.TarInfo("text_embeddings.npy")
+    info.size = 50 << 20
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb") as gz, tarfile.open(fileobj=gz, mode="w") as tf:
+        tf.addfile(info, io.BytesIO(bytes(info.size)))
+    assert len(buf.getvalue()) < 300_000
+    rejected(board, board.post(buf.getvalue()), 400, "decompression bomb")
+
+
+def test_not_an_archive(board):
+    rejected(board, board.post(b"hello world"), 400, "not a gzip file")
+    rejected(board, board.post(b""), 400, "empty upload")
+
+
+def test_malformed_yaml(board):
+    pred = board.predictions()
+    (pred / "model_card.yaml").write_text("name: [oops\nteam: x\n", "utf-8")
+    rejected(board, board.post(board.archive(pred)), 400, r"model_card.yaml: malformed YAML at line 2")
+
+
+def test_schema_violation(board):
+    pred = board.predictions()
+    write_card(pred, test_data_seen="maybe")
+    rejected(board, board.post(board.archive(pred)), 400, r"\$\.test_data_seen: expected boolean")
+
+
+def test_missing_and_extra_vids(board):
+    pred = board.predictions()
+    ids = json.loads((pred / "video_ids.json").read_text())
+    ids[0] = "not-a-test-video"
+    (pred / "video_ids.json").write_text(json.dumps(ids))
+    rejected(
+        board, board.post(board.archive(pred)), 400,
+        r"video_ids.json: ids do not match the split: 1 missing \('te000'\); 1 extra \('not-a-test-video'\)",
+    )  # fmt: skip
+
+
+def test_nan_embeddings(board):
+    pred = board.predictions()
+    emb = np.load(pred / "text_embeddings.npy")
+    emb[5, 0] = np.nan
+    np.save(pred / "text_embeddings.npy", emb)
+    rejected(board, board.post(board.archive(pred)), 400, r"text_embeddings.npy: row 5 .* NaN")
+
+
+def test_wrong_shapes(board):
+    pred = board.predictions()
+    emb = np.load(pred / "video_embeddings.npy")
+    np.save(pred / "video_embeddings.npy", np.concatenate([emb, emb[:1]]))
+    rejected(
+        board, board.post(board.archive(pred)), 400, r"video_embeddings.npy has 7 rows but there are 6 ids"
+    )
+
+
+def test_daily_limit_and_failed_runs(board):
+    body = board.archive(board.predictions())
+    for _ in range(3):
+        assert board.post(body).status_code == 202
+    board._before = board.stored()
+    rejected(board, board.post(body), 429, "used its 3 submissions for today")
+    job = board.db.claim("w", lease_s=30)
+    board.db.fail(job, "broken")
+    assert board.post(body).status_code == 202  # failed runs do not count
+
+
+def test_not_found(board):
+    assert board.client.get("/api/submissions/42").status_code == 404
+    assert board.client.get("/submissions/42").status_code == 404
+
+
+@pytest.fixture()
+def scored(tmp_path) -> Board:
+    """A board with two finished submissions, one from a team named like an XSS payload."""
+    b = Board(tmp_path)
+    _, token = b.db.add_team(XSS)
+    pred = b.predictions(
+        card={"name": '<img src=x onerror="alert(2)">', "description": "</dd><script>alert(3)</script>"}
+    )
+    assert b.post(b.archive(pred), token=token).status_code == 202
+    assert b.post(b.archive(b.predictions(seed=1))).status_code == 202
+    b.score_all()
+    return b
+
+
+def test_pages_escape_user_text_and_carry_a_csp(scored):
+    page = scored.client.get("/")
+    assert page.status_code == 200
+    html = page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<script>alert" not in html and "onerror=" not in html.replace("onerror=&#34;", "")
+    assert html.count("<script>") == 1  # only the board's own sort script
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'sha256-" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    sid = scored.db.list_submissions()[0]["id"]
+    detail = scored.client.get(f"/submissions/{sid}").text
+    assert "&lt;/dd&gt;&lt;script&gt;alert(3)&lt;/script&gt;" in detail
+    assert "<script>alert" not in detail and detail.count("<script>") == 1
+
+
+def test_api_and_board_show_the_scores(scored):
+    entries = scored.client.get("/api/leaderboard").json()["entries"]
+    assert [e["state"] for e in entries] == ["finished", "finished"]
+    assert entries[0]["team"] == XSS  # JSON carries the raw text; pages escape it
+    for e in entries:
+        assert set(e["scores"]) == {
+            "t2v_caption",
+            "v2t_caption",
+            "t2v_title",
+            "v2t_title",
+            "title",
+            "caption",
+        }
+        assert e["signature"].startswith("create-bench:")
+    html = scored.client.get("/").text
+    r1 = entries[0]["scores"]["t2v_caption"]["R@1"]
+    assert f">{r1:.1f}<" in html
+    lo, hi = entries[0]["ci"]["t2v_caption"]["R@1"]
+    assert f"[{lo:.1f}, {hi:.1f}]" in html
+
+
+def test_no_response_carries_references_or_server_paths(scored):
+    refs = [r for r in references(scored.data) if len(r) >= 4]
+    assert refs
+    sid = scored.db.list_submissions()[0]["id"]
+    bad = scored.post(b"junk")
+    bodies = [
+        scored.client.get(u).text
+        for u in ("/", "/api/leaderboard", f"/api/submissions/{sid}", f"/submissions/{sid}", "/healthz")
+    ] + [bad.text]
+    for body in bodies:
+        for r in refs:
+            assert r not in body
+        assert str(scored.data) not in body and str(scored.storage) not in body
+        assert "uploads/" not in body
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_end_to_end_submit_matches_create_bench_score(tmp_path, tiny_dataset):
+    """Server over loopback, a team from the CLI, `create-bench submit` of a simple baseline's
+    predictions: the board shows exactly what `create-bench score` prints for them."""
+    import httpx
+
+    db_url = f"sqlite:///{tmp_path / 'board.db'}"
+    token = add_team(db_url, "baseline team")
+    pred = write_predictions(
+        tmp_path / "pred", ExpectedIds.from_dataset(tiny_dataset, "test"), card={"name": "simple-baseline"}
+    )
+    with running_server(db_url, tiny_dataset, tmp_path / "storage", workers=1) as url:
+        out = cli("submit", str(pred), "--server", url, "--token", token, "--data", str(tiny_dataset),
+                  "--wait", "--timeout", "300", "--json").stdout  # fmt: skip
+        assert "accepted: submission 1" in out
+        answer = json.loads(out[out.index("{") :])
+        assert answer["state"] == "finished"
+        board = httpx.get(url + "/api/leaderboard").json()["entries"]
+        page = httpx.get(url + "/").text
+    cli("score", "--predictions", str(pred), "--data", str(tiny_dataset), "--split", "test",
+        "--out", str(tmp_path / "score.json"))  # fmt: skip
+    direct = json.loads((tmp_path / "score.json").read_text())
+    assert len(board) == 1 and board[0]["team"] == "baseline team"
+    assert board[0]["scores"] == direct["scores"]
+    assert board[0]["ci"] == direct["ci"]
+    assert board[0]["signature"] == direct["signature"]
+    assert f">{direct['scores']['caption']['CIDEr']:.1f}<" in page
