@@ -104,7 +104,7 @@ class Predictions:
         """Text kinds that can be scored for retrieval (embeddings or a similarity matrix)."""
         if self.video_ids is None or self.text_ids is None:
             return []
-        kinds = []
+        kinds: list[str] = []
         for kind in TEXT_KINDS:
             has_texts = len(self.text_rows(kind)[0]) > 0
             if kind in self.similarity or (

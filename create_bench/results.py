@@ -161,7 +161,7 @@ def _upgrade_0_to_1(obj: dict[str, Any]) -> dict[str, Any]:
             fields = {k: v for k, v in sig.items() if k != "create-bench"}
             out["signature"] = Signature(str(sig.get("create-bench", "0")), **fields).format()
             out.setdefault("signature_fields", dict(sig))
-    ci = {}
+    ci: dict[str, dict[str, list[Any]]] = {}
     for group, metrics in (out.get("ci") or {}).items():
         ci[group] = {}
         for m, b in (metrics or {}).items():

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from create_bench import __version__
 from create_bench.errors import ConfigError, DataError, PredictionError
 from create_bench.metrics.bootstrap import bootstrap_cis
 from create_bench.metrics.captioning import caption_statistics, refs_field
@@ -75,7 +76,9 @@ class References:
             raise DataError("duplicate vid in the split", vid=dup)
         cats = np.asarray(cols["category"], dtype=np.int64)
         names = {int(c): str(n) for c, n in zip(cols["category"], cols["category_name"])}
-        texts = {kind: [list(x or []) for x in cols[TEXT_COLUMN[kind]]] for kind in TEXT_KINDS}
+        texts: dict[str, list[list[str]]] = {
+            kind: [list(x or []) for x in cols[TEXT_COLUMN[kind]]] for kind in TEXT_KINDS
+        }
         return cls(vids, cats, names, texts)
 
     def for_protocol(self, protocol: str) -> References:
@@ -318,18 +321,18 @@ def score_predictions(
         groups[kind] = _generation_group(preds, refs, kind, split, tokenizer, meteor)
     if not groups:
         raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
-    order = [
+    order: list[str] = [
         g for g in ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption") if g in groups
     ]
 
     base = {"data": info.fingerprint, "split": split, "protocol": protocol, **_card_fields(preds.model_card)}
     boot = {"bootstrap": bootstrap, "seed": seed} if bootstrap else {}
-    signatures = {g: Signature(**base, **groups[g].fields, **boot) for g in order}
+    signatures = {g: Signature(__version__, **base, **groups[g].fields, **boot) for g in order}
     all_fields: dict[str, Any] = {}
     for g in order:
         all_fields.update(groups[g].fields)
     all_fields["refs"] = _merge_refs(groups)
-    signature = Signature(**base, **all_fields, **boot)
+    signature = Signature(__version__, **base, **all_fields, **boot)
 
     ci = {}
     if bootstrap:

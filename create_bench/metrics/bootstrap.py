@@ -69,11 +69,7 @@ def bootstrap_ci(
     stat: StatFn, n: int, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict[str, list[float]]:
     """Percentile bootstrap interval ``[lo, hi]`` of every metric ``stat`` returns."""
-    if not 0.0 < level < 1.0:
-        raise MetricInputError(f"confidence level must be in (0, 1), got {level}")
-    samples = _samples(stat, resample_weights(n, n_boot, seed))
-    tail = 100.0 * (1.0 - level) / 2.0
-    return {k: [float(x) for x in np.percentile(v, [tail, 100.0 - tail])] for k, v in samples.items()}
+    return bootstrap_cis({"": stat}, n, n_boot=n_boot, seed=seed, level=level)[""]
 
 
 def bootstrap_cis(

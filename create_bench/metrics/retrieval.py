@@ -224,48 +224,54 @@ def _parse_targets(
     targets: Any, n_queries: int, gallery_size: int, query_ids: Sequence[str] | None
 ) -> _Targets:
     if isinstance(targets, (list, tuple)) and any(isinstance(t, (list, tuple, np.ndarray)) for t in targets):
-        lists = [np.asarray(_to_numpy(t, "targets"), dtype=np.int64).reshape(-1) for t in targets]
-        arr = None
+        lists = [np.asarray(_to_numpy(t, "targets")).reshape(-1) for t in targets]
     else:
         arr = _to_numpy(targets, "targets")
-        if arr.ndim == 2:
-            lists = list(arr)
-            arr = None
-        elif arr.ndim != 1:
+        if arr.ndim not in (1, 2):
             raise MetricInputError(f"targets must be [Q] indices or Q index lists, got shape {arr.shape}")
-    if arr is not None:
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise MetricInputError(f"targets must be integer gallery indices, got dtype {arr.dtype}")
-        lists = None
-        if arr.shape[0] != n_queries:
-            raise MetricInputError(f"targets has {arr.shape[0]} entries for {n_queries} queries")
-        cols = arr.astype(np.int64)
-        offsets = np.arange(n_queries + 1, dtype=np.int64)
-        single = True
-    else:
-        assert lists is not None
-        if len(lists) != n_queries:
-            raise MetricInputError(f"targets has {len(lists)} entries for {n_queries} queries")
-        sizes = np.array([len(x) for x in lists], dtype=np.int64)
-        empty = np.flatnonzero(sizes == 0)
-        if empty.size:
-            raise MetricInputError(f"{_name(int(empty[0]), query_ids)} has no relevant gallery item")
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        cols = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, np.int64)
-        single = bool((sizes == 1).all())
+        if arr.ndim == 1:  # one relevant item per query
+            _check_integer(arr)
+            if arr.shape[0] != n_queries:
+                raise MetricInputError(f"targets has {arr.shape[0]} entries for {n_queries} queries")
+            offsets = np.arange(n_queries + 1, dtype=np.int64)
+            return _check_range(offsets, arr.astype(np.int64), gallery_size, query_ids)
+        lists = list(arr)
+    if len(lists) != n_queries:
+        raise MetricInputError(f"targets has {len(lists)} entries for {n_queries} queries")
+    for x in lists:
+        _check_integer(x)
+    sizes = np.array([len(x) for x in lists], dtype=np.int64)
+    empty = np.flatnonzero(sizes == 0)
+    if empty.size:
+        raise MetricInputError(f"{_name(int(empty[0]), query_ids)} has no relevant gallery item")
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    cols = np.concatenate(lists).astype(np.int64) if lists else np.zeros(0, np.int64)
+    tg = _check_range(offsets, cols, gallery_size, query_ids)
+    if not tg.single:
+        owner = np.repeat(np.arange(n_queries, dtype=np.int64), sizes)
+        uniq, counts = np.unique(owner * gallery_size + cols, return_counts=True)
+        if (counts > 1).any():
+            q = int(uniq[counts > 1][0] // gallery_size)
+            raise MetricInputError(f"{_name(q, query_ids)}: a target index is listed twice")
+    return tg
+
+
+def _check_integer(arr: np.ndarray) -> None:
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise MetricInputError(f"targets must be integer gallery indices, got dtype {arr.dtype}")
+
+
+def _check_range(
+    offsets: np.ndarray, cols: np.ndarray, gallery_size: int, query_ids: Sequence[str] | None
+) -> _Targets:
+    """Targets in CSR form after checking every index is inside the gallery."""
     bad = np.flatnonzero((cols < 0) | (cols >= gallery_size))
     if bad.size:
         q = int(np.searchsorted(offsets, bad[0], side="right") - 1)
         raise MetricInputError(
             f"{_name(q, query_ids)}: target index {int(cols[bad[0]])} outside the gallery [0, {gallery_size})"
         )
-    if not single:
-        owner = np.repeat(np.arange(n_queries, dtype=np.int64), np.diff(offsets))
-        keys = owner * gallery_size + cols
-        uniq, counts = np.unique(keys, return_counts=True)
-        if (counts > 1).any():
-            q = int(uniq[counts > 1][0] // gallery_size)
-            raise MetricInputError(f"{_name(q, query_ids)}: a target index is listed twice")
+    single = bool(len(cols) == len(offsets) - 1 and (np.diff(offsets) == 1).all())
     return _Targets(offsets, cols, single)
 
 
@@ -283,7 +289,8 @@ def _count_chunk(sim: np.ndarray, start: int, tg: _Targets, cmp: np.ndarray, que
     rows = np.arange(n)
     # NaN/inf check: a row sum is finite when every entry is (an overflowing sum of finite values is
     # double-checked entry by entry before calling it an error).
-    suspicious = np.flatnonzero(~np.isfinite(sim.sum(axis=1)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        suspicious = np.flatnonzero(~np.isfinite(sim.sum(axis=1)))
     for i in suspicious:
         if not np.isfinite(sim[i]).all():
             raise MetricInputError(
