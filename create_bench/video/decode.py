@@ -41,6 +41,7 @@ decord's global bridge is never touched: we always call ``.asnumpy()``.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import io
 import os
@@ -83,7 +84,8 @@ def _normalize_source(source: Any, vid: str | None) -> bytes | str:
         return data
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
+        # Not is_file(): a named pipe or device is a legitimate (if risky) source.
+        if not path.exists() or path.is_dir():
             raise VideoDecodeError("no such video file", vid=vid, source=str(path))
         return str(path)
     raise VideoDecodeError(f"video source must be bytes or a path, got {type(source).__name__}", vid=vid)
@@ -639,23 +641,47 @@ class _DecodeWorker:
         self.owner = -1
 
     def _start(self) -> None:
-        import subprocess
-        import sys
         from multiprocessing.connection import Connection
 
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
-        code = "import sys; from create_bench.video.decode import _worker_main; _worker_main(int(sys.argv[1]), int(sys.argv[2]))"
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", code, str(req_r), str(res_w)], pass_fds=(req_r, res_w), close_fds=True
-            )
+            if hasattr(os, "fork") and os.environ.get("CREATE_BENCH_DECODE_WORKER", "fork") == "fork":
+                # Fork: instant start with decord/PyAV already imported. os.fork (not
+                # multiprocessing) also works inside daemonic DataLoader workers.
+                import av  # noqa: F401  (imported once here, inherited by every forked worker)
+                import decord  # noqa: F401
+
+                self.proc = _ForkedWorker(req_r, res_w, close_in_child=(req_w, res_r))
+            else:
+                import subprocess
+                import sys
+
+                code = (
+                    "import sys; from create_bench.video.decode import _worker_main; "
+                    "_worker_main(int(sys.argv[1]), int(sys.argv[2]))"
+                )
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-c", code, str(req_r), str(res_w)],
+                    pass_fds=(req_r, res_w),
+                    close_fds=True,
+                )
         finally:
             os.close(req_r)
             os.close(res_w)
         self.tx = Connection(req_w, readable=False)
         self.rx = Connection(res_r, writable=False)
         self.owner = os.getpid()
+        # Wait for the worker's imports, so a per-video timeout never counts the start-up.
+        try:
+            ready = self.rx.poll(_WORKER_START_TIMEOUT) and self.rx.recv() == "ready"
+        except (EOFError, OSError):
+            ready = False
+        if not ready:
+            self._stop()
+            raise VideoDecodeError(
+                f"the decode worker process did not start within {_WORKER_START_TIMEOUT:g} s"
+            )
 
     def _stop(self) -> None:
         if self.proc is not None and self.owner == os.getpid():
@@ -707,21 +733,91 @@ class _DecodeWorker:
             raise ConfigError(message)
         raise VideoDecodeError(message, vid=vid, source=_label(src))
 
-    def __del__(self) -> None:  # best effort at interpreter exit
-        try:
-            self._stop()
-        except Exception:
-            pass
+
+class _ForkedWorker:
+    """A forked decode worker with the small part of ``subprocess.Popen``'s API we use."""
+
+    def __init__(self, req_fd: int, res_fd: int, close_in_child: tuple[int, ...]):
+        pid = os.fork()
+        if pid == 0:  # child: serve requests, never return into the parent's code
+            code = 0
+            try:
+                for fd in close_in_child:
+                    os.close(fd)
+                _worker_main(req_fd, res_fd)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        import signal
+
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+                self.returncode = os.waitstatus_to_exitcode(status)
+            except ChildProcessError:
+                self.returncode = -1
+        return self.returncode
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this process when its parent dies (even mid-hang in native code)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 _WORKER = _DecodeWorker()
+atexit.register(_WORKER._stop)
+#: Seconds the decode worker may take to start (import numpy, decord, PyAV).
+_WORKER_START_TIMEOUT = 120.0
+
+
+def worker_pid() -> int | None:
+    """The pid of this process's decode worker, or None when none is running (for tests/diagnostics)."""
+    proc = _WORKER.proc
+    if proc is None or _WORKER.owner != os.getpid() or proc.poll() is not None:
+        return None
+    return int(proc.pid)
 
 
 def _worker_main(req_fd: int, res_fd: int) -> None:
     """The decode subprocess: serve ``decode`` calls until the parent closes the pipe."""
     from multiprocessing.connection import Connection
 
+    _die_with_parent()
     rx, tx = Connection(req_fd, writable=False), Connection(res_fd, readable=False)
+    import av  # noqa: F401  (import the decoders now: start-up is not part of any timeout)
+    import decord  # noqa: F401
+
+    tx.send("ready")
     while True:
         try:
             src, indices, kwargs = rx.recv()

@@ -89,24 +89,46 @@ def probe_video(
 
 
 def _decord_decodable(source: bytes | str | Path, n: int, *, vid: str | None, label: str | None) -> int:
-    """The number of leading frames decord can decode, at most ``n``."""
+    """The number of leading frames decord can decode, at most ``n``.
+
+    Decoding goes through :func:`create_bench.video.decode.decode`, which works around decord's
+    misread of narrow frames (widths such as 16/32/48 come back with 4 "channels" from
+    ``get_batch``), so such videos are not wrongly reported as undecodable. When the last frame
+    fails (a broken tail), a binary search finds the last frame that decodes.
+    """
     import decord
+
+    from create_bench.video.decode import decode
 
     try:
         vr = decord.VideoReader(
             io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source), num_threads=1
         )
         n = min(n, len(vr))
-        # Decode the last claimed frame; step back if decord cannot reach it (truncated tails).
-        while n > 0:
-            try:
-                vr.seek(0)
-                vr.get_batch([n - 1]).asnumpy()
-                break
-            except Exception:
-                n -= 1
+        del vr
     except Exception as exc:
         raise VideoDecodeError(f"decord cannot open video: {exc}", vid=vid, source=label) from exc
+
+    def ok(k: int) -> bool:  # frame k decodes
+        try:
+            decode(source, [k], num_threads=1, strategy="seek", vid=vid)
+            return True
+        except VideoDecodeError:
+            return False
+
+    if n > 0 and not ok(n - 1):
+        lo, hi = 0, n - 1  # invariant: frames < lo decode (or lo == 0); frame hi does not
+        if not ok(0):
+            n = 0
+        else:
+            lo = 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if ok(mid):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            n = lo
     if n == 0:
         raise VideoDecodeError("decord decodes no frame", vid=vid, source=label)
     return n
