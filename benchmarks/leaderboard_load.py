@@ -1,0 +1,256 @@
+"""Load test of the leaderboard server on loopback (bounded in time).
+
+Starts ``create-bench leaderboard serve`` (uvicorn + scoring workers) on 127.0.0.1, then for
+``--duration`` seconds ``--clients`` threads mix submissions (POST /api/submissions, real
+.tar.gz uploads that pass every check) with page views (``/``, ``/api/leaderboard``, submission
+pages). Reports requests/s and p50/p95 latency per kind, with a trivial endpoint (``/healthz``)
+measured in the same run as the baseline, and checks that no accepted submission was lost
+(every 202 is on the board; with ``--drain`` they must also all finish).
+
+    python benchmarks/leaderboard_load.py --data data/create-sample [--quick] [--duration 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ensure_data  # noqa: E402
+
+
+def make_archive(data: Path, out: Path, seed: int = 0) -> Path:
+    """Predictions for the test split (random unit embeddings, fixed texts) + card, as .tar.gz."""
+    from create_bench.leaderboard.submission import ExpectedIds, pack_directory
+    from create_bench.predictions import write_predictions
+
+    exp = ExpectedIds.from_dataset(data, "test")
+    rng = np.random.default_rng(seed)
+    tids = [t for kind in ("caption", "title") for t in exp.text_ids[kind]]
+
+    def unit(n: int) -> np.ndarray:
+        x = rng.standard_normal((n, 32)).astype(np.float32)
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+    card = {
+        "schema_version": 1,
+        "name": "load-test",
+        "team": "load",
+        "description": "random",
+        "params": 0,
+        "create_configs": [],
+        "test_data_seen": False,
+    }
+    pred = write_predictions(
+        out.with_suffix(""),
+        generations={v: {"title": "一个视频", "caption": "一个人在做事情"} for v in exp.vids},
+        video_ids=list(exp.vids),
+        video_embeddings=unit(len(exp.vids)),
+        text_ids=tids,
+        text_embeddings=unit(len(tids)),
+        model_card=card,
+    )
+    return pack_directory(pred, out)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run_load(
+    data: Path,
+    *,
+    duration: float = 10.0,
+    clients: int = 8,
+    teams: int = 4,
+    submit_share: float = 0.2,
+    workers: int = 1,
+    bootstrap: int = 0,
+    drain: float = 0.0,
+    workdir: Path | None = None,
+    log=print,
+) -> dict[str, Any]:
+    """Run the load test; returns the measurements (the slow test asserts on them)."""
+    import httpx
+
+    from create_bench.leaderboard.db import Database
+
+    tmp = Path(workdir or tempfile.mkdtemp(prefix="lb-load-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    db_url = f"sqlite:///{tmp / 'board.db'}"
+    db = Database(db_url)
+    db.migrate()
+    tokens = [db.add_team(f"team-{i}", daily_limit=100_000)[1] for i in range(teams)]
+    body = make_archive(data, tmp / "submission.tar.gz").read_bytes()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server_log = open(tmp / "server.log", "wb")
+    cmd = [
+        sys.executable, "-m", "create_bench", "leaderboard", "serve", "--db", db_url, "--data", str(data),
+        "--storage", str(tmp / "storage"), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--bootstrap", str(bootstrap), "--poll", "0.2", "--log-level", "warning",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
+    lat: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    accepted: list[int] = []
+    lock = threading.Lock()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start; see {tmp / 'server.log'}")
+            time.sleep(0.2)
+
+        stop = time.monotonic() + duration
+
+        def client(i: int) -> None:
+            rng = random.Random(i)
+            with httpx.Client(base_url=url, timeout=60) as c:
+                while time.monotonic() < stop:
+                    r = rng.random()
+                    t = time.perf_counter()
+                    if r < submit_share:
+                        kind = "submit"
+                        resp = c.post(
+                            "/api/submissions",
+                            content=body,
+                            headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}",
+                                     "Content-Type": "application/gzip"},
+                        )  # fmt: skip
+                        ok = resp.status_code == 202
+                        if ok:
+                            with lock:
+                                accepted.append(resp.json()["id"])
+                    else:
+                        with lock:
+                            known = accepted[-1] if accepted else None
+                        kind, path = rng.choice(
+                            [("board", "/"), ("api", "/api/leaderboard"), ("healthz", "/healthz")]
+                            + ([("detail", f"/submissions/{known}")] if known else [])
+                        )
+                        resp = c.get(path)
+                        ok = resp.status_code == 200
+                    dt = time.perf_counter() - t
+                    with lock:
+                        lat[kind].append(dt)
+                        if not ok:
+                            errors[f"{kind} {resp.status_code}"] += 1
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        wall = time.perf_counter() - t0
+
+        board = httpx.get(url + "/api/leaderboard", timeout=60).json()["entries"]
+        on_board = {e["id"] for e in board}
+        lost = sorted(set(accepted) - on_board)
+        finished = None
+        if drain > 0:
+            end = time.monotonic() + drain
+            while time.monotonic() < end:
+                states = [
+                    e["state"] for e in httpx.get(url + "/api/leaderboard", timeout=60).json()["entries"]
+                ]
+                finished = states.count("finished")
+                if finished == len(accepted) or "failed" in states:
+                    break
+                time.sleep(0.5)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        server_log.close()
+    total = sum(len(v) for v in lat.values())
+    out = {
+        "duration_s": wall,
+        "clients": clients,
+        "requests": total,
+        "requests_per_s": total / wall,
+        "accepted": len(accepted),
+        "lost": lost,
+        "finished": finished,
+        "errors": dict(errors),
+        "latency": {
+            k: {"n": len(v), "p50_ms": pct(v, 50) * 1e3, "p95_ms": pct(v, 95) * 1e3} for k, v in lat.items()
+        },
+        "workdir": str(tmp),
+    }
+    log(f"{total} requests in {wall:.1f} s from {clients} clients: {out['requests_per_s']:.1f} requests/s")
+    for kind, s in sorted(out["latency"].items()):
+        log(f"  {kind:<8s} n={s['n']:5d}  p50 {s['p50_ms']:8.1f} ms  p95 {s['p95_ms']:8.1f} ms")
+    base = out["latency"].get("healthz", {}).get("p95_ms")
+    if base:
+        for kind in ("board", "api", "detail", "submit"):
+            if kind in out["latency"]:
+                log(
+                    f"  p95 {kind} / p95 healthz (baseline, same run): {out['latency'][kind]['p95_ms'] / base:6.2f}x"
+                )
+    log(f"accepted submissions: {len(accepted)}; lost: {len(lost)}; errors: {dict(errors) or 'none'}")
+    if drain > 0:
+        log(f"finished after drain: {finished}/{len(accepted)}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default="data/create-sample")
+    p.add_argument("--quick", action="store_true", help="3 s, 4 clients")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--drain", type=float, default=120.0, help="seconds to wait for every submission to finish"
+    )
+    p.add_argument("--keep", action="store_true", help="keep the work directory (DB, uploads, server log)")
+    args = p.parse_args(argv)
+    data = ensure_data(args.data)
+    if args.quick:
+        args.duration, args.clients, args.drain = 3.0, 4, 60.0
+    tmp = Path(tempfile.mkdtemp(prefix="lb-load-"))
+    try:
+        out = run_load(data, duration=args.duration, clients=args.clients, workers=args.workers,
+                       drain=args.drain, workdir=tmp)  # fmt: skip
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    ok = not out["lost"] and not out["errors"] and (out["finished"] in (None, out["accepted"]))
+    print("OK" if ok else "FAILED: lost, failed or unfinished submissions")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
