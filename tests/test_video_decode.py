@@ -1,0 +1,289 @@
+"""Decoding: decord and PyAV return the same frames (against an independent plain-PyAV reference),
+edge cases (odd size, rotation, VFR, short, truncated, not a video, audio), the killable worker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+from video_util import display, encode_video, pattern_frames, reference_frames
+
+from create_bench.errors import BackendUnavailable, ConfigError, DecodeTimeout, VideoDecodeError
+from create_bench.video import decode, sample_indices
+from create_bench.video.decode import (
+    PYAV_HSCALE_MEAN_TOLERANCE,
+    PYAV_TOLERANCE,
+    decode_with_timeout,
+    gpu_available,
+    plan_strategy,
+    worker_pid,
+)
+
+EDGE_SPECS = {
+    "plain": dict(n=24, w=64, h=48),
+    "odd-size": dict(n=20, w=33, h=25, pix_fmt="yuv444p"),
+    "rotate-90": dict(n=16, w=64, h=48, rotation=90),
+    "rotate-180": dict(n=16, w=48, h=32, rotation=180),
+    "rotate-270": dict(n=16, w=48, h=32, rotation=270),
+    "vfr": dict(
+        n=30,
+        w=64,
+        h=48,
+        pts_ms=[0, 62, 128, 221, 335, 348, 373, 473, 480, 600] + [650 + 45 * i for i in range(20)],
+    ),
+    "audio": dict(n=25, w=64, h=48, audio=True),
+    "short": dict(n=5, w=64, h=48),
+    "bframes-gop": dict(n=60, w=64, h=48, gop=12, bframes=3),
+    "narrow": dict(n=12, w=32, h=32),
+}
+
+
+def _make(spec: dict) -> bytes:
+    spec = dict(spec)
+    frames = pattern_frames(spec.pop("n"), spec.pop("w"), spec.pop("h"), seed=3)
+    return encode_video(frames, **spec)
+
+
+@pytest.fixture(scope="module")
+def edge() -> dict[str, bytes]:
+    return {name: _make(spec) for name, spec in EDGE_SPECS.items()}
+
+
+def _within_tolerance(a: np.ndarray, b: np.ndarray, *, width_only_resize: bool = False) -> None:
+    """The documented decord-vs-PyAV tolerance (module doc of create_bench.video.decode)."""
+    assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    if width_only_resize:
+        assert diff.mean() <= PYAV_HSCALE_MEAN_TOLERANCE, f"mean diff {diff.mean()}"
+    else:
+        assert diff.max() <= PYAV_TOLERANCE, f"max diff {diff.max()}"
+
+
+@pytest.mark.parametrize("name", list(EDGE_SPECS))
+def test_every_frame_matches_plain_pyav_reference(edge, name):
+    """All frames, native size: both backends equal plain PyAV frames turned upright, exactly."""
+    ref, rots = reference_frames(edge[name])
+    expected = display(ref, rots[0])
+    n = len(ref)
+    assert n == EDGE_SPECS[name]["n"]
+    for backend in ("decord", "pyav"):
+        got = decode(edge[name], list(range(n)), backend=backend, vid=name)
+        assert got.shape == expected.shape, backend
+        assert np.array_equal(got, expected), backend
+
+
+@pytest.mark.parametrize("name", list(EDGE_SPECS))
+@pytest.mark.parametrize("size", [(16, 16), (32, 48), (31, 17), (40, 224)])
+def test_backends_agree_when_resizing(edge, name, size):
+    n = EDGE_SPECS[name]["n"]
+    idx = sample_indices(n, "uniform-center@8")
+    a = decode(edge[name], idx, size=size)
+    b = decode(edge[name], idx, size=size, backend="pyav")
+    assert a.shape == (len(idx), *size, 3)
+    shown_h, shown_w = decode(edge[name], [0]).shape[1:3]
+    _within_tolerance(a, b, width_only_resize=size[0] == shown_h and size[1] != shown_w)
+
+
+def test_rotation_gives_display_orientation(edge):
+    a = decode(edge["rotate-90"], [0])
+    assert a.shape == (1, 64, 48, 3)  # coded 64x48 landscape, shown portrait
+    assert decode(edge["rotate-90"], [0], size=(20, 10)).shape == (1, 20, 10, 3)
+    assert decode(edge["rotate-180"], [0]).shape == (1, 32, 48, 3)
+
+
+def test_vfr_frames_are_numbered_in_presentation_order(edge):
+    ref, _ = reference_frames(edge["vfr"])
+    idx = [0, 4, 5, 9, 29]
+    for backend in ("decord", "pyav"):
+        for strategy in ("seek", "sequential"):
+            got = decode(edge["vfr"], idx, backend=backend, strategy=strategy)
+            assert np.array_equal(got, ref[idx]), (backend, strategy)
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_strategies_return_the_same_frames(edge, backend):
+    data = edge["bframes-gop"]
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        idx = sorted(set(rng.integers(0, 60, size=int(rng.integers(1, 12))).tolist()))
+        a = decode(data, idx, backend=backend, strategy="seek")
+        b = decode(data, idx, backend=backend, strategy="sequential")
+        c = decode(data, idx, backend=backend, strategy="auto")
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+def test_order_and_duplicates_are_kept(edge):
+    ref, _ = reference_frames(edge["plain"])
+    idx = [7, 0, 7, 3, 23]
+    for backend in ("decord", "pyav"):
+        assert np.array_equal(decode(edge["plain"], idx, backend=backend), ref[idx])
+
+
+def test_fewer_frames_than_asked(edge):
+    idx = sample_indices(5, "uniform-center@8")
+    assert idx == [0, 1, 2, 3, 4]
+    for backend in ("decord", "pyav"):
+        assert decode(edge["short"], idx, backend=backend).shape == (5, 48, 64, 3)
+        with pytest.raises(VideoDecodeError, match=r"out of range.*vid 'short-one'"):
+            decode(edge["short"], [2, 5], backend=backend, vid="short-one")
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_truncated_file_raises_naming_the_vid(backend, faststart):
+    data = encode_video(pattern_frames(40, 64, 48), gop=10, faststart=faststart)
+    cut = data[: int(len(data) * 0.6)]
+    with pytest.raises(VideoDecodeError, match="vid 'cut-1'"):
+        decode(cut, list(range(40)), backend=backend, vid="cut-1")
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_not_a_video(tmp_path, backend):
+    text = tmp_path / "notes.mp4"
+    text.write_text("这不是视频 " * 200, "utf-8")
+    for source in (b"\x00\x01garbage" * 100, text, str(text)):
+        with pytest.raises(VideoDecodeError, match="vid 'junk'"):
+            decode(source, [0], backend=backend, vid="junk")
+    with pytest.raises(VideoDecodeError, match="no such video file"):
+        decode(tmp_path / "missing.mp4", [0], backend=backend, vid="gone")
+    with pytest.raises(VideoDecodeError, match="empty"):
+        decode(b"", [0], backend=backend, vid="empty")
+
+
+def test_bad_arguments(edge):
+    with pytest.raises(ConfigError, match="backend"):
+        decode(edge["plain"], [0], backend="opencv")
+    with pytest.raises(ConfigError, match="strategy"):
+        decode(edge["plain"], [0], strategy="fast")
+    with pytest.raises(ConfigError, match="size"):
+        decode(edge["plain"], [0], size=(0, 10))
+    with pytest.raises(VideoDecodeError, match="negative"):
+        decode(edge["plain"], [-1], vid="x")
+    with pytest.raises(VideoDecodeError, match="no frame indices"):
+        decode(edge["plain"], [], vid="x")
+
+
+def test_file_path_and_bytes_agree(edge, tmp_path):
+    p = tmp_path / "v.mp4"
+    p.write_bytes(edge["audio"])
+    assert np.array_equal(decode(p, [0, 10, 24]), decode(edge["audio"], [0, 10, 24]))
+    assert np.array_equal(decode(str(p), [3], backend="pyav"), decode(edge["audio"], [3]))
+
+
+def test_gpu_context_fails_clearly_without_cuda(edge):
+    if gpu_available():
+        pytest.skip("this decord has CUDA: covered by test_gpu_frames_match_cpu")
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        decode(edge["plain"], [0], ctx="gpu")
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        decode(edge["plain"], [0], ctx="cuda:0", timeout=30)
+    with pytest.raises(BackendUnavailable):
+        decode(edge["plain"], [0], ctx="gpu", backend="pyav")
+
+
+@pytest.mark.gpu
+def test_gpu_frames_match_cpu(edge):
+    if not gpu_available():
+        pytest.skip("decord was built without CUDA")
+    idx = sample_indices(60, "uniform-center@8")
+    a = decode(edge["bframes-gop"], idx, ctx="gpu", size=(48, 64))
+    b = decode(edge["bframes-gop"], idx, size=(48, 64))
+    assert np.abs(a.astype(int) - b).mean() < 3  # NVDEC + CUDA colour conversion differ slightly
+
+
+def test_decord_bridge_is_never_set(edge):
+    import decord
+
+    decode(edge["plain"], [0, 1])
+    assert getattr(decord.bridge._CURRENT_BRIDGE, "type", "native") == "native"
+
+
+def test_worker_path_returns_the_same_frames(edge):
+    a = decode_with_timeout(edge["rotate-90"], [1, 5, 1], timeout=60, size=(20, 30))
+    assert np.array_equal(a, decode(edge["rotate-90"], [1, 5, 1], size=(20, 30)))
+    with pytest.raises(VideoDecodeError, match="vid 'bad'"):
+        decode(b"nope" * 300, [0], timeout=60, vid="bad")
+    with pytest.raises(ConfigError):
+        decode_with_timeout(edge["plain"], [0], timeout=0)
+
+
+@pytest.fixture()
+def fifo(tmp_path):
+    """A named pipe nobody writes to: opening it blocks forever inside native code."""
+    path = tmp_path / "hang.mp4"
+    os.mkfifo(path)
+    return path
+
+
+def test_timeout_kills_a_hung_decoder(edge, fifo):
+    decode_with_timeout(edge["plain"], [0], timeout=60)  # warm worker
+    before = worker_pid()
+    assert before is not None
+    t0 = time.monotonic()
+    with pytest.raises(DecodeTimeout, match=r"longer than 1 s.*vid 'stuck'"):
+        decode_with_timeout(fifo, [0], timeout=1.0, vid="stuck")
+    assert time.monotonic() - t0 < 20
+    assert worker_pid() is None  # killed
+    with pytest.raises(ProcessLookupError):
+        os.kill(before, 0)
+    # the next call gets a fresh worker and works
+    assert decode_with_timeout(edge["plain"], [2], timeout=60).shape == (1, 48, 64, 3)
+    assert worker_pid() not in (None, before)
+
+
+def test_worker_crash_is_a_decode_error(edge, fifo):
+    decode_with_timeout(edge["plain"], [0], timeout=60)
+    pid = worker_pid()
+    assert pid is not None
+    timer = threading.Timer(0.5, os.kill, args=(pid, signal.SIGKILL))
+    timer.start()
+    try:
+        with pytest.raises(VideoDecodeError, match=r"died.*vid 'boom'"):
+            decode_with_timeout(fifo, [0], timeout=60, vid="boom")
+    finally:
+        timer.cancel()
+    assert decode_with_timeout(edge["plain"], [1], timeout=60).shape == (1, 48, 64, 3)
+
+
+def test_plan_strategy_model():
+    # every frame a keyframe: each target costs one frame
+    p = plan_strategy([3, 50, 99], range(100))
+    assert (p.seek_frames, p.limit_frames, p.sequential_frames) == (3, 3, 100)
+    assert p.strategy == "seek"
+    # all targets inside the first GOP: no seek, decoded straight through
+    p = plan_strategy([1, 5, 9], [0, 100])
+    assert (p.seeks, p.seek_frames) == (0, 10)
+    # dense targets just past each keyframe boundary: sequential is cheaper than re-seeking
+    p = plan_strategy(list(range(0, 100, 3)), range(0, 100, 4))
+    assert p.strategy == "sequential"
+    # the limit never undercounts what seeking decodes
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        keys = sorted({0, *rng.integers(0, 500, 8).tolist()})
+        t = sorted(set(rng.integers(0, 500, 8).tolist()))
+        p = plan_strategy(t, keys)
+        assert p.seek_frames <= p.limit_frames
+        assert p.sequential_frames == t[-1] + 1
+
+
+def test_create_sample_backends_agree(tiny_dataset):
+    """decord vs PyAV on the CREATE-sample test split, native size and resized, two policies."""
+    from create_bench.data.shards import iter_rows, video_source
+
+    rows = list(iter_rows(tiny_dataset, "test", ["vid", "num_frames", "fps", "video"]))
+    assert rows
+    for row in rows:
+        src = video_source(row, tiny_dataset)
+        for policy in ("uniform-center@8", "fps@2"):
+            idx = sample_indices(row["num_frames"], policy, fps=row["fps"])
+            native = decode(src, idx, vid=row["vid"])
+            _within_tolerance(native, decode(src, idx, backend="pyav", vid=row["vid"]))
+            h, w = native.shape[1:3]
+            for size in ((32, 48), (h, w + 6), (h + 6, w)):
+                a = decode(src, idx, size=size, vid=row["vid"])
+                b = decode(src, idx, size=size, backend="pyav", vid=row["vid"])
+                _within_tolerance(a, b, width_only_resize=size[0] == h and size[1] != w)
