@@ -103,56 +103,37 @@ def plot_label(name: str, category_id: int | str, font: tuple[str, str] | None =
 # Ranks from a predictions directory (for the plots; the scores themselves come from scoring)
 
 
-def retrieval_rank_stats(pred_dir: Path, data_dir: Path, split: str) -> dict[str, Any]:
+def retrieval_rank_stats(
+    pred_dir: Path, data_dir: Path, split: str, *, ties: str = "expected"
+) -> dict[str, Any]:
     """Per-query rank statistics (:class:`~create_bench.metrics.retrieval.RankStats`) per retrieval
-    group, following the protocol of ARCHITECTURE.md; empty when the predictions have no retrieval."""
-    from create_bench.data.shards import read_table
+    group, for the plots. The queries and gallery are the predictions' own arrays in the order the
+    scorer uses (multi-reference protocol), so the statistics summarise to the scored numbers."""
     from create_bench.metrics.retrieval import rank_statistics, ranks_from_similarity
-    from create_bench.types import TEXT_COLUMN
+    from create_bench.predictions import load_predictions
+    from create_bench.types import parse_text_id
 
-    pred_dir = Path(pred_dir)
-    table = read_table(data_dir, split, columns=["vid", *TEXT_COLUMN.values()])
-    ref_vids = [str(v) for v in table.column("vid").to_pylist()]
+    preds = load_predictions(pred_dir)
     out: dict[str, Any] = {}
-    have_emb = (pred_dir / "video_embeddings.npy").is_file() and (pred_dir / "text_embeddings.npy").is_file()
-    if have_emb:
-        vids = json.loads((pred_dir / "video_ids.json").read_text("utf-8"))
-        tids = json.loads((pred_dir / "text_ids.json").read_text("utf-8"))
-        v = _l2(np.load(pred_dir / "video_embeddings.npy").astype(np.float32))
-        t = _l2(np.load(pred_dir / "text_embeddings.npy").astype(np.float32))
-    for kind, column in TEXT_COLUMN.items():
-        ids = [
-            f"{vid}:{kind}:{k}"
-            for vid, texts in zip(ref_vids, table.column(column).to_pylist())
-            for k in range(len(texts or []))
-        ]
-        if not ids:
-            continue
-        vid_pos = {vid: i for i, vid in enumerate(ref_vids)}
-        owner = np.array([vid_pos[i.rsplit(":", 2)[0]] for i in ids])
-        own_texts: list[list[int]] = [[] for _ in ref_vids]
-        for j, o in enumerate(owner):
-            own_texts[o].append(j)
-        sim_file = pred_dir / f"similarity_{kind}.npy"
-        if sim_file.is_file():
-            sim = np.load(sim_file, mmap_mode="r")
-            out[f"t2v_{kind}"] = ranks_from_similarity(sim, owner)
-            out[f"v2t_{kind}"] = ranks_from_similarity(np.asarray(sim).T, own_texts)
-        elif have_emb:
-            vrow = {x: i for i, x in enumerate(vids)}
-            trow = {x: i for i, x in enumerate(tids)}
-            if not all(x in vrow for x in ref_vids) or not all(x in trow for x in ids):
-                continue
-            gv = v[[vrow[x] for x in ref_vids]]
-            q = t[[trow[x] for x in ids]]
-            out[f"t2v_{kind}"] = rank_statistics(q, gv, owner)
-            out[f"v2t_{kind}"] = rank_statistics(gv, q, own_texts)
+    if preds.video_ids is None:
+        return out
+    col = {v: j for j, v in enumerate(preds.video_ids)}
+    for kind in preds.retrieval_kinds():
+        rows, ids = preds.text_rows(kind)
+        owner = np.array([col[parse_text_id(t)[0]] for t in ids], dtype=np.int64)
+        own_texts: list[list[int]] = [[] for _ in preds.video_ids]
+        for i, c in enumerate(owner):
+            own_texts[c].append(i)
+        if kind in preds.similarity:
+            sim = preds.similarity[kind]
+            out[f"t2v_{kind}"] = ranks_from_similarity(sim, owner, ties=ties)
+            out[f"v2t_{kind}"] = ranks_from_similarity(sim.T, own_texts, ties=ties)
+        else:
+            assert preds.text_embeddings is not None and preds.video_embeddings is not None
+            texts = np.asarray(preds.text_embeddings[rows])
+            out[f"t2v_{kind}"] = rank_statistics(texts, preds.video_embeddings, owner, ties=ties)
+            out[f"v2t_{kind}"] = rank_statistics(preds.video_embeddings, texts, own_texts, ties=ties)
     return out
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
 
 
 def chance_levels(data_dir: Path, split: str, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:

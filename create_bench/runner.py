@@ -133,15 +133,12 @@ class _Outputs:
 # Output paths and names
 
 
-def safe_name(name: str) -> str:
-    """A model name usable as a directory name (``my_model.py:MyModel`` -> ``my_model.py-MyModel``)."""
-    s = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-.")
-    return s or "model"
-
-
 def output_paths(cfg: EvalConfig, model_name: str, dataset_name: str) -> tuple[Path, Path]:
-    """(results JSON, predictions dir) for a run."""
-    out = cfg.out or cfg.results_dir / safe_name(model_name) / f"{safe_name(dataset_name)}-{cfg.split}.json"
+    """(results JSON, predictions dir): ``results/<model>/<dataset>-<split>.json`` and the same path
+    without ``.json`` (or ``cfg.out`` and its stem)."""
+    from create_bench.results import results_path
+
+    out = cfg.out or results_path(cfg.results_dir, model_name, dataset_name, cfg.split)
     pred = out.with_suffix("") if out.suffix else out.with_name(out.name + "-predictions")
     return out, pred
 
@@ -321,6 +318,10 @@ def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[st
         kw["frames"] = frames
         if meta.frame_size is not None:
             kw["size"] = tuple(meta.frame_size)
+        elif cfg.batch_size > 1:
+            # Stored sizes differ between videos and cannot share a batch: one video per call.
+            log.info("model %r asks for frames at their stored size: batches of one video", meta.name)
+            kw["batch_size"] = 1
     yield from make_loader(cfg.data_dir, cfg.split, **kw)
 
 
@@ -462,6 +463,15 @@ def _model_card(model: Any, model_args: dict[str, Any], spec: str | None, frames
     return card
 
 
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (the protocol's similarity is the dot product of normalised
+    embeddings); an all-zero row stays zero, so it ties with everything rather than becoming NaN."""
+    x64 = np.asarray(x, dtype=np.float64)  # float64 norms: no overflow for large float32 values
+    norms = np.linalg.norm(x64, axis=1, keepdims=True)
+    out = np.divide(x64, norms, out=np.zeros_like(x64), where=norms > 0)
+    return out.astype(np.float32)
+
+
 def _write_predictions(pred_dir: Path, outs: _Outputs, card: dict[str, Any]) -> None:
     from create_bench.predictions import write_predictions
 
@@ -471,14 +481,15 @@ def _write_predictions(pred_dir: Path, outs: _Outputs, card: dict[str, Any]) -> 
         generations = {
             vid: {kind: outs.generations[kind][vid] for kind in outs.generations} for vid in vid_order
         }
-    video_emb = np.concatenate(outs.video_embeddings) if outs.video_embeddings else None
+    video_emb = l2_normalize(np.concatenate(outs.video_embeddings)) if outs.video_embeddings else None
+    text_emb = l2_normalize(outs.text_embeddings) if outs.text_embeddings is not None else None
     # write_predictions replaces the directory whole and atomically: a crash never leaves half of one.
     write_predictions(
         pred_dir,
         video_ids=vid_order if video_emb is not None else None,
         video_embeddings=video_emb,
         text_ids=outs.text_ids if outs.text_embeddings is not None else None,
-        text_embeddings=outs.text_embeddings,
+        text_embeddings=text_emb,
         generations=generations,
         model_card=card,
     )
@@ -571,9 +582,10 @@ def score_run(
         pred_dir, cfg.data_dir, cfg.split, tokenizer=cfg.tokenizer, bootstrap=cfg.bootstrap, seed=cfg.seed
     )
     model_info = dict(results.get("model") or {})
-    model_info.update(
-        {k: v for k, v in model.meta.to_dict().items() if k not in model_info or model_info[k] is None}
-    )
+    meta = model.meta.to_dict()
+    for k in ("version", "description", "params", "training_data", "license"):
+        if model_info.get(k) is None:
+            model_info[k] = meta[k]
     model_info["args"] = model_args
     results["model"] = model_info
     results["eval"] = {
@@ -591,12 +603,9 @@ def score_run(
 
 
 def _write_results(path: Path, results: dict[str, Any]) -> None:
-    try:
-        from create_bench.results import write_results
-    except ImportError:  # pragma: no cover - results.py always ships; keep the harness usable alone
-        atomic_write_json(path, results)
-        return
-    write_results(path, results)
+    from create_bench.results import write_results
+
+    write_results(path, results)  # validates, then writes atomically
 
 
 def main_scores(results: dict[str, Any]) -> list[tuple[str, str, float]]:

@@ -78,6 +78,7 @@ def _ensure_data(data: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from create_bench.models import load_model, load_model_args
+    from create_bench.results import format_table
     from create_bench.runner import EvalConfig, evaluate, summary_line
 
     data = _ensure_data(args.data)
@@ -100,12 +101,7 @@ def run(args: argparse.Namespace) -> int:
         report=not args.no_report,
     )
     outcome = evaluate(model, cfg, model_args=model_args, model_spec=args.model)
-    try:
-        from create_bench.results import format_table
-
-        print(format_table(outcome.results))
-    except ImportError:  # pragma: no cover - results.py ships with the package
-        pass
+    print(format_table(outcome.results))
     print(f"predictions: {outcome.predictions_dir}" + (" (cached)" if outcome.cached else ""))
     print(f"results:     {outcome.results_path}")
     if outcome.report_path is not None:
