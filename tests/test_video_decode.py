@@ -270,6 +270,7 @@ def test_plan_strategy_model():
         assert p.sequential_frames == t[-1] + 1
 
 
+@pytest.mark.slow
 def test_create_sample_backends_agree(tiny_dataset):
     """decord vs PyAV on the CREATE-sample test split, native size and resized, two policies."""
     from create_bench.data.shards import iter_rows, video_source
