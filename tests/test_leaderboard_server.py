@@ -296,19 +296,28 @@ def test_no_response_carries_references_or_server_paths(scored):
 
 
 @pytest.mark.slow
-def test_end_to_end_submit_matches_create_bench_score(tmp_path, tiny_dataset):
-    """Server over loopback, a team from the CLI, `create-bench submit` of a simple baseline's
-    predictions: the board shows exactly what `create-bench score` prints for them."""
+def test_end_to_end_board_equals_eval_and_score(tmp_path, tiny_dataset):
+    """`create-bench eval --model raw-title` (what `make eval` runs), the submitter's fields added to
+    its model card, a server over loopback, a team from the CLI, `create-bench submit`: the board
+    shows exactly the eval's scores, intervals and signature, and those of `create-bench score`."""
     import httpx
+    import yaml
+
+    cli("eval", "--model", "raw-title", "--data", str(tiny_dataset), "--split", "test",
+        "--results-dir", str(tmp_path / "results"), "--no-report", timeout=900)  # fmt: skip
+    (evaluated,) = [
+        p for p in (tmp_path / "results" / "raw-title").glob("*.json") if not p.name.startswith(".")
+    ]
+    pred = evaluated.with_suffix("")
+    card = yaml.safe_load((pred / "model_card.yaml").read_text("utf-8"))
+    card.update(schema_version=1, team="create-bench", create_configs=["train"], test_data_seen=False)
+    (pred / "model_card.yaml").write_text(yaml.safe_dump(card, allow_unicode=True), "utf-8")
 
     db_url = f"sqlite:///{tmp_path / 'board.db'}"
     token = add_team(db_url, "baseline team")
-    pred = write_predictions(
-        tmp_path / "pred", ExpectedIds.from_dataset(tiny_dataset, "test"), card={"name": "simple-baseline"}
-    )
     with running_server(db_url, tiny_dataset, tmp_path / "storage", workers=1) as url:
         out = cli("submit", str(pred), "--server", url, "--token", token, "--data", str(tiny_dataset),
-                  "--wait", "--timeout", "300", "--json").stdout  # fmt: skip
+                  "--wait", "--timeout", "600", "--json").stdout  # fmt: skip
         assert "accepted: submission 1" in out
         answer = json.loads(out[out.index("{") :])
         assert answer["state"] == "finished"
@@ -316,9 +325,11 @@ def test_end_to_end_submit_matches_create_bench_score(tmp_path, tiny_dataset):
         page = httpx.get(url + "/").text
     cli("score", "--predictions", str(pred), "--data", str(tiny_dataset), "--split", "test",
         "--out", str(tmp_path / "score.json"))  # fmt: skip
-    direct = json.loads((tmp_path / "score.json").read_text())
-    assert len(board) == 1 and board[0]["team"] == "baseline team"
-    assert board[0]["scores"] == direct["scores"]
-    assert board[0]["ci"] == direct["ci"]
-    assert board[0]["signature"] == direct["signature"]
-    assert f">{direct['scores']['caption']['CIDEr']:.1f}<" in page
+    assert len(board) == 1 and board[0]["team"] == "baseline team" and board[0]["model_name"] == "raw-title"
+    for reference in (json.loads(evaluated.read_text()), json.loads((tmp_path / "score.json").read_text())):
+        assert board[0]["scores"] == reference["scores"]
+        assert board[0]["ci"] == reference["ci"]
+        assert board[0]["signature"] == reference["signature"]
+    scores = board[0]["scores"]
+    assert set(scores) == {"t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption"}
+    assert f">{scores['caption']['CIDEr']:.1f}<" in page and f">{scores['t2v_title']['R@1']:.1f}<" in page
