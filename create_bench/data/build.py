@@ -108,6 +108,7 @@ class DatasetWriter:
         self._feature_spools: dict[tuple[str, str], _Spool] = {}
         self._vids: dict[str, str] = {}
         self._feature_meta: dict[str, dict[str, Any]] = {}
+        self._files: list[str] = []
 
     # -- context management -------------------------------------------------------------------
     def __enter__(self) -> DatasetWriter:
@@ -174,6 +175,19 @@ class DatasetWriter:
         if meta:
             info.update(meta)
 
+    def add_file(self, rel_path: str, data: bytes) -> None:
+        """Add a file (e.g. ``videos/<vid>.mp4`` for path storage) that appears with the shards,
+        listed with its sha256 in the manifest (kind ``file``)."""
+        if self._tmp is None:
+            raise DataError("DatasetWriter used outside its 'with' block")
+        rel = Path(rel_path)
+        if rel.is_absolute() or ".." in rel.parts or rel.parts[0] in ("data", "features"):
+            raise DataError(f"bad file path {rel_path!r}: must be relative, outside data/ and features/")
+        dest = self._tmp / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        self._files.append(rel.as_posix())
+
     @property
     def num_rows(self) -> dict[str, int]:
         return {s: sum(r for _, r in sp.parts) + len(sp.rows) for s, sp in self._spools.items()}
@@ -193,6 +207,8 @@ class DatasetWriter:
             for (fset, split), spool in sorted(self._feature_spools.items()):
                 for path, rows in spool.finish(tmp / "features" / fset, split):
                     files.append(_file_entry(tmp, path, rows, split=split, kind="features", feature_set=fset))
+            for rel in self._files:
+                files.append(_file_entry(tmp, tmp / rel, 0, kind="file"))
             for p in tmp.rglob("*.part*"):
                 p.unlink()
             manifest = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -277,34 +276,25 @@ def generate_sample(
     out = Path(out_dir)
     t0 = time.perf_counter()
     plans = plan_sample(seed, split_sizes)
-    # With path storage the files must end up inside the dataset directory, which DatasetWriter
-    # swaps in whole at close; so they are staged beside it and moved in right after.
-    staging = out.parent / f".{out.name}.videos.tmp"
-    if video_storage == "path":
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-    try:
-        with DatasetWriter(
-            out,
-            name=SAMPLE_NAME,
-            categories=list(CATEGORY_NAMES),
-            shard_size=shard_size,
-            generator=_generator_info(seed, split_sizes, video_storage),
-            readme_body=README_BODY,
-        ) as writer:
-            for n, (plan, (data, info)) in enumerate(zip(plans, _render_all(plans, workers)), 1):
-                video: dict[str, Any]
-                if video_storage == "embed":
-                    video = {"bytes": data, "path": f"{plan.vid}.mp4"}
-                else:
-                    (staging / f"{plan.vid}.mp4").write_bytes(data)
-                    video = {"bytes": None, "path": f"videos/{plan.vid}.mp4"}
-                writer.add(_row(plan, video, info), index=plan.index)
-                if n % 250 == 0:
-                    log.info("sample: %d/%d videos (%.1f s)", n, len(plans), time.perf_counter() - t0)
-        if video_storage == "path":
-            os.replace(staging, out / "videos")
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # With path storage the MP4s go into the writer's staging directory (DatasetWriter.add_file),
+    # so they appear together with the shards, listed and hashed in the manifest.
+    with DatasetWriter(
+        out,
+        name=SAMPLE_NAME,
+        categories=list(CATEGORY_NAMES),
+        shard_size=shard_size,
+        generator=_generator_info(seed, split_sizes, video_storage),
+        readme_body=README_BODY,
+    ) as writer:
+        for n, (plan, (data, info)) in enumerate(zip(plans, _render_all(plans, workers)), 1):
+            video: dict[str, Any]
+            if video_storage == "embed":
+                video = {"bytes": data, "path": f"{plan.vid}.mp4"}
+            else:
+                writer.add_file(f"videos/{plan.vid}.mp4", data)
+                video = {"bytes": None, "path": f"videos/{plan.vid}.mp4"}
+            writer.add(_row(plan, video, info), index=plan.index)
+            if n % 250 == 0:
+                log.info("sample: %d/%d videos (%.1f s)", n, len(plans), time.perf_counter() - t0)
     log.info("sample: %d videos in %.1f s -> %s", len(plans), time.perf_counter() - t0, out)
     return out

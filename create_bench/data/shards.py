@@ -80,9 +80,10 @@ def open_dataset(path: str | os.PathLike[str]) -> DatasetInfo:
         f = root / entry["path"]
         if not f.is_file():
             raise ManifestError("shard listed in manifest.json is missing", path=str(f))
-        if entry.get("kind", "data") == "data":
+        kind = entry.get("kind", "data")
+        if kind == "data":
             info.splits.setdefault(entry["split"], []).append(f)
-        else:
+        elif kind == "features":
             info.feature_sets.setdefault(entry["feature_set"], {}).setdefault(entry["split"], []).append(f)
     return info
 
