@@ -262,7 +262,7 @@ def fingerprint_of(manifest: dict[str, Any]) -> str:
             "schema_version": manifest["schema_version"],
             "categories": manifest["categories"],
             "files": sorted(
-                (f["path"], f["sha256"], f["rows"]) for f in manifest["files"] if f.get("kind") == "data"
+                (f["path"], f["sha256"], f["rows"]) for f in manifest["files"] if f.get("kind") in ("data", "file")
             ),
         },
         ensure_ascii=False,
