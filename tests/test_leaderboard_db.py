@@ -245,3 +245,16 @@ def test_a_job_that_keeps_killing_workers_fails_after_max_attempts(db):
 def test_bad_url(tmp_path):
     with pytest.raises(ConfigError, match="cannot open database"):
         Database("nosuchdialect://x")
+
+
+def test_schema_and_queries_compile_for_postgresql():
+    """PostgreSQL is supported by URL; without a server here, at least every DDL statement and the
+    locking queries must compile for its dialect."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()
+    for table in dbm.metadata.sorted_tables:
+        ddl = str(sa.schema.CreateTable(table).compile(dialect=dialect))
+        assert "CREATE TABLE" in ddl
+    lock = sa.select(dbm.teams.c.id).where(dbm.teams.c.id == 1).with_for_update()
+    assert "FOR UPDATE" in str(lock.compile(dialect=dialect))

@@ -216,3 +216,56 @@ def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, tiny_datas
     assert sub["results"]["scores"] == json.loads(json.dumps(direct["scores"]))
     assert sub["results"]["ci"] == json.loads(json.dumps(direct["ci"]))
     assert sub["results"]["signature"] == direct["signature"]
+
+
+@pytest.mark.slow
+def test_server_and_workers_killed_mid_scoring_then_restarted(tmp_path, tiny_dataset):
+    """kill -9 of the whole service (server + its workers) while a submission is being scored,
+    as in a machine crash: after a restart the accepted submission is re-queued and finishes once."""
+    from leaderboard_util import add_team, free_port, running_server
+
+    from create_bench.leaderboard import client
+    from create_bench.leaderboard.submission import ExpectedIds
+
+    db_url = f"sqlite:///{tmp_path / 'board.db'}"
+    token = add_team(db_url, "team")
+    storage = tmp_path / "storage"
+    pred = write_predictions(tmp_path / "pred", ExpectedIds.from_dataset(tiny_dataset, "test"))
+    marker = tmp_path / "scoring-started"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    first = subprocess.Popen(
+        [
+            sys.executable, "-m", "create_bench", "leaderboard", "serve", "--db", db_url,
+            "--data", str(tiny_dataset), "--storage", str(storage), "--port", str(port), "--workers", "1",
+            "--lease", "2", "--heartbeat", "0.4", "--poll", "0.1", "--bootstrap", "200",
+            "--scorer", f"{TESTS / 'leaderboard_scorers.py'}:slow_score", "--log-level", "warning",
+        ],
+        env={**os.environ, "LB_SLOW_MARKER": str(marker), "LB_SLOW_SECONDS": "120"},
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        import httpx
+
+        assert wait_for(lambda: _up(httpx, url), 120)
+        sid = client.upload(pred, url, token)["id"]
+        assert wait_for(marker.exists, 120)
+        assert Database(db_url).get_submission(sid)["state"] == "running"
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(10)
+    time.sleep(0.5)
+    assert Database(db_url).get_submission(sid)["state"] == "running"
+    with running_server(db_url, tiny_dataset, storage, workers=1, extra=("--bootstrap", "200")) as url2:
+        final = client.wait(url2, sid, timeout=300)
+    assert final["state"] == "finished" and final["attempts"] == 2
+    states = [e["state"] for e in Database(db_url).events_for(sid)]
+    assert states.count("finished") == 1 and states.count("running") == 2
+    assert final["results"]["scores"]["t2v_caption"]["R@1"] >= 0
+
+
+def _up(httpx, url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

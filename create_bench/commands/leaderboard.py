@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _scoring(w)
     w.add_argument("--max-unpacked-mb", type=float, default=4096)
     w.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
+    w.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by serve --workers
     w.set_defaults(func=run_worker)
 
     a = lsub.add_parser("add-team", help="create a team and print its token (shown once)")
@@ -139,6 +140,15 @@ def run_serve(args: argparse.Namespace) -> int:
         db_url=args.db, storage_dir=wconf.storage_dir, scoring=scoring, limits=limits, title=args.title
     )
     pool = WorkerPool(args, args.workers)
+
+    def shutdown(signum: int, _frame: object) -> None:
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the
+        # handlers that were there before it: this one, so the workers stop with the server.
+        pool.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
     pool.start()
     try:
         serve(config, host=args.host, port=args.port, log_level=args.log_level)
@@ -157,8 +167,18 @@ def run_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
     # SIGTERM: stop polling; a job in progress is finished, or re-queued by its lease if killed.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.parent_pid:  # started by `serve`: stop when the server is gone (even after SIGKILL)
+        threading.Thread(target=_watch_parent, args=(args.parent_pid, stop), daemon=True).start()
     Worker(db, wconf).run(stop, max_jobs=args.max_jobs)
     return 0
+
+
+def _watch_parent(pid: int, stop: threading.Event) -> None:
+    import os
+
+    while not stop.wait(1.0):
+        if os.getppid() != pid:
+            stop.set()
 
 
 def run_add_team(args: argparse.Namespace) -> int:

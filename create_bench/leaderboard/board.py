@@ -82,7 +82,7 @@ def ci_bounds(results: dict[str, Any], group: str, metric: str) -> tuple[float, 
     else:
         return None
     if all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in (lo, hi)):
-        return float(lo), float(hi)
+        return float(lo), float(hi)  # type: ignore[arg-type]
     return None
 
 
@@ -133,7 +133,7 @@ def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, A
             m for m in present if m not in task.metrics and _is_number_anywhere(have, group, m)
         )
         columns += [Column(group, label, m) for m in metrics]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for e in have:
         res = e["results"]
         cells = []

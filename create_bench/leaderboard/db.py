@@ -294,7 +294,7 @@ class Database:
                     daily_limit=daily_limit,
                     created_at=now(),
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key[0]  # type: ignore[index]
         return Team(int(team_id), name, daily_limit), f"{TOKEN_PREFIX}_{token_id}_{secret}"
 
     def authenticate(self, token: str | None) -> Team:
@@ -379,7 +379,7 @@ class Database:
                         updated_at=at,
                         attempts=0,
                     )
-                ).inserted_primary_key[0]
+                ).inserted_primary_key[0]  # type: ignore[index]
             )
             self._event(conn, sub_id, "submitted", None, f"{upload_bytes} bytes, sha256 {upload_sha256}")
             conn.execute(submissions.update().where(submissions.c.id == sub_id).values(state="queued"))

@@ -36,7 +36,7 @@ def load_entries(results_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise DataError(f"not a valid results JSON: {exc}", path=str(path)) from None
         if not isinstance(results, dict) or not isinstance(results.get("scores"), dict):
             raise DataError("not a results JSON (no 'scores' mapping)", path=str(path))
-        model = results.get("model") if isinstance(results.get("model"), dict) else {}
+        model: dict[str, Any] = results["model"] if isinstance(results.get("model"), dict) else {}
         name = model.get("name") or path.stem
         team = model.get("team") or (results.get("submission") or {}).get("team") or ""
         entries.append(

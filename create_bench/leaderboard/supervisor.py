@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -47,6 +48,7 @@ def worker_argv(args: argparse.Namespace, storage: Path) -> list[str]:
         "--max-unpacked-mb",
         str(args.max_unpacked_mb),
     ]
+    argv += ["--parent-pid", str(os.getpid())]
     if args.heartbeat:
         argv += ["--heartbeat", str(args.heartbeat)]
     if args.scorer:
@@ -89,6 +91,8 @@ class WorkerPool:
                     self.procs[i] = self._spawn()
 
     def stop(self, grace: float = 5.0) -> None:
+        if self._stop.is_set() and all(p.poll() is not None for p in self.procs):
+            return
         self._stop.set()
         for proc in self.procs:
             if proc.poll() is None:
