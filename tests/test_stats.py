@@ -387,3 +387,110 @@ def test_committed_sample_stats_match_a_regenerated_sample():
         )
     for name in ("categories.png", "text_lengths.png", "tags_per_video.png", "video.png", "pos_test.png"):
         assert (COMMITTED.parent / name).read_bytes()[:8] == PNG_MAGIC
+
+
+# -- the data cards -------------------------------------------------------------------------------
+
+CARDS = ROOT / "data_cards"
+
+
+def _front_matter(path: Path) -> dict:
+    import yaml
+
+    text = path.read_text("utf-8")
+    assert text.startswith("---\n"), path
+    return yaml.safe_load(text.split("---\n", 2)[1])
+
+
+@pytest.mark.parametrize("name", ["create-210k", "create-3m", "create-10m", "create-sample"])
+def test_card_front_matter_and_sections(name):
+    from huggingface_hub import DatasetCardData
+
+    path = CARDS / f"{name}.md"
+    meta = _front_matter(path)
+    DatasetCardData(**meta)  # the Hub's own metadata class accepts it
+    assert meta["language"] == ["zh"]
+    assert meta["license"] in ({"apache-2.0"} if name == "create-sample" else {"other"})
+    if meta["license"] == "other":
+        assert meta["license_name"] and meta["license_link"].startswith("https://")
+    assert meta["task_categories"] and meta["size_categories"] and meta["configs"]
+    text = path.read_text("utf-8")
+    for section in ("## Summary", "## Fields", "## Citation", "arXiv:2203.16763"):
+        assert section in text, (name, section)
+    assert "doi" not in text.lower()
+
+
+def test_card_numbers():
+    card = (CARDS / "create-210k.md").read_text("utf-8")
+    for number in ("210,493", "810", "5,000", "15,527", "3,570", "1,191", "537,186"):
+        assert number in card
+    assert 210_493 * 2 + (810 + 5_000) * 20 == 537_186
+    assert "45,277" in (CARDS / "create-3m.md").read_text("utf-8")
+    assert "53,044" in (CARDS / "create-10m.md").read_text("utf-8")
+    for name in ("create-210k", "create-3m", "create-10m"):
+        text = (CARDS / f"{name}.md").read_text("utf-8")
+        assert "create-bench build" in text and "e-mail" in text
+        assert "## Known limitations and biases" in text
+    assert "## Evaluation protocol" in card and "ties:expected" in card
+
+
+@pytest.mark.parametrize(
+    ("card", "config", "split_files"),
+    [
+        ("create-210k", None, {"train": "train", "validation": "validation", "test": "test"}),
+        ("create-sample", None, {"train": "train", "validation": "validation", "test": "test"}),
+        ("create-sample", "pretrain", {"train": "pretrain"}),
+        ("create-3m", "pretrain-3m", {"train": "pretrain"}),
+        ("create-10m", "pretrain-10m", {"train": "pretrain"}),
+    ],
+)
+def test_card_configs_load_with_datasets_without_warnings(
+    tiny_dataset, tmp_path, caplog, card, config, split_files
+):
+    """A built dataset whose README is the card loads through the card's `configs:` block."""
+    import shutil
+
+    import datasets
+
+    ds = tmp_path / "ds"
+    (ds / "data").mkdir(parents=True)
+    meta = _front_matter(CARDS / f"{card}.md")
+    cfg = next(c for c in meta["configs"] if c["config_name"] == (config or "default"))
+    prefix = {e["split"]: e["path"].split("/")[1].split("-*")[0] for e in cfg["data_files"]}
+    if card == "create-sample":  # datasets resolves every config of the card: copy all shards
+        for f in (tiny_dataset / "data").glob("*.parquet"):
+            shutil.copy(f, ds / "data" / f.name)
+    else:
+        for split, source in split_files.items():
+            for f in sorted((tiny_dataset / "data").glob(f"{source}-*.parquet")):
+                shutil.copy(f, ds / "data" / f.name.replace(source, prefix[split], 1))
+    shutil.copy(CARDS / f"{card}.md", ds / "README.md")
+    with warnings.catch_warnings(), caplog.at_level(logging.WARNING):
+        warnings.simplefilter("error")
+        dd = datasets.load_dataset(str(ds), config)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    manifest = json.loads((tiny_dataset / "manifest.json").read_text("utf-8"))
+    assert {s: dd[s].num_rows for s in dd} == {s: manifest["splits"][src] for s, src in split_files.items()}
+
+
+def test_committed_sample_card_block_matches_committed_stats():
+    committed = json.loads(COMMITTED.read_text("utf-8"))
+    text = (CARDS / "create-sample.md").read_text("utf-8")
+    block = text[text.index(st.CARD_BEGIN) : text.index(st.CARD_END) + len(st.CARD_END)]
+    assert block == st.card_markdown(committed, "create-sample")
+    for line in block.splitlines():
+        if line.startswith("!["):
+            assert (CARDS / line.split("](")[1].rstrip(")")).is_file(), line
+
+
+def test_update_card(tmp_path, tiny_stats):
+    card = tmp_path / "c.md"
+    card.write_text(f"# t\n\n{st.CARD_BEGIN}\nold\n{st.CARD_END}\n\ntail\n", "utf-8")
+    assert st.update_card(card, tiny_stats, None) is True
+    text = card.read_text("utf-8")
+    assert text.startswith("# t\n\n") and text.endswith("\n\ntail\n") and "old" not in text
+    assert f"| test | {tiny_stats['splits']['test']['videos']} |" in text
+    assert st.update_card(card, tiny_stats, None) is False
+    (tmp_path / "bad.md").write_text("no markers", "utf-8")
+    with pytest.raises(DataError, match="statistics block"):
+        st.update_card(tmp_path / "bad.md", tiny_stats, None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import Any
 
 
@@ -17,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-pos", action="store_true", help="skip part-of-speech statistics (faster)")
     p.add_argument(
         "--max-rows", type=int, metavar="N", help="describe only the first N rows of each split (quick look)"
+    )
+    p.add_argument(
+        "--card",
+        metavar="FILE",
+        help="Markdown card whose generated statistics block to refresh "
+        "(default: OUT.md, e.g. data_cards/create-sample.md, when it exists and has the block)",
     )
     p.set_defaults(func=run)
 
@@ -63,7 +71,7 @@ def _pct(x: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from create_bench.data.stats import ordered_splits, write_stats
+    from create_bench.data.stats import ordered_splits, update_card, write_stats
 
     stats = write_stats(
         args.path,
@@ -87,4 +95,20 @@ def run(args: argparse.Namespace) -> int:
     )
     for f in stats["files"]:
         print(f"wrote {f}")
+    card = _card_path(args)
+    if card is not None:
+        plots = None if args.no_plots else Path(os.path.relpath(args.out, card.parent)).as_posix()
+        changed = update_card(card, {k: v for k, v in stats.items() if k != "files"}, plots)
+        print(f"{'updated' if changed else 'unchanged'} {card}")
     return 0
+
+
+def _card_path(args: argparse.Namespace) -> Path | None:
+    from create_bench.data.stats import CARD_BEGIN
+
+    if args.card:
+        return Path(args.card)
+    default = Path(args.out).with_suffix(".md")
+    if default.is_file() and CARD_BEGIN in default.read_text("utf-8"):
+        return default
+    return None
