@@ -283,7 +283,7 @@ def _write_features(
 
 
 class PartWriter:
-    """Writes part files ``<prefix>-<uuid>.parquet`` of one worker into the parts directory."""
+    """Writes part files ``<prefix>-<uuid>.parquet`` (rows sorted by vid) into the parts directory."""
 
     def __init__(self, parts_dir: Path, prefix: str, meta: dict[str, Any]):
         self.parts_dir, self.prefix, self.meta = parts_dir, prefix, meta
@@ -293,7 +293,8 @@ class PartWriter:
         if not vids:
             return None
         path = self.parts_dir / f"{self.prefix}-{uuid.uuid4().hex[:12]}.parquet"
-        _write_features(path, vids, feats, self.meta)
+        order = sorted(range(len(vids)), key=lambda i: vids[i])  # sorted parts stream into the merge
+        _write_features(path, [vids[i] for i in order], [feats[i] for i in order], self.meta)
         self.written.append(path)
         return path
 
@@ -685,33 +686,44 @@ def _ray_cause(e: BaseException) -> BaseException | None:
 # --------------------------------------------------------------------------- merge
 
 
+#: Files merged at once; more sources are first merged in groups into sorted runs (bounded memory
+#: and open files: about MERGE_FANIN row groups of features are held at a time).
+MERGE_FANIN = 128
+_Row = tuple[str, pa.RecordBatch, int]
+
+
 def merge_parts(plan: _Plan) -> list[Path]:
     """Merge the split's parts and existing shards: one row per vid, ordered by vid.
 
-    Writes ``<set>/{split}-{i:05d}-of-{n:05d}.parquet`` (each atomically), registers them in the
-    dataset manifest when the output root is the dataset, then removes stale shards and the parts.
+    Every source is sorted by vid, so this is a streaming k-way merge: memory holds one row group
+    per open source plus one output shard, whatever the split's size. Writes
+    ``<set>/{split}-{i:05d}-of-{n:05d}.parquet`` (each atomically), registers them in the dataset
+    manifest when the output root is the dataset, then removes stale shards and the parts.
     """
     cfg = plan.cfg
-    sources = _final_files(plan.set_dir, cfg.split) + sorted(plan.parts_dir.glob("*.parquet"))
-    tables = []
+    sources = [
+        f
+        for f in _final_files(plan.set_dir, cfg.split) + sorted(plan.parts_dir.glob("*.parquet"))
+        if _same_run(read_meta(f), plan.meta)  # others only with resume=False: stale work, dropped
+    ]
+    sources = _reduce_sources(plan, sources)
+    unique: set[str] = set()
     for f in sources:
-        meta = read_meta(f)
-        if not _same_run(meta, plan.meta):
-            continue  # only reached with resume=False: stale work of other settings
-        tables.append(pq.read_table(f).replace_schema_metadata(None))
-    table = pa.concat_tables(tables) if tables else FEATURE_SCHEMA.empty_table()
-    table = _dedupe_by_vid(table, set(plan.vids))
-    n = max(1, -(-table.num_rows // cfg.shard_size))
-    new_files = []
+        unique.update(_read_vids(f))
+    stray = sorted(unique - set(plan.vids))
+    if stray:
+        raise DataError(f"feature parts hold {len(stray)} vids that are not in the split, e.g. {stray[:5]}")
+    n = max(1, -(-len(unique) // cfg.shard_size))
+    rows = _merged_rows(sources)
+    new_files, dim = [], None
     for i in range(n):
         path = plan.set_dir / f"{cfg.split}-{i:05d}-of-{n:05d}.parquet"
-        part = table.slice(i * cfg.shard_size, cfg.shard_size)
-        _write_table(path, part, plan.meta)
+        chunk = [r for _, r in zip(range(cfg.shard_size), rows)]
+        table = _rows_table(chunk)
+        if dim is None and table.num_rows:
+            dim = len(table.column("features")[0][0])
+        _write_table(path, table, plan.meta)
         new_files.append(path)
-    if table.num_rows:
-        dim = len(table.column("features")[0].as_py()[0])
-    else:
-        dim = None
     _register(plan, new_files, dim)
     for f in _final_files(plan.set_dir, cfg.split):
         if f not in new_files:
@@ -725,42 +737,75 @@ def merge_parts(plan: _Plan) -> list[Path]:
     return new_files
 
 
+def _iter_file(path: Path) -> Iterator[_Row]:
+    pf = pq.ParquetFile(path)
+    prev = None
+    for batch in pf.iter_batches(batch_size=ROW_GROUP_SIZE):
+        for k, vid in enumerate(batch.column(0).to_pylist()):
+            if prev is not None and vid < prev:
+                raise DataError("feature file is not sorted by vid", path=str(path), row=k)
+            prev = vid
+            yield vid, batch, k
+
+
+def _merged_rows(sources: Sequence[Path]) -> Iterator[_Row]:
+    """Rows of all (sorted) sources in vid order, the first of each vid only (sources in order)."""
+    import heapq
+
+    last: _Row | None = None
+    differ: list[str] = []
+    for row in heapq.merge(*(_iter_file(f) for f in sources), key=lambda r: r[0]):
+        if last is not None and row[0] == last[0]:
+            if row[1].column(1)[row[2]] != last[1].column(1)[last[2]]:
+                differ.append(row[0])
+            continue
+        last = row
+        yield row
+    if differ:
+        log.warning(
+            "%d vids were encoded more than once with different results (kept the first): %s",
+            len(differ),
+            differ[:5],
+        )
+
+
+def _rows_table(rows: Sequence[_Row]) -> pa.Table:
+    if not rows:
+        return FEATURE_SCHEMA.empty_table()
+    return pa.Table.from_batches([b.slice(k, 1) for _, b, k in rows]).combine_chunks()
+
+
+def _reduce_sources(plan: _Plan, sources: list[Path]) -> list[Path]:
+    """Merge groups of sources into sorted run files until at most MERGE_FANIN remain."""
+    level = 0
+    while len(sources) > MERGE_FANIN:
+        runs = []
+        for g in range(0, len(sources), MERGE_FANIN):
+            group = sources[g : g + MERGE_FANIN]
+            run = plan.parts_dir / f"run{level:02d}-{g // MERGE_FANIN:06d}-{uuid.uuid4().hex[:8]}.parquet"
+            _write_rows(run, _merged_rows(group), plan.meta)
+            # The run holds every row of its group (a valid part itself), so the group can go.
+            for f in group:
+                if f.parent == plan.parts_dir:
+                    f.unlink()
+            runs.append(run)
+        sources, level = runs, level + 1
+    return sources
+
+
+def _write_rows(path: Path, rows: Iterator[_Row], meta: dict[str, Any]) -> None:
+    """Stream rows into one file (atomically), a row group at a time."""
+    schema = FEATURE_SCHEMA.with_metadata({META_KEY: _dumps(meta)})
+    with atomic_path(path) as tmp:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=False) as w:
+            while chunk := [r for _, r in zip(range(ROW_GROUP_SIZE), rows)]:
+                w.write_table(_rows_table(chunk).cast(schema), row_group_size=ROW_GROUP_SIZE)
+
+
 def _write_table(path: Path, table: pa.Table, meta: dict[str, Any]) -> None:
     table = table.cast(FEATURE_SCHEMA).replace_schema_metadata({META_KEY: _dumps(meta)})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=False)
-
-
-def _dedupe_by_vid(table: pa.Table, split_vids: set[str]) -> pa.Table:
-    vids = np.asarray(table.column("vid").to_pylist(), dtype=object)
-    if not len(vids):
-        return table
-    order = np.argsort(vids, kind="stable")
-    sorted_vids = vids[order]
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = sorted_vids[1:] != sorted_vids[:-1]
-    stray = sorted(set(sorted_vids[first]) - split_vids)
-    if stray:
-        raise DataError(f"feature parts hold {len(stray)} vids that are not in the split, e.g. {stray[:5]}")
-    dupes = int((~first).sum())
-    if dupes:
-        feats = table.column("features")
-        keep = order[first]
-        rep = {sorted_vids[k]: int(order[k]) for k in np.flatnonzero(first)}
-        differ = [
-            str(sorted_vids[k])
-            for k in np.flatnonzero(~first)
-            if feats[int(order[k])] != feats[rep[sorted_vids[k]]]
-        ]
-        if differ:
-            log.warning(
-                "%d vids were encoded more than once with different results (kept the first): %s",
-                len(differ),
-                differ[:5],
-            )
-    else:
-        keep = order
-    return table.take(pa.array(keep))
 
 
 @contextlib.contextmanager

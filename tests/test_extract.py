@@ -173,21 +173,30 @@ def test_local_resume_skips_done_videos(
     assert _shard_bytes(data) == _shard_bytes(local_reference)
 
 
-def test_merge_deduplicates_and_orders_by_vid(local_reference: Path, tiny_dataset: Path, tmp_path: Path):
-    from create_bench.extract import PartWriter, _prepare, make_config, merge_parts, resolve_encoder
+@pytest.mark.parametrize("fanin", [128, 2])
+def test_merge_deduplicates_and_orders_by_vid(
+    local_reference: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fanin: int
+):
+    import create_bench.extract as ex
 
+    monkeypatch.setattr(ex, "MERGE_FANIN", fanin)  # 2: merges through two levels of sorted runs
     data = _copy(tiny_dataset, tmp_path / "ds")
     ref = _features(local_reference)
-    cfg = make_config(data, SPLIT, feature_set=SET)
-    plan = _prepare(cfg, resolve_encoder("fixed"))
+    plan = ex._prepare(
+        ex.make_config(data, SPLIT, feature_set=SET, shard_size=5), ex.resolve_encoder("fixed")
+    )
     vids = sorted(ref, reverse=True)
-    w = PartWriter(plan.parts_dir, "a", plan.meta)
-    w.write(vids[:7], [ref[v] for v in vids[:7]])
-    w.write(vids[3:], [ref[v] for v in vids[3:]])  # 4 vids twice
-    files = merge_parts(plan)
-    assert _features(data).keys() == ref.keys()
-    assert pq.read_table(files[0]).column("vid").to_pylist() == sorted(ref)
-    assert _shard_bytes(data) == _shard_bytes(local_reference)
+    w = ex.PartWriter(plan.parts_dir, "a", plan.meta)
+    for chunk in (vids[:7], vids[3:], vids[5:6], vids[10:], vids[:2]):  # overlapping, unsorted
+        w.write(chunk, [ref[v] for v in chunk])
+    files = ex.merge_parts(plan)
+    assert [f.name for f in files] == [f"{SPLIT}-{i:05d}-of-00003.parquet" for i in range(3)]
+    merged = [v for f in files for v in pq.read_table(f).column("vid").to_pylist()]
+    assert merged == sorted(ref)
+    got = _features(data)
+    for vid in ref:
+        np.testing.assert_array_equal(got[vid], ref[vid])
+    assert not plan.parts_dir.exists()
 
 
 def test_settings_mismatch_is_refused_unless_redone(tiny_dataset: Path, tmp_path: Path):
