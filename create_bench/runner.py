@@ -40,7 +40,7 @@ from create_bench.types import TEXT_COLUMN, TEXT_KINDS, text_id
 log = logging.getLogger(__name__)
 
 #: Bump when the cached predictions a run produces would differ for the same inputs.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_RESULTS_DIR = Path("results")
 
 

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: The split baselines learn from. Evaluation never reads references of the split it scores.
 TRAIN_SPLIT = "train"
+#: Seconds per training video before its decoder is killed (the video is then skipped).
+TRAIN_DECODE_TIMEOUT = 60.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +368,7 @@ class NearestNeighbourModel(BaseModel):
                     idx,
                     size=(self.frame_size, self.frame_size),
                     vid=row["vid"],
+                    timeout=TRAIN_DECODE_TIMEOUT,  # in a killable worker: a hanging file cannot stall setup
                 )
             except VideoDecodeError as exc:  # a broken training video only costs one neighbour
                 skipped += 1
