@@ -201,6 +201,12 @@ def test_nan_and_inf_name_the_query() -> None:
         rank_statistics(np.ones((3, 2)), np.array([[1.0, 0.0], [np.inf, 0.0]]), np.zeros(3, dtype=int))
 
 
+def test_overflowing_products_are_caught() -> None:
+    q = np.array([[1.0, 0.0], [3e20, 3e20]], dtype=np.float32)  # finite inputs, 9e40 overflows float32
+    with pytest.raises(MetricInputError, match=r"query 1 \('b'\) has NaN or infinite similarity"):
+        rank_statistics(q, np.full((2, 2), 3e20, np.float32), np.array([0, 1]), query_ids=["a", "b"])
+
+
 def test_huge_finite_scores_are_not_nan() -> None:
     sim = np.full((1, 4), 3e38, dtype=np.float32)  # the row sum overflows, the entries are finite
     assert ranks_from_similarity(sim, np.array([0])).ranks[0] == 2.5

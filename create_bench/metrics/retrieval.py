@@ -283,12 +283,9 @@ def _default_chunk(gallery_size: int) -> int:
 # the core: one chunk of similarity rows -> counts
 
 
-def _count_chunk(sim: np.ndarray, start: int, tg: _Targets, cmp: np.ndarray, query_ids: Sequence[str] | None):
-    """Counts ``(g, r, t)`` for the rows ``start .. start + len(sim)`` of the similarity matrix."""
-    n = sim.shape[0]
-    rows = np.arange(n)
-    # NaN/inf check: a row sum is finite when every entry is (an overflowing sum of finite values is
-    # double-checked entry by entry before calling it an error).
+def _check_finite_rows(sim: np.ndarray, start: int, query_ids: Sequence[str] | None) -> None:
+    """NaN/inf check: a row sum is finite when every entry is (an overflowing sum of finite values
+    is double-checked entry by entry before calling it an error)."""
     with np.errstate(over="ignore", invalid="ignore"):
         suspicious = np.flatnonzero(~np.isfinite(sim.sum(axis=1)))
     for i in suspicious:
@@ -296,6 +293,21 @@ def _count_chunk(sim: np.ndarray, start: int, tg: _Targets, cmp: np.ndarray, que
             raise MetricInputError(
                 f"{_name(start + int(i), query_ids)} has NaN or infinite similarity scores"
             )
+
+
+def _count_chunk(
+    sim: np.ndarray,
+    start: int,
+    tg: _Targets,
+    cmp: np.ndarray,
+    query_ids: Sequence[str] | None,
+    check_finite: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts ``(g, r, t)`` for the rows ``start .. start + len(sim)`` of the similarity matrix."""
+    n = sim.shape[0]
+    rows = np.arange(n)
+    if check_finite:
+        _check_finite_rows(sim, start, query_ids)
     if tg.single:
         best = sim[rows, tg.cols[start : start + n]]
         r = np.ones(n, dtype=np.int64)
@@ -392,9 +404,12 @@ def rank_statistics(
         raise MetricInputError("the gallery is empty")
     tg = _parse_targets(targets, n_q, n_g, query_ids)
     gal = np.ascontiguousarray(gal, dtype=dt)
-    bad = np.flatnonzero(~np.isfinite(gal).all(axis=1))
-    if bad.size:
-        raise MetricInputError(f"gallery item {int(bad[0])} has NaN or infinite values")
+    _finite_max(gal, "gallery item", None)
+    # Finite inputs whose products cannot overflow give finite scores: then the per-chunk check
+    # (one more pass over every score) is skipped and only the query rows are checked.
+    q_max = _finite_max(q, "query", query_ids)
+    g_max = float(np.abs(gal).max()) if gal.size else 0.0
+    check_scores = not q_max * g_max * q.shape[1] < float(np.finfo(dt).max) / 4
     chunk = int(chunk_size or _default_chunk(n_g))
     if chunk < 1:
         raise MetricInputError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -405,10 +420,28 @@ def rank_statistics(
     for start in range(0, n_q, chunk):
         qb = np.ascontiguousarray(q[start : start + chunk], dtype=dt)
         n = qb.shape[0]
-        sim = np.matmul(qb, gal.T, out=buf[:n])
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow shows up as inf, checked below
+            sim = np.matmul(qb, gal.T, out=buf[:n])
         sl = slice(start, start + n)
-        g[sl], r[sl], t[sl] = _count_chunk(sim, start, tg, cmp, query_ids)
+        g[sl], r[sl], t[sl] = _count_chunk(sim, start, tg, cmp, query_ids, check_scores)
     return RankStats(g, r, t, ties, n_g)
+
+
+def _finite_max(x: np.ndarray, what: str, ids: Sequence[str] | None) -> float:
+    """Largest absolute value of ``x`` [N, D], checked chunk-wise for NaN/inf (naming the row)."""
+    step = max(1, (8 << 20) // max(1, x.shape[1]))
+    top = 0.0
+    for start in range(0, x.shape[0], step):
+        block = np.asarray(x[start : start + step])
+        ok = np.isfinite(block).all(axis=1)
+        if not ok.all():
+            i = start + int(np.flatnonzero(~ok)[0])
+            raise MetricInputError(
+                f"{_name(i, ids) if what == 'query' else f'{what} {i}'} has NaN or infinite values"
+            )
+        if block.size:
+            top = max(top, float(np.abs(block).max()))
+    return top
 
 
 def retrieval_scores(

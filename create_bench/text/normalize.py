@@ -17,6 +17,7 @@ Dropping tokens made only of punctuation or symbols happens after tokenisation
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -29,6 +30,8 @@ _WHITESPACE = re.compile(r"\s+")
 def normalize(text: str) -> str:
     """Normalise one text (NFKC, lower-case, format characters removed, whitespace collapsed)."""
     text = unicodedata.normalize("NFKC", text).lower()
+    if text.isprintable():  # no control/format characters: only whitespace to collapse (fast path)
+        return _WHITESPACE.sub(" ", text).strip()
     out = []
     for ch in text:
         cat = unicodedata.category(ch)
@@ -38,6 +41,7 @@ def normalize(text: str) -> str:
     return _WHITESPACE.sub(" ", "".join(out)).strip()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # tokens repeat a lot; this runs once per token occurrence
 def is_punct_or_symbol(token: str) -> bool:
     """True when every character of ``token`` is punctuation (``P*``) or a symbol (``S*``).
 
