@@ -195,53 +195,75 @@ class VideoDataset(IterableDataset):
         for rb in iter_batches(
             cfg.data_dir, cfg.split, self._read_columns(), batch_size=cfg.batch_size, **self._partition_kw()
         ):
-            for row in rb.to_pylist():
-                if cfg.vids is not None and str(row["vid"]) not in cfg.vids:
-                    continue
-                try:
-                    sample = (
-                        self._features_sample(row, feature_map)
-                        if feature_map is not None
-                        else self._frames_sample(row)
-                    )
-                except (VideoDecodeError, DataError) as e:
+            rows = [r for r in rb.to_pylist() if cfg.vids is None or str(r["vid"]) in cfg.vids]
+            results = (
+                self._features_samples(rows, feature_map)
+                if feature_map is not None
+                else self._frames_samples(rows)
+            )
+            for row, sample in zip(rows, results):
+                if isinstance(sample, (VideoDecodeError, DataError)):
                     if cfg.on_error == "fail":
-                        raise
-                    skipped.append((str(row["vid"]), _reason(e)))
+                        raise sample
+                    skipped.append((str(row["vid"]), _reason(sample)))
                     continue
-                pending.append(sample)
+                pending.append(sample)  # type: ignore[arg-type]
                 if len(pending) == cfg.batch_size:
                     yield self._collate(pending, skipped)
                     pending, skipped = [], []
         if pending or skipped:
             yield self._collate(pending, skipped)
 
-    # -- one video ------------------------------------------------------------------------------
-    def _frames_sample(self, row: dict[str, Any]) -> dict[str, Any]:
+    # -- videos -----------------------------------------------------------------------------------
+    def _frames_samples(self, rows: list[dict[str, Any]]) -> Iterator[dict[str, Any] | Exception]:
+        """One sample (or the error) per row, in order. All rows of a record batch go to the decode
+        worker at once, so it decodes the next video while this process batches the previous one."""
         from create_bench.data.shards import video_source
-        from create_bench.video.decode import decode
+        from create_bench.video.decode import decode_many
 
+        cfg = self.cfg
+        plans: list[tuple[list[int], Any] | VideoDecodeError] = []
+        for row in rows:
+            try:
+                idx = self._indices(row)
+                plans.append((idx, video_source(row, cfg.data_dir)))
+            except (VideoDecodeError, DataError) as e:
+                plans.append(VideoDecodeError(str(e)) if isinstance(e, DataError) else e)
+        kw = {"backend": cfg.backend, "size": cfg.size, "num_threads": cfg.num_threads, "ctx": cfg.ctx}
+        requests = [
+            (p[1], p[0], {**kw, "vid": str(row["vid"])})
+            for row, p in zip(rows, plans)
+            if isinstance(p, tuple)
+        ]
+        decoded = decode_many(requests, timeout=cfg.timeout)
+        for row, plan in zip(rows, plans):
+            if isinstance(plan, VideoDecodeError):
+                yield plan
+                continue
+            frames = next(decoded)
+            yield (
+                frames if isinstance(frames, Exception) else {"row": row, "data": frames, "indices": plan[0]}
+            )
+
+    def _indices(self, row: dict[str, Any]) -> list[int]:
         cfg, vid = self.cfg, str(row["vid"])
         n = row.get("num_frames")
         if not isinstance(n, int) or n < 1:
             raise VideoDecodeError(f"stored num_frames is {n!r}: no frame to sample", vid=vid)
         seed = video_seed(cfg.shuffle_seed, self.epoch, vid) if self.policy.name == "random-segment" else None
         try:
-            idx = self.policy.indices(n, fps=row.get("fps"), seed=seed)
+            return self.policy.indices(n, fps=row.get("fps"), seed=seed)
         except ConfigError as e:
             raise VideoDecodeError(f"cannot sample frames: {e}", vid=vid) from None
-        source = video_source(row, cfg.data_dir)
-        frames = decode(
-            source,
-            idx,
-            backend=cfg.backend,
-            size=cfg.size,
-            num_threads=cfg.num_threads,
-            ctx=cfg.ctx,
-            vid=vid,
-            timeout=cfg.timeout,
-        )
-        return {"row": row, "data": frames, "indices": idx}
+
+    def _features_samples(
+        self, rows: list[dict[str, Any]], feature_map: dict[str, np.ndarray]
+    ) -> Iterator[dict[str, Any] | Exception]:
+        for row in rows:
+            try:
+                yield self._features_sample(row, feature_map)
+            except DataError as e:
+                yield e
 
     def _features_sample(self, row: dict[str, Any], feature_map: dict[str, np.ndarray]) -> dict[str, Any]:
         vid = str(row["vid"])

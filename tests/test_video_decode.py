@@ -17,6 +17,7 @@ from create_bench.video import decode, sample_indices
 from create_bench.video.decode import (
     PYAV_HSCALE_MEAN_TOLERANCE,
     PYAV_TOLERANCE,
+    decode_many,
     decode_with_timeout,
     gpu_available,
     plan_strategy,
@@ -247,6 +248,34 @@ def test_worker_crash_is_a_decode_error(edge, fifo):
     finally:
         timer.cancel()
     assert decode_with_timeout(edge["plain"], [1], timeout=60).shape == (1, 48, 64, 3)
+
+
+def test_decode_many_pipelines_and_survives_a_hang(edge, fifo):
+    reqs = [
+        (edge["plain"], [0, 3], {"vid": "a"}),
+        (fifo, [0], {"vid": "stuck"}),
+        (b"junk" * 100, [0], {"vid": "junk"}),
+        (edge["audio"], [1], {"vid": "b", "size": 16}),
+        (edge["short"], [9], {"vid": "c"}),
+        (edge["odd-size"], [2], {"vid": "d"}),
+    ]
+    out = list(decode_many(reqs, timeout=2.0))
+    assert np.array_equal(out[0], decode(edge["plain"], [0, 3]))
+    assert isinstance(out[1], DecodeTimeout) and "stuck" in str(out[1])
+    assert isinstance(out[2], VideoDecodeError) and "junk" in str(out[2])
+    assert out[3].shape == (1, 16, 16, 3)
+    assert isinstance(out[4], VideoDecodeError) and "out of range" in str(out[4])
+    assert np.array_equal(out[5], decode(edge["odd-size"], [2]))
+    # an abandoned call leaves results in the pipe; the next call must not take them for its own
+    gen = decode_many([(edge["plain"], [i], {}) for i in range(6)], timeout=30)
+    next(gen)
+    gen.close()
+    again = list(decode_many([(edge["bframes-gop"], [7], {}), (edge["plain"], [5], {})], timeout=30))
+    assert np.array_equal(again[0], decode(edge["bframes-gop"], [7]))
+    assert np.array_equal(again[1], decode(edge["plain"], [5]))
+    # in-process mode yields the same, errors included
+    inproc = list(decode_many([reqs[0], reqs[2]], timeout=None))
+    assert np.array_equal(inproc[0], out[0]) and isinstance(inproc[1], VideoDecodeError)
 
 
 def test_plan_strategy_model():

@@ -35,9 +35,10 @@ index (:func:`plan_strategy`) and picks the cheaper. Both give the same frames.
 ``timeout`` seconds (:class:`DecodeTimeout`) or when it dies (:class:`VideoDecodeError`). A corrupt,
 truncated or non-video source raises :class:`VideoDecodeError` naming the ``vid``.
 
-**GPU.** ``ctx="gpu"`` (or ``"gpu:N"``/``"cuda:N"``) uses decord's NVDEC path where the installed
-decord was built with CUDA; the PyPI wheels are CPU-only, and then :class:`BackendUnavailable` is
-raised with a message saying so.
+**GPU.** ``ctx="gpu"`` (or ``"gpu:N"``/``"cuda:N"``) decodes with NVDEC through
+:mod:`create_bench.video.gpu`: decord's CUDA reader where the installed decord was built with CUDA,
+else PyNvVideoCodec. The PyPI decord wheels are CPU-only; where neither backend can run,
+:class:`BackendUnavailable` is raised with a message giving each backend's reason.
 
 decord's global bridge is never touched: we always call ``.asnumpy()``.
 """
@@ -48,14 +49,20 @@ import atexit
 import bisect
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from create_bench.errors import BackendUnavailable, ConfigError, DecodeTimeout, VideoDecodeError
+from create_bench.errors import (
+    BackendUnavailable,
+    ConfigError,
+    CreateBenchError,
+    DecodeTimeout,
+    VideoDecodeError,
+)
 
 BACKENDS = ("decord", "pyav")
 STRATEGIES = ("auto", "seek", "sequential")
@@ -615,25 +622,67 @@ def decode_with_timeout(
 ) -> np.ndarray:
     """``decode`` in a separate worker process, killed after ``timeout`` seconds.
 
-    The worker is a plain subprocess (``python -c ...``), not a ``multiprocessing`` child, so it
-    also works inside daemonic DataLoader workers. It is long-lived (one per calling process), so
-    its start-up cost is paid once; a timeout or a crash kills it and the next call starts afresh.
+    The worker is forked from this process (``os.fork``, not ``multiprocessing``, so it also works
+    inside daemonic DataLoader workers; a fresh interpreter where fork is unavailable). It is
+    long-lived (one per calling process), so its start-up cost is paid once; a timeout or a crash
+    kills it and the next call starts a new one.
 
     Raises:
         DecodeTimeout: the decode took longer than ``timeout``; the worker was killed.
         VideoDecodeError: the source is broken, or the worker died (e.g. a crash in native code).
     """
-    if timeout is None or not timeout > 0:
+    result = next(decode_many([(source, indices, kwargs)], timeout=timeout))
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+DecodeRequest = tuple[Source, Sequence[int], dict[str, Any]]
+
+
+def decode_many(
+    requests: Sequence[DecodeRequest], *, timeout: float | None = 60.0
+) -> Iterator[np.ndarray | CreateBenchError]:
+    """Decode several videos, yielding each result in order: frames, or the error it raised.
+
+    ``requests`` are ``(source, indices, decode_kwargs)``. With a ``timeout`` all requests go to
+    the killable worker at once (it queues them), so it decodes the next video while the caller
+    handles the previous one; each video gets ``timeout`` seconds from the moment the worker can
+    start it (when the previous result arrives). A timed-out or crashed video yields a
+    :class:`DecodeTimeout` / :class:`VideoDecodeError`, the worker is replaced and the rest are
+    resubmitted. ``timeout=None`` decodes in this process, one by one.
+
+    Configuration errors (bad backend, size or ctx) are raised, not yielded.
+    """
+    prepared = []
+    for source, indices, kwargs in requests:
+        kw = {k: v for k, v in kwargs.items() if k != "timeout"}
+        if kw.get("backend", "decord") not in BACKENDS:
+            raise ConfigError(f"unknown decode backend {kw.get('backend')!r} (known: {', '.join(BACKENDS)})")
+        if kw.get("strategy", "auto") not in STRATEGIES:
+            raise ConfigError(
+                f"unknown decode strategy {kw.get('strategy')!r} (known: {', '.join(STRATEGIES)})"
+            )
+        normalize_size(kw.get("size"))
+        _parse_ctx(kw.get("ctx", "cpu"))
+        prepared.append((source, indices, kw))
+    if timeout is None:
+        for source, indices, kw in prepared:
+            try:
+                yield decode(source, indices, **kw)
+            except VideoDecodeError as e:
+                yield e
+        return
+    if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    kwargs.pop("timeout", None)
-    vid = kwargs.get("vid")
-    # Check cheap arguments here so configuration errors are not reported as decode failures.
-    if kwargs.get("backend", "decord") not in BACKENDS:
-        raise ConfigError(f"unknown decode backend {kwargs.get('backend')!r} (known: {', '.join(BACKENDS)})")
-    normalize_size(kwargs.get("size"))
-    _parse_ctx(kwargs.get("ctx", "cpu"))
-    src = _normalize_source(source, vid)
-    return _WORKER.call(src, [int(i) for i in _check_indices(indices, vid)], kwargs, float(timeout))
+    checked: list[tuple[bytes | str, list[int], dict[str, Any]] | VideoDecodeError] = []
+    for source, indices, kw in prepared:
+        try:
+            vid = kw.get("vid")
+            checked.append((_normalize_source(source, vid), _check_indices(indices, vid), kw))
+        except VideoDecodeError as e:
+            checked.append(e)
+    yield from _WORKER.map(checked, float(timeout))
 
 
 class _DecodeWorker:
@@ -644,6 +693,7 @@ class _DecodeWorker:
         self.tx: Any = None
         self.rx: Any = None
         self.owner = -1
+        self.next_id = 0
 
     def _start(self) -> None:
         from multiprocessing.connection import Connection
@@ -702,41 +752,90 @@ class _DecodeWorker:
         self.proc = self.tx = self.rx = None
         self.owner = -1
 
-    def call(
-        self, src: bytes | str, indices: list[int], kwargs: dict[str, Any], timeout: float
-    ) -> np.ndarray:
+    def _ensure(self) -> None:
         if self.proc is None or self.owner != os.getpid() or self.proc.poll() is not None:
             self._stop()
             self._start()
-        vid = kwargs.get("vid")
-        try:
-            self.tx.send((src, indices, kwargs))
-            ready = self.rx.poll(timeout)
-        except (BrokenPipeError, OSError):
-            ready = True  # the worker died; recv below reports it
-        if not ready:
-            self._stop()
-            raise DecodeTimeout(
-                f"decoding took longer than {timeout:g} s; the decoder was killed",
-                vid=vid,
-                source=_label(src),
-            )
-        try:
-            status, payload = self.rx.recv()
-        except (EOFError, OSError):
-            code = self.proc.wait() if self.proc is not None else None
-            self._stop()
-            raise VideoDecodeError(
-                f"the decoder process died (exit code {code})", vid=vid, source=_label(src)
-            ) from None
-        if status == "ok":
-            return payload
-        kind, message = payload
-        if kind == "BackendUnavailable":
-            raise BackendUnavailable(message)
-        if kind == "ConfigError":
-            raise ConfigError(message)
-        raise VideoDecodeError(message, vid=vid, source=_label(src))
+
+    def map(
+        self, requests: list[tuple[bytes | str, list[int], dict[str, Any]] | VideoDecodeError], timeout: float
+    ) -> Iterator[np.ndarray | CreateBenchError]:
+        import time
+
+        i, n = 0, len(requests)
+        while i < n:
+            if isinstance(requests[i], VideoDecodeError):
+                yield requests[i]  # type: ignore[misc]
+                i += 1
+                continue
+            self._ensure()
+            # Submit everything left; the worker's reader thread queues requests, so these sends
+            # never wait for decoding. Ids tell this call's results from a stale abandoned call's.
+            expected: list[tuple[int, int]] = []  # (request index, id)
+            try:
+                for j in range(i, n):
+                    req = requests[j]
+                    if isinstance(req, VideoDecodeError):
+                        continue
+                    self.next_id += 1
+                    self.tx.send((self.next_id, *req))
+                    expected.append((j, self.next_id))
+            except (BrokenPipeError, OSError):
+                pass  # the worker died; the receive loop below reports it
+            started = time.monotonic()
+            restart = False
+            for j, rid in expected:
+                while i < j:  # pre-failed requests between submitted ones
+                    yield requests[i]  # type: ignore[misc]
+                    i += 1
+                src, _, kw = requests[j]  # type: ignore[misc]
+                vid = kw.get("vid")
+                msg = self._receive(rid, started + timeout)
+                if msg is None:
+                    self._stop()
+                    yield DecodeTimeout(
+                        f"decoding took longer than {timeout:g} s; the decoder was killed",
+                        vid=vid,
+                        source=_label(src),
+                    )
+                    restart = True
+                elif msg == "died":
+                    code = self.proc.wait() if self.proc is not None else None
+                    self._stop()
+                    yield VideoDecodeError(
+                        f"the decoder process died (exit code {code})", vid=vid, source=_label(src)
+                    )
+                    restart = True
+                else:
+                    status, payload = msg
+                    if status == "ok":
+                        yield payload
+                    else:
+                        kind, message = payload
+                        if kind == "BackendUnavailable":
+                            raise BackendUnavailable(message)
+                        if kind == "ConfigError":
+                            raise ConfigError(message)
+                        yield VideoDecodeError(message, vid=vid, source=_label(src))
+                i = j + 1
+                started = time.monotonic()
+                if restart:
+                    break  # resubmit the rest to a fresh worker
+
+    def _receive(self, rid: int, deadline: float) -> Any:
+        """The result with id ``rid``; None on timeout; "died" if the worker went away."""
+        import time
+
+        while True:
+            try:
+                if not self.rx.poll(max(0.0, deadline - time.monotonic())):
+                    return None
+                got_id, status, payload = self.rx.recv()
+            except (EOFError, OSError):
+                return "died"
+            if got_id == rid:
+                return status, payload
+            # A result for a request an abandoned earlier call made: drop it.
 
 
 class _ForkedWorker:
@@ -823,20 +922,36 @@ def _worker_main(req_fd: int, res_fd: int) -> None:
     import decord  # noqa: F401
 
     tx.send("ready")
+    import queue
+    import threading
+
+    # A reader thread drains requests as they come, so the parent can submit a batch at once
+    # without either side blocking on a full pipe.
+    inbox: queue.Queue[Any] = queue.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                inbox.put(rx.recv())
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=read, daemon=True).start()
     while True:
-        try:
-            src, indices, kwargs = rx.recv()
-        except (EOFError, OSError):
+        req = inbox.get()
+        if req is None:
             return
+        rid, src, indices, kwargs = req
         try:
-            result: tuple[str, Any] = ("ok", decode(src, indices, **kwargs))
+            result: tuple[int, str, Any] = (rid, "ok", decode(src, indices, **kwargs))
         except VideoDecodeError as e:
             # The parent re-raises with vid/source, so send the bare message.
-            result = ("err", ("VideoDecodeError", _bare_message(e)))
+            result = (rid, "err", ("VideoDecodeError", _bare_message(e)))
         except (BackendUnavailable, ConfigError) as e:
-            result = ("err", (type(e).__name__, str(e)))
+            result = (rid, "err", (type(e).__name__, str(e)))
         except Exception as e:  # anything else is still a failure to decode this video
-            result = ("err", ("VideoDecodeError", f"{type(e).__name__}: {_first_line(e)}"))
+            result = (rid, "err", ("VideoDecodeError", f"{type(e).__name__}: {_first_line(e)}"))
         try:
             tx.send(result)
         except (BrokenPipeError, OSError):
@@ -850,6 +965,7 @@ __all__ = [
     "PYAV_TOLERANCE",
     "backend_version",
     "decode",
+    "decode_many",
     "decode_with_timeout",
     "gpu_available",
     "normalize_size",

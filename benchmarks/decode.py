@@ -1,0 +1,275 @@
+"""Frame decoding throughput: raw decord, the loader (0/1/2 workers), PyAV, and every frame in order.
+
+Two workloads, one run:
+
+1. the CREATE-sample test split (``--data``), 8 frames per video (``uniform-center@8``) resized to
+   ``--size`` at decode time;
+2. generated 30 s 720p H.264 clips (made here with PyAV in a temp dir) with a keyframe every 1 s and
+   every 8 s, 8 frames per clip at the stored size.
+
+For each: frames/s and clips/s of (a) raw ``decord.VideoReader(...).get_batch`` on bytes already in
+memory, (b) ``create_bench.loader.make_loader`` with 0, 1 and 2 workers (reading the shards,
+decoding in the killable worker, batching), (c) ``decode(backend="pyav")``, (d) decoding every
+frame in order with decord. Ratios are against raw decord measured in the same run. On the clips it
+also prints the decode limit: the frames that must be decoded from each target's preceding keyframe,
+at the measured sequential decode speed. Checks (printed PASS/FAIL): loader with 0 workers
+>= 0.9x raw decord; 8 frames >= 5x faster than every frame at 1 s keyframes and not slower at 8 s.
+
+    python benchmarks/decode.py --data data/create-sample [--quick]
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import ensure_data, parser  # noqa: E402
+
+from create_bench.data.build import DatasetWriter  # noqa: E402
+from create_bench.data.shards import read_table, video_source  # noqa: E402
+from create_bench.loader import make_loader  # noqa: E402
+from create_bench.video import decode, sample_indices  # noqa: E402
+from create_bench.video.decode import backend_version, gpu_available, plan_strategy  # noqa: E402
+
+POLICY = "uniform-center@8"
+CHECKS: list[tuple[str, bool]] = []
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    """Best wall time of ``repeat`` runs after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def line(name: str, seconds: float, clips: int, frames: int, base: float | None) -> None:
+    ratio = f"  {base / seconds:6.2f}x raw decord" if base else ""
+    print(
+        f"  {name:<34s} {seconds:8.3f} s  {clips / seconds:9.1f} clips/s  {frames / seconds:9.1f} frames/s{ratio}"
+    )
+
+
+def check(name: str, ok: bool) -> None:
+    CHECKS.append((name, ok))
+    print(f"  [{'PASS' if ok else 'FAIL'}] {name}")
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+def raw_decord(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | None) -> int:
+    import decord
+
+    kw = {} if size is None else {"height": size[0], "width": size[1]}
+    n = 0
+    for data, idx in items:
+        vr = decord.VideoReader(io.BytesIO(data), **kw)
+        n += vr.get_batch(idx).asnumpy().shape[0]
+        del vr
+    return n
+
+
+def every_frame(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | None, chunk: int = 32) -> int:
+    """Decode every frame in order (consecutive get_batch chunks never seek)."""
+    import decord
+
+    kw = {} if size is None else {"height": size[0], "width": size[1]}
+    n = 0
+    for data, _ in items:
+        vr = decord.VideoReader(io.BytesIO(data), **kw)
+        total = len(vr)
+        for s in range(0, total, chunk):
+            n += vr.get_batch(list(range(s, min(total, s + chunk)))).asnumpy().shape[0]
+        del vr
+    return n
+
+
+def ours(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | None, backend: str, **kw: Any) -> int:
+    return sum(decode(d, idx, size=size, backend=backend, **kw).shape[0] for d, idx in items)
+
+
+def loader_pass(data_dir: Path, split: str, size: tuple[int, int] | None, workers: int, **kw: Any) -> int:
+    loader = make_loader(data_dir, split, frames=POLICY, batch_size=8, num_workers=workers, size=size, **kw)
+    n = sum(int(b["frame_mask"].sum()) for b in loader)
+    if loader.report.num_skipped:
+        raise SystemExit(loader.report.summary())
+    return n
+
+
+def run_suite(
+    title: str, data_dir: Path, split: str, size: tuple[int, int] | None, repeat: int
+) -> dict[str, float]:
+    rows = read_table(data_dir, split, ["vid", "num_frames", "fps", "video"]).to_pylist()
+    items = []
+    for r in rows:
+        src = video_source(r, data_dir)
+        data = src if isinstance(src, bytes) else Path(src).read_bytes()
+        items.append((data, sample_indices(r["num_frames"], POLICY)))
+    clips, frames = len(items), sum(len(i) for _, i in items)
+    all_frames = sum(r["num_frames"] for r in rows)
+    print(f"\n== {title}: {clips} clips, {frames} sampled frames ({POLICY}), size {size or 'stored'}")
+    t: dict[str, float] = {}
+    t["raw"] = best(lambda: raw_decord(items, size), repeat)
+    line("(a) raw decord get_batch", t["raw"], clips, frames, None)
+    t["decode"] = best(lambda: ours(items, size, "decord"), repeat)
+    line("    decode() in-process, auto", t["decode"], clips, frames, t["raw"])
+    for w in (0, 1, 2):
+        t[f"loader{w}"] = best(lambda w=w: loader_pass(data_dir, split, size, w), repeat)
+        line(f"(b) loader, {w} workers", t[f"loader{w}"], clips, frames, t["raw"])
+    t["loader0-inproc"] = best(lambda: loader_pass(data_dir, split, size, 0, timeout=None), repeat)
+    line("    loader, 0 workers, timeout=None", t["loader0-inproc"], clips, frames, t["raw"])
+    t["pyav"] = best(lambda: ours(items, size, "pyav"), repeat)
+    line("(c) PyAV backend, auto", t["pyav"], clips, frames, t["raw"])
+    t["every"] = best(lambda: every_frame(items, size), max(1, repeat - 1))
+    line("(d) decord, every frame in order", t["every"], clips, all_frames, t["raw"])
+    print(
+        f"      8 frames vs every frame: {t['every'] / t['raw']:.2f}x faster (raw decord), "
+        f"{t['every'] / t['decode']:.2f}x (decode())"
+    )
+    check(
+        f"{title}: loader with 0 workers >= 0.9x raw decord ({t['raw'] / t['loader0']:.2f}x)",
+        t["raw"] / t["loader0"] >= 0.9,
+    )
+    return t
+
+
+# --------------------------------------------------------------------------- generated clips
+
+
+def make_clip(
+    path: Path, seconds: int, gop_seconds: int, fps: int = 30, width: int = 1280, height: int = 720
+) -> None:
+    """A 720p H.264 clip: textured background, a moving block, a colour change per frame."""
+    import av
+
+    rng = np.random.default_rng(gop_seconds)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([(xx * 255 // width), (yy * 255 // height), ((xx + yy) * 255 // (width + height))], -1)
+    base = (base + rng.integers(0, 24, (height, width, 3))).clip(0, 255).astype(np.uint8)
+    gop = fps * gop_seconds
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+        s.options = {
+            "preset": "superfast",
+            "crf": "26",
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "sc_threshold": "0",
+            "bf": "2",
+        }
+        for i in range(seconds * fps):
+            img = np.roll(base, 4 * i, axis=1)
+            x, y = (i * 13) % (width - 160), (i * 7) % (height - 160)
+            img[y : y + 160, x : x + 160] = (255, (i * 5) % 256, 40)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def clip_dataset(tmp: Path, seconds: int, copies: int) -> dict[int, Path]:
+    """One dataset per keyframe spacing, each with ``copies`` rows of the same clip."""
+    from create_bench.video.probe import probe_video
+
+    out = {}
+    for gop_s in (1, 8):
+        clip = tmp / f"clip-k{gop_s}.mp4"
+        t0 = time.perf_counter()
+        make_clip(clip, seconds, gop_s)
+        info = probe_video(clip).to_dict()
+        print(
+            f"  made {clip.name}: {info['num_frames']} frames {info['width']}x{info['height']}, "
+            f"{clip.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t0:.1f} s"
+        )
+        ds = tmp / f"k{gop_s}"
+        data = clip.read_bytes()
+        with DatasetWriter(ds, name=f"clips-k{gop_s}", categories=["x"]) as w:
+            for i in range(copies):
+                w.add(
+                    dict(
+                        vid=f"k{gop_s}-{i}",
+                        split="test",
+                        category=0,
+                        tags=[],
+                        raw_title="",
+                        titles=["t"],
+                        captions=["c"],
+                        video={"bytes": data, "path": None},
+                        **info,
+                    )
+                )
+        out[gop_s] = ds
+    return out
+
+
+def keyframe_report(ds: Path, t: dict[str, float]) -> None:
+    import decord
+
+    row = read_table(ds, "test", ["num_frames", "video"]).to_pylist()[0]
+    vr = decord.VideoReader(io.BytesIO(row["video"]["bytes"]))
+    keys = list(vr.get_key_indices())
+    idx = sample_indices(row["num_frames"], POLICY)
+    plan = plan_strategy(idx, keys)
+    seq_fps = row["num_frames"] * len(read_table(ds, "test", ["vid"])) / t["every"]
+    print(
+        f"      keyframes every {keys[1] - keys[0] if len(keys) > 1 else row['num_frames']} frames; "
+        f"targets {idx}"
+    )
+    print(
+        f"      decode limit: {plan.limit_frames} frames from each target's keyframe "
+        f"({plan.seek_frames} with GOP sharing, {plan.seeks} seeks) at {seq_fps:.0f} frames/s sequential "
+        f"= {plan.limit_frames / seq_fps:.3f} s/clip ({plan.seek_frames / seq_fps:.3f} s shared); "
+        f"measured {t['raw'] / len(read_table(ds, 'test', ['vid'])):.3f} s/clip raw decord; "
+        f"auto strategy: {plan.strategy}"
+    )
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=224, help="square decode size on CREATE-sample (default 224)")
+    p.add_argument("--seconds", type=int, default=30, help="length of the generated clips (default 30)")
+    args = p.parse_args()
+    data = ensure_data(args.data)
+    repeat = 1 if args.quick else args.repeat
+    seconds = 16 if args.quick else args.seconds
+    copies = 2 if args.quick else 4
+    print(
+        f"decoders: {backend_version('decord')}, {backend_version('pyav')}; cores {os.cpu_count()}; "
+        f"GPU decode: {'available' if gpu_available() else 'not available (decord built without CUDA): GPU rows skipped'}"
+    )
+    run_suite("CREATE-sample test split", data, "test", (args.size, args.size), repeat)
+    with tempfile.TemporaryDirectory(prefix="decode-bench-") as tmpd:
+        print(f"\n== generating {seconds} s 720p clips (PyAV, libx264)")
+        datasets = clip_dataset(Path(tmpd), seconds, copies)
+        for gop_s, ds in datasets.items():
+            t = run_suite(f"{seconds} s 720p clips, keyframe every {gop_s} s", ds, "test", None, repeat)
+            keyframe_report(ds, t)
+            speedup = t["every"] / t["decode"]
+            if gop_s == 1:
+                check(
+                    f"8 frames >= 5x faster than every frame at 1 s keyframes ({speedup:.2f}x)", speedup >= 5
+                )
+            else:
+                check(f"8 frames not slower than every frame at 8 s keyframes ({speedup:.2f}x)", speedup >= 1)
+    failed = [n for n, ok in CHECKS if not ok]
+    print(f"\n{len(CHECKS) - len(failed)}/{len(CHECKS)} checks passed")
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
