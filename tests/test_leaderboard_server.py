@@ -274,6 +274,7 @@ def test_api_and_board_show_the_scores(scored):
     assert f">{r1:.1f}<" in html
     lo, hi = entries[0]["ci"]["t2v_caption"]["R@1"]
     assert f"[{lo:.1f}, {hi:.1f}]" in html
+    assert f'<code class="sig">{entries[0]["signature"]}</code>' in html
 
 
 def test_no_response_carries_references_or_server_paths(scored):

@@ -155,13 +155,23 @@ def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, A
     if main is not None:
         desc = columns[main].order == "desc"
         rows.sort(key=lambda r: _sort_key(r["cells"][main]["value"], desc))
+    signatures: dict[str, int] = {}
+    for r in rows:  # numbered in display order; rows with the same signature share a number
+        r["sig_n"] = signatures.setdefault(r["signature"], len(signatures) + 1)
     spans: list[tuple[str, int]] = []
     for c in columns:
         if spans and spans[-1][0] == c.group_label:
             spans[-1] = (c.group_label, spans[-1][1] + 1)
         else:
             spans.append((c.group_label, 1))
-    return {"task": task, "columns": columns, "rows": rows, "spans": spans, "main": main}
+    return {
+        "task": task,
+        "columns": columns,
+        "rows": rows,
+        "spans": spans,
+        "main": main,
+        "signatures": [(n, sig) for sig, n in signatures.items()],
+    }
 
 
 def _sort_key(value: float | None, desc: bool) -> tuple[int, float]:
