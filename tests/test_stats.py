@@ -494,3 +494,19 @@ def test_update_card(tmp_path, tiny_stats):
     (tmp_path / "bad.md").write_text("no markers", "utf-8")
     with pytest.raises(DataError, match="statistics block"):
         st.update_card(tmp_path / "bad.md", tiny_stats, None)
+
+
+def test_layering_no_heavy_or_upper_layer_imports():
+    """data/stats.py is layer 2: importing it pulls in no model/task/runner code, torch or matplotlib
+    (matplotlib is imported only when plotting)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, create_bench.data.stats\n"
+        "bad = ('torch', 'matplotlib', 'create_bench.models', 'create_bench.tasks', 'create_bench.runner',"
+        " 'create_bench.loader', 'create_bench.metrics')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(bad)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
