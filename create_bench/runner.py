@@ -156,6 +156,16 @@ def _model_source_hash(model: Any) -> str | None:
     return sha256_file(src)[:16] if src and Path(src).is_file() else None
 
 
+def _model_class(model: Any) -> str:
+    """A stable name of the model class. Classes from ``file.py:Class`` live in a module whose name
+    varies between processes, so they are named by their file instead."""
+    cls = type(model)
+    if cls.__module__.startswith("_create_bench_user_"):
+        src = inspect.getsourcefile(cls)
+        return f"{Path(src).resolve() if src else cls.__module__}:{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def cache_key(model: Any, model_args: dict[str, Any], fingerprint: str, cfg: EvalConfig, frames: str) -> dict:
     """The inputs that determine the predictions; equal keys mean the cached predictions are reusable."""
     meta: ModelMeta = model.meta
@@ -163,7 +173,7 @@ def cache_key(model: Any, model_args: dict[str, Any], fingerprint: str, cfg: Eva
         "cache_version": CACHE_VERSION,
         "create_bench": __version__,
         "model": meta.to_dict(),
-        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "model_class": _model_class(model),
         "model_source": _model_source_hash(model),
         "model_args": json.loads(json.dumps(model_args, sort_keys=True, default=str)),
         "data_fingerprint": fingerprint,

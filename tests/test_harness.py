@@ -464,3 +464,23 @@ def test_layers() -> None:
     layer4 = ("create_bench.tasks", "create_bench.metrics", "create_bench.loader", "create_bench.runner")
     bad = [m for m in imported if m.startswith(layer4)]
     assert not bad
+
+
+@pytest.mark.slow
+def test_file_model_cache_survives_new_processes(small_text: Path, tmp_path: Path) -> None:
+    """The cache key of a file.py:Class model is stable across processes (no per-process module names)."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "gen_model.py"
+    f.write_text(
+        "from create_bench.models.base import BaseModel, ModelMeta\n"
+        "class GenModel(BaseModel):\n    meta = ModelMeta(name='gen-model', inputs='none')\n"
+        "    def generate(self, batch, kind='title'):\n        return ['一个视频'] * len(batch['vid'])\n",
+        "utf-8",
+    )
+    cmd = [sys.executable, "-m", "create_bench", "eval", "--model", f"{f}:GenModel", "--data", str(small_text),
+           "--results-dir", str(tmp_path / "r"), "--bootstrap", "0", "--no-report"]  # fmt: skip
+    first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "(cached)" not in first and "(cached)" in second
