@@ -69,7 +69,7 @@ bench: $(VENV)/.installed $(DATA)/manifest.json
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b --data $(DATA) || exit 1; done
 
 stats: $(VENV)/.installed $(DATA)/manifest.json
-	$(PY) -m create_bench stats $(DATA) --out data_cards/create-sample
+	$(PY) -m create_bench stats $(DATA) --out data_cards/$(notdir $(DATA))
 
 leaderboard: $(VENV)/.installed
 	$(PY) -m create_bench leaderboard render --results leaderboard/results --out leaderboard

@@ -31,7 +31,7 @@ from create_bench import SHARD_SCHEMA_VERSION, __version__
 from create_bench.data.hf import render_readme
 from create_bench.data.schema import arrow_schema, validate_row
 from create_bench.errors import DataError
-from create_bench.fsutil import atomic_write_json, atomic_write_text, sha256_file
+from create_bench.fsutil import atomic_write_json, atomic_write_text, public_mode, sha256_file
 
 ROW_GROUP_SIZE = 64
 FEATURE_SCHEMA = pa.schema([("vid", pa.string()), ("features", pa.list_(pa.list_(pa.float32())))])
@@ -231,6 +231,7 @@ class DatasetWriter:
                 tmp / "README.md", render_readme(self.name, splits, num_bytes, body=self.readme_body)
             )
             atomic_write_json(tmp / "manifest.json", manifest)
+            public_mode(tmp, directory=True)
             old = None
             if self.out_dir.exists():
                 old = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
