@@ -364,6 +364,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def plot_rank_histogram(stats: dict[str, Any], path: Path) -> None:
+    """Histogram of each query's expected rank (log-spaced bins), one panel per retrieval group."""
     plt = _figure()
     groups = [g for g, _, _ in RETRIEVAL_GROUPS if g in stats]
     fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 2.8), squeeze=False)
@@ -381,9 +382,8 @@ def plot_rank_histogram(stats: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_recall_curve(
-    stats: dict[str, Any], path: Path, chance: dict[str, dict[str, float]] | None = None
-) -> None:
+def plot_recall_curve(stats: dict[str, Any], path: Path) -> None:
+    """R@K for every K (log scale) per retrieval group, with the T2V chance diagonal K / G."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for g, _, _ in RETRIEVAL_GROUPS:
@@ -408,6 +408,7 @@ def plot_recall_curve(
 
 
 def plot_per_category(results: dict[str, Any], path: Path) -> bool:
+    """Bars of each task's headline score per category; False when the results have no categories."""
     columns, rows = per_category_rows(results)
     if not rows:
         return False
@@ -463,7 +464,7 @@ def write_report(
     with atomic_dir(fig_dir) as tmp:
         if stats:
             plot_rank_histogram(stats, tmp / "ranks.png")
-            plot_recall_curve(stats, tmp / "recall_at_k.png", chance)
+            plot_recall_curve(stats, tmp / "recall_at_k.png")
             figures += [
                 ("rank histogram", f"{fig_dir.name}/ranks.png"),
                 ("recall@K", f"{fig_dir.name}/recall_at_k.png"),
