@@ -65,6 +65,15 @@ META_KEY = b"create_bench.features"
 FEATURE_SCHEMA = pa.schema([("vid", pa.string()), ("features", pa.list_(pa.list_(pa.float32())))])
 #: Row-group size of the merged shards (the DatasetWriter's).
 ROW_GROUP_SIZE = 64
+#: How feature files are written. Dictionary-encoding float vectors (Parquet's default) only
+#: wastes time (6x slower writes here) and space; byte-stream-split + zstd gives the smallest files
+#: and the fastest reads of the options measured (plain, snappy, zstd).
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["vid"],
+    "column_encoding": {"features.list.element.list.element": "BYTE_STREAM_SPLIT"},
+    "write_statistics": False,
+}
 _ENCODER_NAMES = ("fixed", "clip")
 #: Columns the pipeline reads from the data shards.
 _COLUMNS = ["vid", "num_frames", "fps", "video"]
@@ -269,17 +278,30 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
+def features_array(feats: Sequence[np.ndarray]) -> pa.ListArray:
+    """``list<list<float32>>`` Arrow array of per-video ``[T_i, D]`` arrays, built without Python lists."""
+    if not feats:
+        return pa.array([], FEATURE_SCHEMA.field("features").type)
+    frames = [np.ascontiguousarray(f, dtype=np.float32).reshape(len(f), -1) for f in feats]
+    dims = {f.shape[1] for f in frames if len(f)}
+    if len(dims) > 1:
+        raise ModelError(f"videos have features of different widths {sorted(dims)}")
+    d = dims.pop() if dims else 0
+    lengths = np.array([len(f) for f in frames], dtype=np.int64)
+    values = pa.array(np.concatenate([f.reshape(-1) for f in frames]), pa.float32())
+    inner = pa.ListArray.from_arrays(pa.array(np.arange(int(lengths.sum()) + 1, dtype=np.int32) * d), values)
+    outer_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(outer_offsets), inner)
+
+
 def _write_features(
     path: Path, vids: Sequence[str], feats: Sequence[np.ndarray], meta: dict[str, Any]
 ) -> None:
     """Write one feature file atomically: nothing is visible under ``path`` until it is whole."""
-    arrays = [
-        pa.array(list(vids), pa.string()),
-        pa.array([f.tolist() for f in feats], FEATURE_SCHEMA.field("features").type),
-    ]
+    arrays = [pa.array(list(vids), pa.string()), features_array(feats)]
     table = pa.Table.from_arrays(arrays, schema=FEATURE_SCHEMA.with_metadata({META_KEY: _dumps(meta)}))
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=False)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, **PARQUET_OPTIONS)
 
 
 class PartWriter:
@@ -797,7 +819,7 @@ def _write_rows(path: Path, rows: Iterator[_Row], meta: dict[str, Any]) -> None:
     """Stream rows into one file (atomically), a row group at a time."""
     schema = FEATURE_SCHEMA.with_metadata({META_KEY: _dumps(meta)})
     with atomic_path(path) as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=False) as w:
+        with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
             while chunk := [r for _, r in zip(range(ROW_GROUP_SIZE), rows)]:
                 w.write_table(_rows_table(chunk).cast(schema), row_group_size=ROW_GROUP_SIZE)
 
@@ -805,7 +827,7 @@ def _write_rows(path: Path, rows: Iterator[_Row], meta: dict[str, Any]) -> None:
 def _write_table(path: Path, table: pa.Table, meta: dict[str, Any]) -> None:
     table = table.cast(FEATURE_SCHEMA).replace_schema_metadata({META_KEY: _dumps(meta)})
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=False)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, **PARQUET_OPTIONS)
 
 
 @contextlib.contextmanager
