@@ -533,6 +533,12 @@ def _env_rank(cfg: ExtractConfig) -> tuple[int, int]:
     return rank, world
 
 
+def _per_rank_devices(cfg: ExtractConfig, local_rank: int) -> ExtractConfig:
+    """Under torchrun, a bare ``cuda`` means this process's GPU, ``cuda:LOCAL_RANK``."""
+    fix = {k: f"cuda:{local_rank}" for k in ("device", "decode_device") if getattr(cfg, k) in ("cuda", "gpu")}
+    return dataclasses.replace(cfg, **fix) if fix else cfg
+
+
 def _marker(plan: _Plan, rank: int, world: int) -> Path:
     return plan.parts_dir / f"_done-r{rank:05d}-of-{world:05d}.json"
 
@@ -902,6 +908,8 @@ def _register(plan: _Plan, files: list[Path], dim: int | None) -> None:
 def run_extraction(cfg: ExtractConfig) -> ExtractReport:
     """Run one extraction (see the module doc) and report what it did."""
     t0 = time.perf_counter()
+    if cfg.engine == "torchrun" and "LOCAL_RANK" in os.environ:
+        cfg = _per_rank_devices(cfg, int(os.environ["LOCAL_RANK"]))
     if cfg.decode_device != "cpu":
         from create_bench.video.gpu import select_gpu_backend
 

@@ -242,6 +242,11 @@ def test_options_are_validated(tiny_dataset: Path):
         make_config(tiny_dataset, SPLIT, frames="random-segment@8")
     with pytest.raises(ConfigError, match="did you mean 'fixed'"):
         resolve_encoder("fixd")
+    from create_bench.extract import _per_rank_devices
+
+    cfg = make_config(tiny_dataset, SPLIT, engine="torchrun", device="cuda", decode_device="cuda")
+    per_rank = _per_rank_devices(cfg, 3)  # torchrun: a bare "cuda" is this process's GPU
+    assert (per_rank.device, per_rank.decode_device) == ("cuda:3", "cuda:3")
 
 
 # --------------------------------------------------------------------------- GPU decoding
