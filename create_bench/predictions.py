@@ -30,6 +30,7 @@ import numpy as np
 
 from create_bench.errors import PredictionError
 from create_bench.fsutil import atomic_dir
+from create_bench.metrics.captioning import list_ids
 from create_bench.types import TEXT_KINDS, parse_text_id
 
 GENERATIONS = "generations.jsonl"
@@ -45,13 +46,6 @@ _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64
 
 def similarity_file(kind: str) -> str:
     return f"similarity_{kind}.npy"
-
-
-def _ids_preview(ids: Sequence[str], limit: int = 10) -> str:
-    ids = sorted(ids)
-    return ", ".join(repr(x) for x in ids[:limit]) + (
-        f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
-    )
 
 
 @dataclass
@@ -184,7 +178,7 @@ def _check_ids(ids: Any, name: str) -> None:
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dups = sorted({x for x in ids if x in seen or seen.add(x)})  # type: ignore[func-returns-value]
-        raise PredictionError(f"{name}: duplicate ids {_ids_preview(dups)}")
+        raise PredictionError(f"{name}: duplicate ids {list_ids(dups)}")
 
 
 def _check_text_id(tid: str) -> None:
@@ -240,7 +234,7 @@ def _check_generations(gens: Mapping[str, Any]) -> None:
         if vids and len(vids) != len(gens):
             missing = [v for v in gens if kind not in gens[v]]
             raise PredictionError(
-                f"{GENERATIONS}: {len(missing)} videos have no {kind!r} while others do: {_ids_preview(missing)}"
+                f"{GENERATIONS}: {len(missing)} videos have no {kind!r} while others do: {list_ids(missing)}"
             )
 
 

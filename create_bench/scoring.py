@@ -31,7 +31,7 @@ import numpy as np
 from create_bench import __version__
 from create_bench.errors import ConfigError, DataError, PredictionError
 from create_bench.metrics.bootstrap import bootstrap_cis
-from create_bench.metrics.captioning import caption_statistics, refs_field
+from create_bench.metrics.captioning import caption_statistics, list_ids, refs_field
 from create_bench.metrics.retrieval import TIE_POLICIES, RankStats, rank_statistics, ranks_from_similarity
 from create_bench.predictions import (
     GENERATIONS,
@@ -114,19 +114,12 @@ class _Group:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _preview(ids: Sequence[str], limit: int = 10) -> str:
-    ids = sorted(ids)
-    return ", ".join(repr(x) for x in ids[:limit]) + (
-        f" (+{len(ids) - limit} more)" if len(ids) > limit else ""
-    )
-
-
 def _id_mismatch(what: str, missing: Sequence[str], extra: Sequence[str], split: str) -> PredictionError:
     parts = []
     if missing:
-        parts.append(f"missing {len(missing)}: {_preview(missing)}")
+        parts.append(f"missing {len(missing)}: {list_ids(missing)}")
     if extra:
-        parts.append(f"extra {len(extra)} not in the split: {_preview(extra)}")
+        parts.append(f"extra {len(extra)} not in the split: {list_ids(extra)}")
     return PredictionError(f"{what} does not match the {split!r} split; " + "; ".join(parts))
 
 

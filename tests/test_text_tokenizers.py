@@ -150,3 +150,18 @@ def test_doctests(module: str) -> None:
     # importlib, not attribute access: the package re-exports a *function* called ``normalize``
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_joined_is_a_memo_of_the_tokens(monkeypatch) -> None:
+    import create_bench.text.tokenizers as tk
+
+    tok = tk.CharTokenizer()
+    calls = []
+    monkeypatch.setattr(tok, "segment", lambda text: calls.append(text) or list(text))
+    assert tok.joined("你好，世界") == "你 好 世 界" and tok.joined("你好，世界") == "你 好 世 界"
+    assert len(calls) == 1
+    monkeypatch.setattr(tk, "JOINED_CACHE", 1)  # a full memo starts afresh instead of growing
+    tok.joined("再见")
+    tok.clear_cache()
+    tok.joined("你好，世界")
+    assert len(calls) == 3

@@ -169,15 +169,9 @@ def _validate(predictions: Mapping[str, Any], references: Mapping[str, Any]) -> 
 def tokenize_all(
     predictions: Mapping[str, str], references: Mapping[str, Sequence[str]], tokenizer: Tokenizer
 ) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Space-joined tokens for every prediction and reference (each distinct string tokenised once)."""
-    cache: dict[str, str] = {}
-
-    def tok(text: str) -> str:
-        joined = cache.get(text)
-        if joined is None:
-            joined = cache[text] = " ".join(tokenizer(text))
-        return joined
-
+    """Space-joined tokens for every prediction and reference (each distinct text tokenised once
+    per process: see :meth:`~create_bench.text.Tokenizer.joined`)."""
+    tok = tokenizer.joined
     res = {vid: tok(predictions[vid]) for vid in references}
     gts: dict[str, list[str]] = {}
     for vid, refs in references.items():
@@ -193,16 +187,14 @@ def _bleu_stats(res: dict[str, str], gts: dict[str, list[str]], vids: list[str])
     from pycocoevalcap.bleu.bleu_scorer import BleuScorer
 
     scorer = BleuScorer(n=BLEU_N)
-    out = np.zeros((len(vids), 2 + 2 * BLEU_N), dtype=np.float64)
-    for i, vid in enumerate(vids):
+    rows = []
+    for vid in vids:
         scorer += (res[vid], gts[vid])
         comps = scorer.ctest[-1]
         # pycocoevalcap's Bleu wrapper scores with option="closest"
         reflen = scorer._single_reflen(comps["reflen"], "closest", comps["testlen"])
-        out[i, 0], out[i, 1] = comps["testlen"], reflen
-        out[i, 2 : 2 + BLEU_N] = comps["guess"]
-        out[i, 2 + BLEU_N :] = comps["correct"]
-    return out
+        rows.append([comps["testlen"], reflen, *comps["guess"], *comps["correct"]])
+    return np.array(rows, dtype=np.float64).reshape(len(vids), 2 + 2 * BLEU_N)
 
 
 def _rouge(res: dict[str, str], gts: dict[str, list[str]], vids: list[str]) -> np.ndarray:

@@ -275,8 +275,12 @@ def _check_range(
     return _Targets(offsets, cols, single)
 
 
-def _default_chunk(gallery_size: int) -> int:
-    return max(1, CHUNK_ELEMENTS // max(1, gallery_size))
+def _chunk_rows(chunk_size: int | None, n_queries: int, gallery_size: int) -> int:
+    """Query rows per chunk: ``chunk_size``, or about :data:`CHUNK_ELEMENTS` scores per chunk."""
+    chunk = int(chunk_size or max(1, CHUNK_ELEMENTS // max(1, gallery_size)))
+    if chunk < 1:
+        raise MetricInputError(f"chunk_size must be >= 1, got {chunk_size}")
+    return min(chunk, max(1, n_queries))
 
 
 # --------------------------------------------------------------------------------------------
@@ -363,10 +367,7 @@ def ranks_from_similarity(
     if n_g == 0:
         raise MetricInputError("similarity has an empty gallery")
     tg = _parse_targets(targets, n_q, n_g, query_ids)
-    chunk = int(chunk_size or _default_chunk(n_g))
-    if chunk < 1:
-        raise MetricInputError(f"chunk_size must be >= 1, got {chunk_size}")
-    chunk = min(chunk, max(1, n_q))
+    chunk = _chunk_rows(chunk_size, n_q, n_g)
     g, r, t = _zeros3(n_q)
     cmp = np.empty((chunk, n_g), dtype=bool)
     for start in range(0, n_q, chunk):
@@ -410,10 +411,7 @@ def rank_statistics(
     q_max = _finite_max(q, "query", query_ids)
     g_max = float(np.abs(gal).max()) if gal.size else 0.0
     check_scores = not q_max * g_max * q.shape[1] < float(np.finfo(dt).max) / 4
-    chunk = int(chunk_size or _default_chunk(n_g))
-    if chunk < 1:
-        raise MetricInputError(f"chunk_size must be >= 1, got {chunk_size}")
-    chunk = min(chunk, max(1, n_q))
+    chunk = _chunk_rows(chunk_size, n_q, n_g)
     g, r, t = _zeros3(n_q)
     buf = np.empty((chunk, n_g), dtype=dt)
     cmp = np.empty((chunk, n_g), dtype=bool)

@@ -48,6 +48,10 @@ CJK_RANGES: tuple[tuple[int, int, str], ...] = (
 )
 
 
+#: Most distinct texts :meth:`Tokenizer.joined` remembers (then it starts afresh).
+JOINED_CACHE = 1 << 19
+
+
 def is_cjk_ideograph(ch: str) -> bool:
     """True for a character in one of the CJK ideograph blocks of :data:`CJK_RANGES`.
 
@@ -76,6 +80,23 @@ class Tokenizer:
 
     def __call__(self, text: str) -> list[str]:
         return _finish(self.segment(normalize(text)))
+
+    def joined(self, text: str) -> str:
+        """``" ".join(self(text))``, memoised per tokenizer (up to :data:`JOINED_CACHE` texts).
+
+        A scoring process sees the same references again and again (both generation groups,
+        every leaderboard submission), so each distinct text is tokenised once.
+        """
+        cache = self.__dict__.setdefault("_joined", {})
+        out = cache.get(text)
+        if out is None:
+            if len(cache) >= JOINED_CACHE:
+                cache.clear()
+            out = cache[text] = " ".join(self(text))
+        return out
+
+    def clear_cache(self) -> None:
+        self.__dict__.pop("_joined", None)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.signature()!r})"
