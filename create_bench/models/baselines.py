@@ -342,6 +342,8 @@ class NearestNeighbourModel(BaseModel):
         self, ctx: ModelContext
     ) -> tuple[list[str], np.ndarray, list[list[str]], list[list[str]]]:
         """Decode the training videos with the model's own frame policy; cached per data fingerprint."""
+        from tqdm.auto import tqdm
+
         from create_bench.data.shards import iter_rows, open_dataset, video_source
         from create_bench.video.decode import decode
         from create_bench.video.sampling import sample_indices
@@ -360,7 +362,11 @@ class NearestNeighbourModel(BaseModel):
         vids, feats, titles, captions = [], [], [], []
         skipped = 0
         cols = ["vid", "video", "num_frames", "titles", "captions"]
-        for row in iter_rows(ctx.data_dir, TRAIN_SPLIT, columns=cols, rank=0, world_size=1):
+        rows = iter_rows(ctx.data_dir, TRAIN_SPLIT, columns=cols, rank=0, world_size=1)
+        total = open_dataset(ctx.data_dir).num_rows(TRAIN_SPLIT)
+        for row in tqdm(
+            rows, total=total, desc="nearest-neighbour: training videos", unit="video", disable=None
+        ):
             idx = sample_indices(int(row["num_frames"]), self.meta.frames)
             try:
                 frames = decode(
