@@ -267,6 +267,30 @@ def _merge_refs(groups: dict[str, _Group]) -> str | None:
     return values.pop() if len(values) == 1 else ",".join(f"{k}={v}" for k, v in sorted(by_kind.items()))
 
 
+GROUP_ORDER = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption")
+
+
+def _score_groups(
+    preds: Predictions,
+    refs: References,
+    full: References,
+    split: str,
+    *,
+    tokenizer: str,
+    meteor: bool,
+    ties: str,
+) -> dict[str, _Group]:
+    """Every group the predictions allow, in :data:`GROUP_ORDER`."""
+    groups: dict[str, _Group] = {}
+    for kind in preds.retrieval_kinds():
+        groups.update(_retrieval_groups(preds, refs, full, kind, split, ties))
+    for kind in preds.generation_kinds():
+        groups[kind] = _generation_group(preds, refs, kind, split, tokenizer, meteor)
+    if not groups:
+        raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
+    return {g: groups[g] for g in GROUP_ORDER if g in groups}
+
+
 def score_predictions(
     predictions: str | os.PathLike[str] | Predictions,
     data_dir: str | os.PathLike[str],
@@ -307,16 +331,8 @@ def score_predictions(
     info = open_dataset(data_dir)
     full = load_references(data_dir, split)
     refs = full.for_protocol(protocol)
-    groups: dict[str, _Group] = {}
-    for kind in preds.retrieval_kinds():
-        groups.update(_retrieval_groups(preds, refs, full, kind, split, ties))
-    for kind in preds.generation_kinds():
-        groups[kind] = _generation_group(preds, refs, kind, split, tokenizer, meteor)
-    if not groups:
-        raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
-    order: list[str] = [
-        g for g in ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption") if g in groups
-    ]
+    groups = _score_groups(preds, refs, full, split, tokenizer=tokenizer, meteor=meteor, ties=ties)
+    order = list(groups)
 
     base = {"data": info.fingerprint, "split": split, "protocol": protocol, **_card_fields(preds.model_card)}
     boot = {"bootstrap": bootstrap, "seed": seed} if bootstrap else {}
@@ -356,3 +372,44 @@ def score_predictions(
         protocol=protocol,
         extra={"retrieval": {g: groups[g].extra for g in order if groups[g].extra}},
     )
+
+
+def compare_predictions(
+    predictions_a: str | os.PathLike[str] | Predictions,
+    predictions_b: str | os.PathLike[str] | Predictions,
+    data_dir: str | os.PathLike[str],
+    split: str,
+    *,
+    tokenizer: str = "jieba",
+    protocol: str = "multi-reference",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    ties: str = "expected",
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Paired bootstrap test of system A against system B on the groups both can be scored on.
+
+    Both systems are scored on the same split and the same seeded video resamples; see
+    :func:`create_bench.metrics.bootstrap.paired_bootstrap_test` for the p-value.
+
+    Returns:
+        group -> metric -> ``{"a", "b", "delta", "ci", "p_value"}`` (``delta`` = a - b).
+    """
+    from create_bench.metrics.bootstrap import paired_bootstrap_test
+
+    _check_options(tokenizer, protocol, bootstrap, ties)
+    if bootstrap < 1:
+        raise ConfigError("a paired bootstrap test needs bootstrap >= 1 resamples")
+    full = load_references(data_dir, split)
+    refs = full.for_protocol(protocol)
+    scored = []
+    for p in (predictions_a, predictions_b):
+        preds = p if isinstance(p, Predictions) else load_predictions(p)
+        scored.append(_score_groups(preds, refs, full, split, tokenizer=tokenizer, meteor=False, ties=ties))
+    a, b = scored
+    common = [g for g in a if g in b]
+    if not common:
+        raise PredictionError(f"the two systems share no score group (A: {list(a)}, B: {list(b)})")
+    n = len(refs.vids)
+    return {
+        g: paired_bootstrap_test(a[g].weighted, b[g].weighted, n, n_boot=bootstrap, seed=seed) for g in common
+    }

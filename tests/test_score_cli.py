@@ -16,7 +16,7 @@ from create_bench.errors import ConfigError, PredictionError
 from create_bench.metrics.captioning import caption_scores
 from create_bench.predictions import load_predictions, write_predictions
 from create_bench.results import load_results
-from create_bench.scoring import score_predictions
+from create_bench.scoring import compare_predictions, score_predictions
 from create_bench.types import text_id
 
 CATS = ["美食", "旅行", "宠物"]
@@ -274,3 +274,20 @@ def test_cli(tmp_path: Path, dataset: Path, refs: dict, capsys) -> None:
     assert main(["score", "--predictions", str(bad), "--data", str(dataset), "--bootstrap", "0"]) != 0
     err = capsys.readouterr().err
     assert "create-bench score: error:" in err and "extra 1 not in the split: 'nope'" in err
+
+
+def test_paired_comparison(tmp_path: Path, dataset: Path, refs: dict, capsys) -> None:
+    good = embeddings_predictions(refs, np.random.default_rng(8), noise=0.3)
+    bad = embeddings_predictions(refs, np.random.default_rng(9), noise=3.0)
+    write_predictions(tmp_path / "good", **good)
+    write_predictions(tmp_path / "bad", **bad)
+    comp = compare_predictions(tmp_path / "good", tmp_path / "bad", dataset, "test", bootstrap=200)
+    r = comp["t2v_caption"]["R@1"]
+    a = score_predictions(tmp_path / "good", dataset, "test", bootstrap=0)["scores"]["t2v_caption"]["R@1"]
+    assert r["a"] == pytest.approx(a) and r["delta"] > 0 and r["p_value"] < 0.05
+    same = compare_predictions(tmp_path / "good", tmp_path / "good", dataset, "test", bootstrap=50)
+    assert all(m["delta"] == 0 and m["p_value"] == 1.0 for g in same.values() for m in g.values())
+    argv = ["score", "--predictions", str(tmp_path / "good"), "--data", str(dataset), "--bootstrap", "50"]
+    assert main([*argv, "--against", str(tmp_path / "bad")]) == 0
+    out = capsys.readouterr().out
+    assert "Paired bootstrap: A =" in out and "t2v_caption  R@1" in out

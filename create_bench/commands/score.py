@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
     p.add_argument("--ci", action="store_true", help="print the 95%% intervals in the table")
     p.add_argument("--out", default=None, metavar="RESULTS_JSON", help="write the results JSON here")
+    p.add_argument(
+        "--against",
+        default=None,
+        metavar="PRED_DIR_B",
+        help="also run a paired bootstrap test of PRED_DIR against this second system",
+    )
     p.set_defaults(func=run)
 
 
@@ -58,4 +64,34 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         path = write_results(args.out, results)
         print(f"results: {path}")
+    if args.against:
+        from create_bench.scoring import compare_predictions
+
+        comparison = compare_predictions(
+            args.predictions,
+            args.against,
+            args.data,
+            args.split,
+            tokenizer=args.tokenizer,
+            protocol=args.protocol,
+            bootstrap=max(args.bootstrap, 1),
+            seed=args.seed,
+            ties=args.ties,
+        )
+        print()
+        print(format_comparison(comparison, args.predictions, args.against))
     return 0
+
+
+def format_comparison(comparison: dict, name_a: str, name_b: str) -> str:
+    """One line per group and metric: A, B, A - B with its 95% interval, and the p-value."""
+    lines = [f"Paired bootstrap: A = {name_a}, B = {name_b} (two-sided p-value of A - B = 0)"]
+    lines.append(f"{'group':<12} {'metric':<8} {'A':>7} {'B':>7} {'A - B':>7}  {'95% interval':<16} {'p':>6}")
+    for group, metrics in comparison.items():
+        for metric, r in metrics.items():
+            lo, hi = r["ci"]
+            lines.append(
+                f"{group:<12} {metric:<8} {r['a']:7.1f} {r['b']:7.1f} {r['delta']:7.1f}  "
+                f"{f'[{lo:.1f}, {hi:.1f}]':<16} {r['p_value']:6.3f}"
+            )
+    return "\n".join(lines)
