@@ -242,6 +242,7 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=224, help="square decode size on CREATE-sample (default 224)")
     p.add_argument("--seconds", type=int, default=30, help="length of the generated clips (default 30)")
+    p.add_argument("--no-clips", action="store_true", help="only the CREATE-sample workload")
     args = p.parse_args()
     data = ensure_data(args.data)
     repeat = 1 if args.quick else args.repeat
@@ -253,8 +254,11 @@ def main() -> None:
     )
     run_suite("CREATE-sample test split", data, "test", (args.size, args.size), repeat)
     with tempfile.TemporaryDirectory(prefix="decode-bench-") as tmpd:
-        print(f"\n== generating {seconds} s 720p clips (PyAV, libx264)")
-        datasets = clip_dataset(Path(tmpd), seconds, copies)
+        if args.no_clips:
+            seconds = 0
+        if seconds:
+            print(f"\n== generating {seconds} s 720p clips (PyAV, libx264)")
+        datasets = clip_dataset(Path(tmpd), seconds, copies) if seconds else {}
         for gop_s, ds in datasets.items():
             t = run_suite(f"{seconds} s 720p clips, keyframe every {gop_s} s", ds, "test", None, repeat)
             keyframe_report(ds, t)
