@@ -128,7 +128,7 @@ class ExtractConfig:
     encoder_cpus: float = 1.0
     object_store_mb: int | None = None
     #: Memory each Ray decode task reserves (MiB).
-    decode_memory_mb: int = 256
+    decode_memory_mb: int = 512
 
     @property
     def out_root(self) -> Path:
