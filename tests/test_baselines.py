@@ -86,7 +86,9 @@ def test_random_is_at_chance(text_data: Path, tmp_path: Path) -> None:
     would miss a 95% interval by luck) the distance to chance stays within 1.5 half-widths, which is
     about a 99.7% band (Bonferroni for 16 checks)."""
     model = load_model("random", {"seed": 0})
-    cfg = EvalConfig(data_dir=text_data, results_dir=tmp_path, tasks=("retrieval",), bootstrap=1000, report=False)
+    cfg = EvalConfig(
+        data_dir=text_data, results_dir=tmp_path, tasks=("retrieval",), bootstrap=1000, report=False
+    )
     res = evaluate(model, cfg).results
     g = read_table(text_data, "test", ["vid"]).num_rows
     n_texts = 10 * g
