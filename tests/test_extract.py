@@ -82,7 +82,8 @@ def local_reference(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray = pytest.importorskip("ray")  # the optional extra; installed by `make setup`
+    import ray  # the optional `ray` extra, which `make setup` (and so CI) installs
+
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=120 << 20, logging_level="warning")
     yield ray
     ray.shutdown()

@@ -46,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--decode-device", default="cpu", help="cpu | cuda[:N] (NVDEC: decord with CUDA or PyNvVideoCodec)"
     )
     p.add_argument("--device", default="cpu", help="encoder device: cpu | cuda[:N]")
+    p.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=None,
+        help="torch threads of the encoder (default: CPUs - workers)",
+    )
     p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
     p.add_argument("--timeout", type=float, default=120.0, help="per-video decode timeout, seconds")
     p.add_argument("--no-resume", action="store_true", help="redo videos already extracted")
@@ -87,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         decode_device=args.decode_device,
         device=args.device,
+        encoder_threads=args.encoder_threads,
         on_error=args.on_error,
         timeout=args.timeout,
         resume=not args.no_resume,
