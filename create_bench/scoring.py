@@ -173,7 +173,7 @@ def _retrieval_groups(
         texts = preds.text_embeddings
         contiguous = len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
         texts = texts[pos[0] : pos[0] + len(pos)] if contiguous else np.asarray(texts[pos])
-        videos = preds.video_embeddings
+        texts, videos = l2_normalise(texts), l2_normalise(preds.video_embeddings)
         t2v = rank_statistics(texts, videos, t2v_targets, ties=ties, query_ids=used_ids)
         v2t = rank_statistics(videos, texts, v2t_lists, ties=ties, query_ids=preds.video_ids)
         source = "embeddings"
@@ -184,6 +184,14 @@ def _retrieval_groups(
         f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra),
         f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra),
     }
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm in float32 (the contract's similarity is the dot product of
+    L2-normalised embeddings); all-zero rows stay zero, so they tie with everything."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
 
 
 def _rank_group(stats: RankStats, owner: np.ndarray, refs: References, fields: dict, extra: dict) -> _Group:

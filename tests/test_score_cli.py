@@ -291,3 +291,21 @@ def test_paired_comparison(tmp_path: Path, dataset: Path, refs: dict, capsys) ->
     assert main([*argv, "--against", str(tmp_path / "bad")]) == 0
     out = capsys.readouterr().out
     assert "Paired bootstrap: A =" in out and "t2v_caption  R@1" in out
+
+
+def test_scoring_normalises_embeddings(tmp_path: Path, dataset: Path, refs: dict) -> None:
+    """Similarity is the dot product of L2-normalised embeddings: rescaling rows changes nothing."""
+    kw = embeddings_predictions(refs, np.random.default_rng(4))
+    base = score_predictions(load_predictions_from(tmp_path / "a", kw), dataset, "test", bootstrap=0)
+    rng = np.random.default_rng(1)
+    scaled = dict(kw)
+    scaled["video_embeddings"] = kw["video_embeddings"] * rng.uniform(
+        0.01, 100, (len(kw["video_ids"]), 1)
+    ).astype(np.float32)
+    scaled["text_embeddings"] = kw["text_embeddings"] * rng.uniform(
+        0.01, 100, (len(kw["text_ids"]), 1)
+    ).astype(np.float32)
+    other = score_predictions(load_predictions_from(tmp_path / "b", scaled), dataset, "test", bootstrap=0)
+    for g in base["scores"]:
+        if g.startswith(("t2v", "v2t")):
+            assert other["scores"][g] == pytest.approx(base["scores"][g], abs=1e-9)
