@@ -32,7 +32,7 @@ a different number of torch threads; fix ``encoder_threads`` when comparing such
 Example::
 
     extract_features("data/create-sample", "test", engine="local", encoder="fixed", num_workers=2)
-    read_features("data/create-sample", "fixed-uniform-center-8", "test")   # vid -> [T, 456]
+    read_features("data/create-sample", "fixed-uniform-center-8", "test")   # vid -> float32 [T, D]
 """
 
 from __future__ import annotations
