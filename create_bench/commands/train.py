@@ -1,0 +1,83 @@
+"""``create-bench train alwig``: train the ALWIG baseline (see create_bench/models/alwig/train.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a baseline model (alwig)",
+        description="Train a baseline. Only 'alwig' is trainable; the other baselines need no training.",
+    )
+    p.add_argument("model", choices=["alwig"], help="which model to train")
+    p.add_argument(
+        "--data", required=True, help="dataset directory (train/validation splits; pretrain with --pretrain)"
+    )
+    p.add_argument(
+        "--out", required=True, help="checkpoint directory to write (e.g. checkpoints/alwig-sample)"
+    )
+    p.add_argument("--config", default=None, help="YAML config, or a shipped name: sample (default), paper")
+    p.add_argument(
+        "--pretrain", action="store_true", help="pre-train on the 'pretrain' split first (raw title + tags)"
+    )
+    p.add_argument(
+        "--device", default="cpu", help="cpu or cuda (under torchrun each process takes its LOCAL_RANK GPU)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state if present")
+    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (overrides the config)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
+    p.add_argument("--no-tags", action="store_true", help="ablation: no tags in the alignment module")
+    p.add_argument("--no-align", action="store_true", help="ablation: no alignment (contrastive) loss")
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="frame-feature cache (default $CREATE_BENCH_CACHE or ~/.cache/create-bench)",
+    )
+    p.add_argument(
+        "--max-steps", type=int, default=None, help="stop each phase after this many steps (smoke runs)"
+    )
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from create_bench.errors import ConfigError
+    from create_bench.models.alwig.config import load_config
+    from create_bench.models.alwig.train import TrainOptions, train
+
+    overrides: dict[str, Any] = {}
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.no_tags:
+        overrides["use_tags"] = False
+    if args.no_align:
+        overrides["use_align"] = False
+    cfg = load_config(args.config, **overrides)
+    if args.max_steps is not None and args.max_steps < 1:
+        raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
+    summary = train(
+        TrainOptions(
+            data_dir=Path(args.data),
+            out_dir=Path(args.out),
+            cfg=cfg,
+            pretrain=args.pretrain,
+            device=args.device,
+            resume=args.resume,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            progress=args.progress,
+            max_steps=args.max_steps,
+        )
+    )
+    if summary.get("best_epoch") is not None:
+        print(
+            f"alwig: wrote {args.out} (best epoch {summary['best_epoch']}, "
+            f"validation loss {summary['best_val_loss']:.4f}, {summary['seconds']:.0f} s)"
+        )
+    return 0

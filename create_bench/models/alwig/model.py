@@ -1,0 +1,498 @@
+"""The ALWIG network: tag-driven video-text alignment with GPT-2 generation.
+
+- **Alignment module**: a Transformer encoder over ``[CLS] tag_1 .. tag_k [SEP] ; frame_1 .. frame_T``.
+  Tags get token type 0 and tag position embeddings, frames (frozen-encoder vectors projected to the
+  hidden size) token type 1 and visual position embeddings ``0..T-1``. Its [CLS] output, projected
+  and L2-normalised, is the video embedding. Tags and frames are padded to fixed lengths
+  (``max_tags + 2`` and ``num_frames``) so that the prefix layout never depends on the batch.
+- **Text encoder**: a character-level Transformer over ``[CLS] + characters``; its [CLS] output,
+  projected and L2-normalised, is the text embedding.
+- **Alignment loss**: symmetric contrastive loss on cosine similarity times a learned logit scale
+  (1 / temperature, clamped to ``max_logit_scale``). Identical texts in a batch count as positives
+  of each other (templated captions repeat), so no equal pair is pushed apart.
+- **Generator**: a ``GPT2LMHeadModel``; all alignment outputs, projected to its width, form a prefix
+  (padded positions masked), followed by a task token ([TITLE] or [CAPTION]) and the characters,
+  trained with next-character cross-entropy. Decoding: greedy or beam search, maximum length,
+  no-repeat n-gram.
+
+Distributed training: :class:`World` gathers embeddings across processes with gradients, and the
+losses are scaled so that DDP's gradient average equals the single-process gradient of the whole
+global batch (see :func:`contrastive_loss` and :meth:`ALWIGNet.forward`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from create_bench.errors import ModelError
+from create_bench.models.alwig.config import ALWIGConfig
+
+
+@dataclass(frozen=True)
+class VocabInfo:
+    """The ids the network needs from the character and tag vocabularies."""
+
+    vocab_size: int
+    num_tags: int
+    pad_id: int
+    cls_id: int
+    eos_id: int
+    task_ids: dict[str, int]
+    special_ids: tuple[int, ...]
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums the gradients from every rank (works on gloo: no reduce_scatter)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        world, rank = dist.get_world_size(), dist.get_rank()
+        ctx.rank, ctx.n = rank, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n]
+
+
+class World:
+    """Who else computes this global batch: size 1 locally, or the initialised process group."""
+
+    def __init__(self, distributed: bool | None = None):
+        if distributed is None:
+            distributed = dist.is_available() and dist.is_initialized()
+        self.distributed = bool(distributed)
+        self.size = dist.get_world_size() if self.distributed else 1
+        self.rank = dist.get_rank() if self.distributed else 0
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's ``x`` (equal shapes), differentiable."""
+        return _GatherWithGrad.apply(x) if self.distributed else x
+
+    def gather_nograd(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.distributed:
+            return x
+        parts = [torch.empty_like(x) for _ in range(self.size)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts, dim=0)
+
+    def sum(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.distributed:
+            return x
+        x = x.detach().clone()
+        dist.all_reduce(x)
+        return x
+
+
+def contrastive_loss(
+    video: torch.Tensor,
+    text: torch.Tensor,
+    logit_scale: torch.Tensor,
+    keys: torch.Tensor,
+    world: World | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE between row-aligned ``video`` [B, E] and ``text`` [B, E] (L2-normalised).
+
+    ``keys`` [B] identify text strings: pairs with equal keys are all positives (soft targets), so a
+    caption that two videos share never counts as a negative. Under DDP the rows are this rank's
+    share of the global batch; the columns are the whole global batch, and the loss is the mean over
+    this rank's rows, so the ranks' average is the global loss.
+    """
+    world = world or World(False)
+    all_video, all_text = world.gather(video), world.gather(text)
+    all_keys = world.gather_nograd(keys)
+    targets = (keys[:, None] == all_keys[None, :]).float()
+    targets = targets / targets.sum(dim=1, keepdim=True)
+    v2t = logit_scale * video @ all_text.t()
+    t2v = logit_scale * text @ all_video.t()
+    loss_v2t = -(targets * F.log_softmax(v2t, dim=1)).sum(dim=1).mean()
+    loss_t2v = -(targets * F.log_softmax(t2v, dim=1)).sum(dim=1).mean()
+    return 0.5 * (loss_v2t + loss_t2v)
+
+
+def _encoder(d: int, heads: int, ffn: int, dropout: float, layers: int) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        d, heads, ffn, dropout, activation="gelu", batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
+def build_gpt2(cfg: ALWIGConfig, vocab: VocabInfo) -> nn.Module:
+    """A randomly initialised GPT-2 sized by ``cfg`` (the CREATE-sample default)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    prefix = cfg.max_tags + 2 + cfg.num_frames
+    gcfg = GPT2Config(
+        vocab_size=vocab.vocab_size,
+        n_positions=prefix + cfg.max_gen_len + 2,
+        n_embd=cfg.gpt_width,
+        n_layer=cfg.gpt_layers,
+        n_head=cfg.gpt_heads,
+        n_inner=4 * cfg.gpt_width,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        bos_token_id=vocab.cls_id,
+        eos_token_id=vocab.eos_id,
+        pad_token_id=vocab.pad_id,
+    )
+    return GPT2LMHeadModel(gcfg)
+
+
+class ALWIGNet(nn.Module):
+    """The trainable part of ALWIG (the frozen frame encoder lives outside)."""
+
+    def __init__(self, cfg: ALWIGConfig, feature_dim: int, vocab: VocabInfo, gpt: nn.Module | None = None):
+        super().__init__()
+        self.cfg, self.vocab, self.feature_dim = cfg, vocab, feature_dim
+        d = cfg.hidden_size
+        self.num_tag_tokens = cfg.max_tags + 2
+        self.prefix_len = self.num_tag_tokens + cfg.num_frames
+        # Alignment module.
+        self.frame_proj = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d))
+        self.tag_embed = nn.Embedding(vocab.num_tags, d, padding_idx=0)
+        self.type_embed = nn.Embedding(2, d)
+        self.tag_pos = nn.Embedding(self.num_tag_tokens, d)
+        self.frame_pos = nn.Embedding(cfg.num_frames, d)
+        self.align_in = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout))
+        self.align = _encoder(d, cfg.num_heads, cfg.ffn_size, cfg.dropout, cfg.align_layers)
+        self.align_out = nn.LayerNorm(d)
+        self.video_proj = nn.Linear(d, cfg.embed_dim)
+        # Text encoder.
+        self.char_embed = nn.Embedding(vocab.vocab_size, d, padding_idx=vocab.pad_id)
+        self.text_pos = nn.Embedding(cfg.max_text_len + 1, d)
+        self.text_in = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout))
+        self.text = _encoder(d, cfg.num_heads, cfg.ffn_size, cfg.dropout, cfg.text_layers)
+        self.text_out = nn.LayerNorm(d)
+        self.text_proj = nn.Linear(d, cfg.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
+        for emb in (
+            self.tag_embed,
+            self.type_embed,
+            self.tag_pos,
+            self.frame_pos,
+            self.char_embed,
+            self.text_pos,
+        ):
+            nn.init.normal_(emb.weight, std=0.02)
+        # Generator.
+        self.gpt: Any = gpt if gpt is not None else build_gpt2(cfg, vocab)
+        gcfg: Any = self.gpt.config
+        width = int(gcfg.n_embd)
+        self.prefix_proj = nn.Sequential(nn.Linear(d, width), nn.LayerNorm(width))
+        n_pos = int(gcfg.n_positions)
+        if n_pos < self.prefix_len + cfg.max_gen_len + 2:
+            raise ModelError(
+                f"GPT-2 has {n_pos} positions, ALWIG needs {self.prefix_len + cfg.max_gen_len + 2} "
+                "(prefix + task token + text + [EOS]); lower max_tags/num_frames/max_gen_len"
+            )
+        if int(gcfg.vocab_size) != vocab.vocab_size:
+            raise ModelError(f"GPT-2 vocab size {gcfg.vocab_size} != tokenizer size {vocab.vocab_size}")
+
+    # ----------------------------------------------------------------------------------- alignment
+    def align_tokens(
+        self, feats: torch.Tensor, frame_mask: torch.Tensor, tag_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the alignment module.
+
+        Args:
+            feats: float [B, T, feature_dim] per-frame vectors, T <= num_frames.
+            frame_mask: bool [B, T], True for real frames.
+            tag_ids: long [B, max_tags + 2], ``[CLS] tags [SEP]`` padded with 0.
+
+        Returns:
+            hidden [B, prefix_len, hidden_size] and its validity mask [B, prefix_len] (bool).
+        """
+        b, t, fd = feats.shape
+        if fd != self.feature_dim:
+            raise ModelError(f"ALWIG was built for {self.feature_dim}-dim frame features, got {fd}")
+        if t > self.cfg.num_frames:
+            raise ModelError(f"ALWIG takes at most {self.cfg.num_frames} frames per video, got {t}")
+        if tag_ids.shape != (b, self.num_tag_tokens):
+            raise ModelError(f"tag ids must be [{b}, {self.num_tag_tokens}], got {tuple(tag_ids.shape)}")
+        if t < self.cfg.num_frames:  # fixed prefix layout: pad frames to num_frames (masked)
+            feats = F.pad(feats, (0, 0, 0, self.cfg.num_frames - t))
+            frame_mask = F.pad(frame_mask, (0, self.cfg.num_frames - t), value=False)
+        if not self.cfg.use_tags:  # ablation: the tag side keeps only [CLS] [SEP]
+            tag_ids = torch.zeros_like(tag_ids)
+            tag_ids[:, 0], tag_ids[:, 1] = 1, 2
+        dev = feats.device
+        tag_mask = tag_ids != 0
+        tag_pos = torch.arange(self.num_tag_tokens, device=dev)
+        frame_pos = torch.arange(self.cfg.num_frames, device=dev)
+        x_tag = self.tag_embed(tag_ids) + self.tag_pos(tag_pos) + self.type_embed.weight[0]
+        x_frame = self.frame_proj(feats) + self.frame_pos(frame_pos) + self.type_embed.weight[1]
+        x = self.align_in(torch.cat([x_tag, x_frame], dim=1))
+        mask = torch.cat([tag_mask, frame_mask.bool()], dim=1)
+        h = self.align_out(self.align(x, src_key_padding_mask=~mask))
+        return h, mask
+
+    def video_embed(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.video_proj(hidden[:, 0]), dim=-1)
+
+    def text_embed(self, text_ids: torch.Tensor) -> torch.Tensor:
+        """``text_ids`` long [N, S]: ``[CLS] chars`` padded with [PAD]; returns [N, embed_dim]."""
+        s = text_ids.shape[1]
+        if s > self.cfg.max_text_len + 1:
+            raise ModelError(f"text ids longer than max_text_len + 1 = {self.cfg.max_text_len + 1}: {s}")
+        mask = text_ids != self.vocab.pad_id
+        x = self.char_embed(text_ids) + self.text_pos(torch.arange(s, device=text_ids.device))
+        h = self.text_out(self.text(self.text_in(x), src_key_padding_mask=~mask))
+        return F.normalize(self.text_proj(h[:, 0]), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
+
+    # ---------------------------------------------------------------------------------- generation
+    def _prefix(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.prefix_proj(hidden)
+
+    def gen_losses(
+        self, hidden: torch.Tensor, mask: torch.Tensor, seqs: torch.Tensor, index: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-token cross-entropy of target sequences given the prefixes.
+
+        Args:
+            hidden, mask: alignment outputs [B, P, d] and validity [B, P].
+            seqs: long [M, L]: ``task chars [EOS]`` padded with [PAD].
+            index: long [M]: which video (row of ``hidden``) each sequence belongs to.
+
+        Returns:
+            token losses [M, L-1] (0 at padding) and the target mask [M, L-1].
+        """
+        inputs, labels = seqs[:, :-1], seqs[:, 1:]
+        prefix = self._prefix(hidden)[index]
+        pmask = mask[index]
+        tok = self.gpt.transformer.wte(inputs)
+        in_mask = torch.ones_like(inputs, dtype=torch.bool)
+        in_mask[:, 1:] = inputs[:, 1:] != self.vocab.pad_id
+        emb = torch.cat([prefix, tok], dim=1)
+        attn = torch.cat([pmask, in_mask], dim=1).long()
+        pos = torch.arange(emb.shape[1], device=emb.device).expand(emb.shape[0], -1)
+        out = self.gpt(
+            inputs_embeds=emb, attention_mask=attn, position_ids=pos, logits_to_keep=inputs.shape[1]
+        )
+        logits = out.logits.float()
+        target_mask = labels != self.vocab.pad_id
+        losses = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none") * target_mask
+        return losses, target_mask
+
+    # --------------------------------------------------------------------------------- training step
+    def forward(self, batch: dict[str, torch.Tensor], world: World | None = None) -> dict[str, torch.Tensor]:
+        """Losses of one (rank's share of a) training batch.
+
+        ``batch``: ``feats`` [B, T, F], ``frame_mask`` [B, T], ``tag_ids`` [B, max_tags+2], and for each
+        kind in ``kinds`` (any of title/caption): ``<kind>_text`` [B, S] (text encoder ids),
+        ``<kind>_key`` [B] (text identity), ``<kind>_seq`` [B, L] (generation targets).
+
+        The returned ``loss`` is scaled for DDP: the mean over ranks of the per-rank losses is the
+        loss of the global batch, and the gradient average DDP computes is its gradient.
+        """
+        world = world or World(False)
+        cfg = self.cfg
+        hidden, mask = self.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+        kinds = [k for k in ("caption", "title") if f"{k}_seq" in batch]
+        weights = {"caption": cfg.caption_weight, "title": cfg.title_weight}
+        wsum = sum(weights[k] for k in kinds) or 1.0
+        out: dict[str, torch.Tensor] = {}
+        zero = hidden.new_zeros(())
+        align = zero
+        if cfg.use_align and cfg.align_weight > 0:
+            video = self.video_embed(hidden)
+            scale = self.scale()
+            for k in kinds:
+                lk = contrastive_loss(
+                    video, self.text_embed(batch[f"{k}_text"]), scale, batch[f"{k}_key"], world
+                )
+                out[f"align_{k}"] = lk.detach()
+                align = align + weights[k] / wsum * lk
+        gen = zero
+        if cfg.gen_weight > 0:
+            b = hidden.shape[0]
+            width = max(batch[f"{k}_seq"].shape[1] for k in kinds)
+            seqs = torch.cat(
+                [
+                    F.pad(batch[f"{k}_seq"], (0, width - batch[f"{k}_seq"].shape[1]), value=self.vocab.pad_id)
+                    for k in kinds
+                ],
+                dim=0,
+            )
+            index = torch.arange(b, device=hidden.device).repeat(len(kinds))
+            losses, tmask = self.gen_losses(hidden, mask, seqs, index)
+            for i, k in enumerate(kinds):
+                lk, mk = losses[i * b : (i + 1) * b], tmask[i * b : (i + 1) * b]
+                # Token mean over the *global* batch: sum here, divide by the global count, times
+                # the world size because DDP averages the ranks' gradients.
+                n_global = world.sum(mk.sum().to(torch.float32)).clamp(min=1.0)
+                part = lk.sum() / n_global * world.size
+                out[f"gen_{k}"] = (lk.sum() / mk.sum().clamp(min=1)).detach()
+                gen = gen + weights[k] / wsum * part
+        out["align"], out["gen"] = align.detach(), gen.detach()
+        out["loss"] = cfg.align_weight * align + cfg.gen_weight * gen
+        return out
+
+    # ------------------------------------------------------------------------------------ decoding
+    def _banned(self, logp: torch.Tensor, seqs: list[list[int]], step: int, max_len: int, ngram: int) -> None:
+        """In place: forbid special tokens, an empty text, running past ``max_len`` and repeated n-grams."""
+        v = self.vocab
+        banned = [i for i in v.special_ids if i != v.eos_id]
+        logp[:, banned] = -math.inf
+        if step == 0:
+            logp[:, v.eos_id] = -math.inf
+        if step >= max_len:
+            eos = logp[:, v.eos_id].clone()
+            logp.fill_(-math.inf)
+            logp[:, v.eos_id] = eos
+        if ngram > 0 and step >= ngram - 1:
+            for r, seq in enumerate(seqs):
+                head = tuple(seq[len(seq) - ngram + 1 :]) if ngram > 1 else ()
+                bad = [
+                    seq[i + ngram - 1]
+                    for i in range(len(seq) - ngram + 1)
+                    if tuple(seq[i : i + ngram - 1]) == head
+                ]
+                if bad:
+                    logp[r, bad] = -math.inf
+
+    def _start(self, hidden: torch.Tensor, mask: torch.Tensor, kind: str) -> tuple[torch.Tensor, Any]:
+        if kind not in self.vocab.task_ids:
+            raise ModelError(f"unknown generation kind {kind!r} (title, caption)")
+        n = hidden.shape[0]
+        task = torch.full((n, 1), self.vocab.task_ids[kind], dtype=torch.long, device=hidden.device)
+        emb = torch.cat([self._prefix(hidden), self.gpt.transformer.wte(task)], dim=1)
+        attn = torch.cat([mask, torch.ones_like(task, dtype=torch.bool)], dim=1).long()
+        pos = torch.arange(emb.shape[1], device=emb.device).expand(n, -1)
+        out = self.gpt(
+            inputs_embeds=emb, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1
+        )
+        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn)
+
+    def _step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        cache, attn = state
+        n = tokens.shape[0]
+        attn = torch.cat([attn, attn.new_ones(n, 1)], dim=1)
+        pos = torch.full((n, 1), attn.shape[1] - 1, dtype=torch.long, device=tokens.device)
+        out = self.gpt(
+            input_ids=tokens[:, None], cache=cache, attention_mask=attn, position_ids=pos, use_cache=True
+        )
+        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn)
+
+    @torch.no_grad()
+    def greedy(
+        self, hidden: torch.Tensor, mask: torch.Tensor, kind: str, max_len: int, no_repeat_ngram: int = 0
+    ) -> list[list[int]]:
+        """Greedy decoding: the most likely next character until [EOS] (forced at ``max_len``)."""
+        logp, state = self._start(hidden, mask, kind)
+        n = hidden.shape[0]
+        seqs: list[list[int]] = [[] for _ in range(n)]
+        done = [False] * n
+        for step in range(max_len + 1):
+            self._banned(logp, seqs, step, max_len, no_repeat_ngram)
+            nxt = logp.argmax(dim=-1)
+            for i, tok in enumerate(nxt.tolist()):
+                if not done[i]:
+                    if tok == self.vocab.eos_id:
+                        done[i] = True
+                    else:
+                        seqs[i].append(tok)
+            if all(done):
+                break
+            logp, state = self._step(nxt, state)
+        return seqs
+
+    @torch.no_grad()
+    def beam_search(
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        kind: str,
+        max_len: int,
+        beam_size: int,
+        no_repeat_ngram: int = 0,
+        length_penalty: float = 1.0,
+    ) -> list[list[int]]:
+        """Beam search; a video is done once ``beam_size`` hypotheses ended (so beam 1 == greedy).
+
+        Finished hypotheses are ranked by log-probability / length**length_penalty (length counts
+        [EOS]).
+        """
+        k = beam_size
+        n = hidden.shape[0]
+        hidden, mask = hidden.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
+        logp, state = self._start(hidden, mask, kind)
+        vsize = logp.shape[-1]
+        scores = torch.full((n, k), -math.inf, device=hidden.device)
+        scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not pick duplicates
+        seqs: list[list[int]] = [[] for _ in range(n * k)]
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(n)]
+        done = [False] * n
+        eos = self.vocab.eos_id
+        for step in range(max_len + 1):
+            self._banned(logp, seqs, step, max_len, no_repeat_ngram)
+            cand = (scores.reshape(-1, 1) + logp).reshape(n, k * vsize)
+            top_s, top_i = cand.topk(min(2 * k, k * vsize), dim=1)
+            new_scores = torch.full((n, k), -math.inf, device=hidden.device)
+            src = torch.arange(n * k, device=hidden.device).reshape(n, k).clone()  # default: keep in place
+            new_tok = torch.full((n, k), eos, dtype=torch.long, device=hidden.device)
+            new_seqs = [list(s) for s in seqs]
+            ts, ti = top_s.tolist(), top_i.tolist()
+            for b in range(n):
+                if done[b]:
+                    continue
+                live = 0
+                for rank, (s, idx) in enumerate(zip(ts[b], ti[b])):
+                    beam, tok = divmod(idx, vsize)
+                    row = b * k + beam
+                    if tok == eos:
+                        if rank < k and s > -math.inf:
+                            length = len(seqs[row]) + 1
+                            finished[b].append((s / length**length_penalty, list(seqs[row])))
+                        continue
+                    if live < k:
+                        new_scores[b, live] = s
+                        src[b, live] = row
+                        new_tok[b, live] = tok
+                        new_seqs[b * k + live] = [*seqs[row], tok]
+                        live += 1
+                if len(finished[b]) >= k or live == 0:
+                    done[b] = True
+            if all(done):
+                break
+            flat = src.reshape(-1)
+            state = (_reorder(state[0], flat), state[1][flat])
+            scores, seqs = new_scores, new_seqs
+            logp, state = self._step(new_tok.reshape(-1), state)
+        out = []
+        for b in range(n):
+            best = max(finished[b], key=lambda x: x[0]) if finished[b] else (0.0, seqs[b * k])
+            out.append(best[1])
+        return out
+
+
+def _reorder(cache: Any, index: torch.Tensor) -> Any:
+    if hasattr(cache, "reorder_cache"):
+        cache.reorder_cache(index)
+        return cache
+    return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)  # legacy tuples
+
+
+def pad_ids(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tensor:
+    """Right-pad (and cut) id lists to a [len(rows), length] long tensor."""
+    out = torch.full((len(rows), length), pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        r = list(r)[:length]
+        if r:
+            out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out

@@ -1,0 +1,720 @@
+"""Training ALWIG (application code: the evaluation library never imports this module).
+
+``create-bench train alwig --data DIR --out CKPT`` runs :func:`train`:
+
+1. Per-frame features of every split it needs are computed once with the frozen encoder (frames
+   from :func:`create_bench.loader.make_loader` with the config's frame policy and size) and cached
+   on disk, keyed by data fingerprint + split + frame policy + frame size + encoder signature; with
+   ``encoder: features`` they are read from the dataset's feature shards. Epochs then never decode.
+2. Optional pre-training on the ``pretrain`` split (``--pretrain``): the raw title is the text
+   (alignment and title generation), the tags feed the tag encoder.
+3. Fine-tuning on ``train``: each epoch draws one caption and one title per video (seeded); both
+   alignment and generation losses.
+4. Model selection on ``validation`` only (never test): every ``eval_every`` epochs and after the
+   last, the validation loss (the training objective over the whole split and every reference)
+   is computed; the best epoch's weights become the checkpoint.
+
+Outputs in ``--out``: the checkpoint (``config.json``, ``model.safetensors``, ``vocab.txt``,
+``tags.txt``; ``config.json`` written last), ``log.jsonl`` (one JSON line per logged step and per
+validation), and ``train_state/`` (last epoch's weights, optimizer and scheduler state, best
+weights) for ``--resume``. Everything is seeded: the same data, config and world size give the
+same checkpoint, and a resumed run continues exactly where an interrupted one stopped.
+
+Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes an equal share of every
+global batch; contrastive similarities are computed against the all-gathered batch and the losses
+are scaled so that DDP's averaged gradient equals the single-process gradient (gloo on CPU, NCCL on
+CUDA).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from create_bench.errors import ConfigError, DataError
+from create_bench.fsutil import atomic_path, atomic_write_json
+from create_bench.models.alwig.bundle import ALWIG, frame_features, load_weights, save_weights
+from create_bench.models.alwig.config import ALWIGConfig
+from create_bench.models.alwig.model import World
+
+log = logging.getLogger(__name__)
+
+FEATURE_CACHE_VERSION = 1
+STATE_DIR = "train_state"
+PHASES = ("pretrain", "finetune")
+
+
+# ----------------------------------------------------------------------------------------- data
+@dataclass
+class SplitData:
+    """One split in memory: frozen per-frame features and the texts ALWIG trains on."""
+
+    name: str
+    vids: list[str]
+    feats: torch.Tensor  # float32 [N, T, F]
+    mask: torch.Tensor  # bool [N, T]
+    tags: list[list[str]]
+    titles: list[list[str]]
+    captions: list[list[str]]
+    raw_titles: list[str]
+
+    def __len__(self) -> int:
+        return len(self.vids)
+
+    def subset(self, keep: Sequence[int]) -> SplitData:
+        idx = list(keep)
+        return SplitData(
+            self.name,
+            [self.vids[i] for i in idx],
+            self.feats[idx],
+            self.mask[idx],
+            [self.tags[i] for i in idx],
+            [self.titles[i] for i in idx],
+            [self.captions[i] for i in idx],
+            [self.raw_titles[i] for i in idx],
+        )
+
+
+def default_cache_dir() -> Path:
+    root = os.environ.get("CREATE_BENCH_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "create-bench"
+    )
+    return Path(root) / "alwig-features"
+
+
+def feature_cache_key(fingerprint: str, split: str, cfg: ALWIGConfig, encoder_signature: str) -> str:
+    from create_bench.video.sampling import policy_signature
+
+    key = {
+        "v": FEATURE_CACHE_VERSION,
+        "data": fingerprint,
+        "split": split,
+        "frames": policy_signature(cfg.frames),
+        "size": list(cfg.frame_size) if cfg.frame_size else None,
+        "encoder": encoder_signature,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def frame_batches(data_dir: Path, split: str, cfg: ALWIGConfig, batch_size: int) -> Iterator[dict[str, Any]]:
+    """Decoded frames of a whole split (one pass, every row once, even under torchrun)."""
+    from create_bench.loader import make_loader
+
+    kw: dict[str, Any] = {"frames": cfg.frames, "batch_size": batch_size, "num_workers": cfg.num_workers}
+    if cfg.frame_size is not None:
+        kw["size"] = tuple(cfg.frame_size)
+    # rank/world_size explicit: every process that computes features needs the whole split.
+    yield from make_loader(data_dir, split, texts=False, rank=0, world_size=1, on_error="fail", **kw)
+
+
+def compute_features(
+    encoder: Any, cfg: ALWIGConfig, data_dir: Path, split: str, progress: bool = False
+) -> dict[str, Any]:
+    """Run the frozen encoder over a split: {"vids", "feats" [N, T, F], "mask" [N, T]}."""
+    from tqdm.auto import tqdm
+
+    vids: list[str] = []
+    feats, masks = [], []
+    batches = frame_batches(data_dir, split, cfg, cfg.encode_batch_size)
+    for batch in tqdm(batches, desc=f"alwig: encoding {split} frames", unit="batch", disable=not progress):
+        f, m = frame_features(encoder, cfg, batch)
+        if f.shape[1] < cfg.num_frames:
+            f = F.pad(f, (0, 0, 0, cfg.num_frames - f.shape[1]))
+            m = F.pad(m, (0, cfg.num_frames - m.shape[1]), value=False)
+        vids += [str(v) for v in batch["vid"]]
+        feats.append(f.float().cpu())
+        masks.append(m.bool().cpu())
+    if not vids:
+        raise DataError(f"split {split!r} has no videos", path=str(data_dir))
+    return {"vids": vids, "feats": torch.cat(feats), "mask": torch.cat(masks)}
+
+
+def _read_dataset_features(data_dir: Path, split: str, cfg: ALWIGConfig) -> dict[str, Any]:
+    from create_bench.data.shards import read_features
+
+    table = read_features(data_dir, str(cfg.feature_set), split)
+    vids = list(table)
+    t_max = cfg.num_frames
+    feats = torch.zeros(len(vids), t_max, int(cfg.feature_dim or 0))
+    mask = torch.zeros(len(vids), t_max, dtype=torch.bool)
+    for i, vid in enumerate(vids):
+        a = torch.from_numpy(table[vid])
+        if a.dim() != 2 or a.shape[1] != cfg.feature_dim:
+            raise DataError(
+                f"feature set {cfg.feature_set!r}: expected [T, {cfg.feature_dim}] features, got {tuple(a.shape)}",
+                vid=vid,
+            )
+        if a.shape[0] > t_max:  # more stored frames than the model takes: spread evenly
+            a = a[torch.linspace(0, a.shape[0] - 1, t_max).round().long()]
+        feats[i, : a.shape[0]] = a
+        mask[i, : a.shape[0]] = True
+    return {"vids": vids, "feats": feats, "mask": mask}
+
+
+def load_split_features(
+    encoder: Any,
+    data_dir: Path,
+    split: str,
+    cfg: ALWIGConfig,
+    encoder_signature: str,
+    cache_dir: Path,
+    world: World,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Features of a split, from the cache when present; rank 0 computes, the others wait and read."""
+    from safetensors.torch import load_file, save_file
+
+    from create_bench.data.shards import open_dataset
+
+    if cfg.encoder == "features":
+        return _read_dataset_features(data_dir, split, cfg)
+    info = open_dataset(data_dir)
+    path = cache_dir / f"{feature_cache_key(info.fingerprint, split, cfg, encoder_signature)}.safetensors"
+    if not path.is_file() and world.rank == 0:
+        t0 = time.perf_counter()
+        res = compute_features(encoder, cfg, data_dir, split, progress)
+        with atomic_path(path) as tmp:
+            save_file(
+                {"feats": res["feats"].contiguous(), "mask": res["mask"].to(torch.uint8).contiguous()},
+                str(tmp),
+                metadata={"vids": json.dumps(res["vids"]), "split": split, "fingerprint": info.fingerprint},
+            )
+        log.info(
+            "alwig: %s features %s in %.1f s -> %s",
+            split,
+            tuple(res["feats"].shape),
+            time.perf_counter() - t0,
+            path,
+        )
+    if world.distributed:
+        dist.barrier()
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        meta = fh.metadata() or {}
+    tensors = load_file(str(path))
+    return {
+        "vids": json.loads(meta["vids"]),
+        "feats": tensors["feats"].float(),
+        "mask": tensors["mask"].bool(),
+    }
+
+
+def load_split(
+    encoder: Any,
+    data_dir: Path,
+    split: str,
+    cfg: ALWIGConfig,
+    encoder_signature: str,
+    cache_dir: Path,
+    world: World,
+    progress: bool = False,
+) -> SplitData:
+    """Features plus texts of a split, rows in the features' order (joined by vid)."""
+    from create_bench.data.shards import read_table
+
+    table = read_table(data_dir, split, columns=["vid", "tags", "titles", "captions", "raw_title"])
+    cols = {c: table.column(c).to_pylist() for c in table.column_names}
+    row = {str(v): i for i, v in enumerate(cols["vid"])}
+    f = load_split_features(encoder, data_dir, split, cfg, encoder_signature, cache_dir, world, progress)
+    missing = [v for v in cols["vid"] if str(v) not in set(f["vids"])]
+    if missing or len(f["vids"]) != len(row):
+        raise DataError(
+            f"features of split {split!r} do not match its rows (missing {missing[:5]}, {len(f['vids'])} vs {len(row)})",
+            path=str(data_dir),
+        )
+    order = [row[v] for v in f["vids"]]
+    return SplitData(
+        name=split,
+        vids=list(f["vids"]),
+        feats=f["feats"],
+        mask=f["mask"],
+        tags=[list(cols["tags"][i] or []) for i in order],
+        titles=[list(cols["titles"][i] or []) for i in order],
+        captions=[list(cols["captions"][i] or []) for i in order],
+        raw_titles=[str(cols["raw_title"][i] or "") for i in order],
+    )
+
+
+# -------------------------------------------------------------------------------------- batches
+def phase_kinds(phase: str) -> tuple[str, ...]:
+    return ("title",) if phase == "pretrain" else ("caption", "title")
+
+
+def trainable_rows(data: SplitData, phase: str) -> list[int]:
+    if phase == "pretrain":
+        return [i for i, t in enumerate(data.raw_titles) if t.strip()]
+    return [i for i in range(len(data)) if data.captions[i] and data.titles[i]]
+
+
+def epoch_plan(n: int, cfg: ALWIGConfig, phase: str, epoch: int, world_size: int) -> list[np.ndarray]:
+    """Global batches (row positions) of one epoch: a seeded permutation cut into batch_size chunks.
+
+    The last chunk is cut to a multiple of the world size (every rank needs an equal share).
+    """
+    rng = np.random.default_rng([cfg.seed, PHASES.index(phase), epoch])
+    perm = rng.permutation(n)
+    batches = [perm[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)]
+    out = []
+    for b in batches:
+        b = b[: len(b) - len(b) % world_size]
+        if len(b):
+            out.append(b)
+    return out
+
+
+def text_choices(
+    data: SplitData, rows: Sequence[int], cfg: ALWIGConfig, phase: str, salt: int
+) -> dict[str, list[str]]:
+    """The text of each kind each row of a *global* batch trains on (seeded by ``salt``)."""
+    if phase == "pretrain":
+        return {"title": [data.raw_titles[i] for i in rows]}
+    rng = np.random.default_rng([cfg.seed, PHASES.index(phase), salt, 1])
+    cap_pick = rng.random(len(rows))
+    title_pick = rng.random(len(rows))
+    return {
+        "caption": [data.captions[i][int(u * len(data.captions[i]))] for i, u in zip(rows, cap_pick)],
+        "title": [data.titles[i][int(u * len(data.titles[i]))] for i, u in zip(rows, title_pick)],
+    }
+
+
+def make_batch(
+    bundle: ALWIG, data: SplitData, rows: Sequence[int], texts: dict[str, Sequence[str]]
+) -> dict[str, Any]:
+    """Tensors of the network's ``forward`` for ``rows`` with the given texts per kind."""
+    idx = torch.as_tensor(list(rows), dtype=torch.long)
+    batch: dict[str, Any] = {
+        "feats": data.feats[idx].to(bundle.device),
+        "frame_mask": data.mask[idx].to(bundle.device),
+        "tag_ids": bundle.tag_tensor([data.tags[i] for i in rows]),
+    }
+    for kind, items in texts.items():
+        items = list(items)
+        batch[f"{kind}_text"] = bundle.text_tensor(items)
+        batch[f"{kind}_key"] = bundle.key_tensor(items)
+        batch[f"{kind}_seq"] = bundle.seq_tensor(items, kind)
+    return batch
+
+
+# ------------------------------------------------------------------------------------ validation
+@torch.no_grad()
+def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: int = 2) -> dict[str, float]:
+    """Validation loss (the training objective over the whole split) and recalls.
+
+    ``loss`` = align_weight * contrastive + gen_weight * generation, where the contrastive part
+    compares every video with every reference of the split (identical texts are positives of each
+    other) and the generation part is the token-mean cross-entropy of the first ``gen_refs``
+    references of each video (teacher forcing costs a GPT-2 pass per reference; a few suffice).
+    """
+    net, cfg = bundle.net, bundle.cfg
+    was_training = net.training
+    net.eval()
+    hid, msk, vemb = [], [], []
+    for i in range(0, len(data), batch_size):
+        rows = list(range(i, min(i + batch_size, len(data))))
+        h, m = net.align_tokens(
+            data.feats[rows].to(bundle.device),
+            data.mask[rows].to(bundle.device),
+            bundle.tag_tensor([data.tags[r] for r in rows]),
+        )
+        hid.append(h)
+        msk.append(m)
+        vemb.append(net.video_embed(h))
+    video = torch.cat(vemb)
+    hidden, mask = torch.cat(hid), torch.cat(msk)
+    out: dict[str, float] = {}
+    align_total, gen_total, wsum = 0.0, 0.0, 0.0
+    weights = {"caption": cfg.caption_weight, "title": cfg.title_weight}
+    for kind, refs in (("caption", data.captions), ("title", data.titles)):
+        texts = [t for r in refs for t in r]
+        owner = torch.tensor([i for i, r in enumerate(refs) for _ in r], dtype=torch.long)
+        if not texts:
+            continue
+        temb = bundle.encode_texts(texts).to(bundle.device)
+        keys = bundle.key_tensor(texts).cpu()
+        sim = (temb @ video.t()).float().cpu()  # [texts, videos]
+        # positives: the owner video, and any video that has the same text among its references
+        pos = torch.zeros_like(sim, dtype=torch.bool)
+        pos[torch.arange(len(texts)), owner] = True
+        same = keys[:, None] == keys[None, :]
+        pos |= (same.float() @ F.one_hot(owner, len(data)).float()) > 0
+        scale = float(net.scale())
+        t2v = -(torch.log_softmax(scale * sim, dim=1) * pos / pos.sum(1, keepdim=True)).sum(1).mean()
+        v2t = (
+            -(torch.log_softmax(scale * sim.t(), dim=1) * pos.t() / pos.t().sum(1, keepdim=True))
+            .sum(1)
+            .mean()
+        )
+        align = float(0.5 * (t2v + v2t))
+        # recalls (R@1/5/10): t2v rank of the owner video; v2t best rank of any own text
+        order_rank_t2v = (sim > sim[torch.arange(len(texts)), owner][:, None]).sum(1) + 1
+        best_own = torch.full((len(data),), -math.inf).scatter_reduce(
+            0, owner, sim[torch.arange(len(texts)), owner], "amax"
+        )
+        rank_v2t = (sim.t() > best_own[:, None]).sum(1) + 1
+        for k in (1, 5, 10):
+            out[f"t2v_{kind}_R@{k}"] = float((order_rank_t2v <= k).float().mean() * 100)
+            out[f"v2t_{kind}_R@{k}"] = float((rank_v2t <= k).float().mean() * 100)
+        # generation cross-entropy over the first gen_refs references of every video
+        gtexts = [t for r in refs for t in r[:gen_refs]]
+        gowner = torch.tensor([i for i, r in enumerate(refs) for _ in r[:gen_refs]], dtype=torch.long)
+        tok_loss, tok_n = 0.0, 0
+        for i in range(0, len(gtexts), batch_size):
+            seqs = bundle.seq_tensor(gtexts[i : i + batch_size], kind)
+            losses, tmask = net.gen_losses(hidden, mask, seqs, gowner[i : i + batch_size].to(bundle.device))
+            tok_loss += float(losses.sum())
+            tok_n += int(tmask.sum())
+        gen = tok_loss / max(1, tok_n)
+        out[f"align_{kind}"], out[f"gen_{kind}"] = align, gen
+        align_total += weights[kind] * align
+        gen_total += weights[kind] * gen
+        wsum += weights[kind]
+    wsum = wsum or 1.0
+    use_align = cfg.use_align and cfg.align_weight > 0
+    out["align"], out["gen"] = align_total / wsum, gen_total / wsum
+    out["loss"] = (cfg.align_weight * out["align"] if use_align else 0.0) + cfg.gen_weight * out["gen"]
+    net.train(was_training)
+    return out
+
+
+# ------------------------------------------------------------------------------------ optimiser
+def make_optimizer(net: torch.nn.Module, cfg: ALWIGConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms, embeddings and the logit scale; ``gpt_lr`` for a
+    pretrained GPT-2."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in net.named_parameters():
+        if not p.requires_grad:
+            continue
+        no_decay = (
+            p.dim() < 2 or "embed" in name or name.endswith((".wte.weight", ".wpe.weight")) or "_pos" in name
+        )
+        is_gpt = name.startswith("gpt.")
+        groups.setdefault((no_decay, is_gpt), []).append(p)
+    gpt_lr = cfg.gpt_lr if (cfg.gpt_path and cfg.gpt_lr) else cfg.lr
+    params = [
+        {"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay, "lr": gpt_lr if g else cfg.lr}
+        for (nd, g), ps in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
+
+
+def make_scheduler(
+    opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    warm = max(1, int(round(total_steps * warmup_ratio)))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+# ------------------------------------------------------------------------------------- training
+@dataclass
+class TrainOptions:
+    data_dir: Path
+    out_dir: Path
+    cfg: ALWIGConfig
+    pretrain: bool = False
+    device: str = "cpu"
+    resume: bool = False
+    cache_dir: Path | None = None
+    progress: bool | None = None
+    log_every: int = 10
+    #: Stop each phase after this many optimiser steps (tests and benchmarks); None = full epochs.
+    max_steps: int | None = None
+    #: Stop as if interrupted after this many epochs of fine-tuning (tests of --resume).
+    interrupt_after: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def setup_world(device: str) -> tuple[World, str]:
+    """Initialise torch.distributed under torchrun (WORLD_SIZE > 1); returns the world and device."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size > 1 and not (dist.is_available() and dist.is_initialized()):
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    world = World()
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local}" if world.distributed else device
+        torch.cuda.set_device(torch.device(device))
+    elif device != "cpu":
+        raise ConfigError(f"device must be cpu or cuda[:N], got {device!r}")
+    return world, device
+
+
+class _Logger:
+    def __init__(self, path: Path, enabled: bool, append: bool):
+        self.path, self.enabled = path, enabled
+        if enabled and not append:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _state_paths(out: Path) -> dict[str, Path]:
+    d = out / STATE_DIR
+    return {"dir": d, "state": d / "state.json", "optim": d / "optimizer.pt", "best": d / "best.safetensors"}
+
+
+def _save_state(
+    bundle: ALWIG, opt: Any, sched: Any, out: Path, state: dict[str, Any], best_net: dict | None
+) -> None:
+    p = _state_paths(out)
+    bundle.save(p["dir"], training={"resumable": True})
+    with atomic_path(p["optim"]) as tmp:
+        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp)
+    if best_net is not None:
+        holder = copy.deepcopy(bundle.net).cpu()
+        holder.load_state_dict(best_net)
+        save_weights(holder, p["best"])
+    atomic_write_json(p["state"], state)  # last: its presence means the state is complete
+
+
+def _check_resume_config(saved: ALWIGConfig, cfg: ALWIGConfig) -> None:
+    free = {
+        "epochs",
+        "pretrain_epochs",
+        "eval_every",
+        "num_workers",
+        "encode_batch_size",
+        "beam_size",
+        "no_repeat_ngram",
+        "length_penalty",
+    }
+    diff = [k for k, v in cfg.to_dict().items() if k not in free and saved.to_dict().get(k) != v]
+    if diff:
+        raise ConfigError(
+            f"--resume with a different config ({', '.join(diff)}); start a new --out or drop --resume"
+        )
+
+
+def train(opts: TrainOptions) -> dict[str, Any]:
+    """Train ALWIG as the module docstring describes; returns the training summary."""
+    cfg = opts.cfg
+    data_dir, out = Path(opts.data_dir), Path(opts.out_dir)
+    world, device = setup_world(opts.device)
+    is_main = world.rank == 0
+    progress = is_main and (opts.progress if opts.progress is not None else None)
+    cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
+    if cfg.batch_size % world.size:
+        raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the world size {world.size}")
+    torch.manual_seed(cfg.seed)
+    from create_bench.data.shards import open_dataset
+
+    info = open_dataset(data_dir)
+    for split in ("train", "validation") + (("pretrain",) if opts.pretrain else ()):
+        if split not in info.splits:
+            raise DataError(
+                f"dataset has no {split!r} split (splits: {', '.join(info.splits)})", path=str(data_dir)
+            )
+
+    paths = _state_paths(out)
+    resuming = opts.resume and paths["state"].is_file()
+    if opts.resume and not resuming:
+        log.warning("alwig: --resume given but %s has no saved state; starting from scratch", out)
+    state: dict[str, Any] = {
+        "phase": None,
+        "epoch": 0,
+        "step": 0,
+        "best_loss": None,
+        "best_epoch": None,
+        "done": [],
+    }
+
+    # The frozen encoder and the cached features come first: the vocabularies need the texts.
+    from create_bench.models.alwig.encoders import build_encoder
+
+    encoder = (
+        build_encoder(cfg.encoder, encoder_path=cfg.encoder_path, device=device)
+        if cfg.encoder != "features"
+        else None
+    )
+    enc_sig = encoder.signature if encoder is not None else f"features:{cfg.feature_set}"
+
+    splits = {
+        s: load_split(encoder, data_dir, s, cfg, enc_sig, cache_dir, world, bool(progress))
+        for s in ("train", "validation") + (("pretrain",) if opts.pretrain else ())
+    }
+    feature_dim = int(splits["train"].feats.shape[-1])
+
+    if resuming:
+        state = json.loads(paths["state"].read_text("utf-8"))
+        bundle = ALWIG.load(paths["dir"], device=device)
+        _check_resume_config(bundle.cfg, cfg)
+        bundle.cfg = cfg
+        bundle.net.cfg = cfg
+    else:
+        corpus = [t for s in ("train",) for r in splits[s].titles + splits[s].captions for t in r]
+        tag_lists = list(splits["train"].tags)
+        if opts.pretrain:
+            corpus += splits["pretrain"].raw_titles
+            tag_lists += splits["pretrain"].tags
+        bundle = ALWIG.create(cfg, corpus, tag_lists, feature_dim=feature_dim, encoder=encoder).to(device)
+    net = bundle.net
+    net.train()
+    ddp_net: Any = net
+    if world.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        unused = not cfg.use_align or cfg.align_weight == 0 or cfg.gen_weight == 0
+        ddp_net = DDP(
+            net,
+            device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
+            find_unused_parameters=unused,
+        )
+
+    logger = _Logger(out / "log.jsonl", is_main, append=resuming)
+    best_state: dict[str, torch.Tensor] | None = None
+    if resuming and paths["best"].is_file():
+        holder = copy.deepcopy(net).cpu()
+        load_weights(holder, paths["best"])
+        best_state = {k: v.clone() for k, v in holder.state_dict().items()}
+    phases = [("pretrain", cfg.pretrain_epochs)] if opts.pretrain else []
+    phases.append(("finetune", cfg.epochs))
+    summary: dict[str, Any] = {"phases": {}, "world_size": world.size, "device": device}
+    t_start = time.perf_counter()
+    for phase, n_epochs in phases:
+        if phase in state["done"] or n_epochs == 0:
+            continue
+        data = splits["pretrain" if phase == "pretrain" else "train"]
+        rows_all = trainable_rows(data, phase)
+        if not rows_all:
+            raise DataError(f"no trainable rows in split {data.name!r} for {phase}", path=str(data_dir))
+        steps_per_epoch = len(epoch_plan(len(rows_all), cfg, phase, 0, world.size))
+        total = steps_per_epoch * n_epochs
+        if opts.max_steps is not None:
+            total = min(total, opts.max_steps)
+        opt = make_optimizer(net, cfg)
+        sched = make_scheduler(opt, total, cfg.warmup_ratio)
+        start_epoch = 0
+        if resuming and state.get("phase") == phase:
+            ck = torch.load(paths["optim"], map_location=device, weights_only=True)
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            start_epoch = int(state["epoch"])
+        step = int(state["step"]) if resuming and state.get("phase") == phase else 0
+        clips, t_phase = 0, time.perf_counter()
+        for epoch in range(start_epoch, n_epochs):
+            if opts.max_steps is not None and step >= total:
+                break
+            torch.manual_seed(cfg.seed * 100003 + PHASES.index(phase) * 1009 + epoch * 17 + world.rank)
+            plan = epoch_plan(len(rows_all), cfg, phase, epoch, world.size)
+            bar = _bar(plan, bool(progress), f"alwig {phase} {epoch + 1}/{n_epochs}")
+            for gbatch in bar:
+                if opts.max_steps is not None and step >= total:
+                    break
+                grows = [rows_all[i] for i in gbatch]
+                gtexts = text_choices(data, grows, cfg, phase, epoch * 100003 + step)
+                share = len(grows) // world.size
+                lo, hi = world.rank * share, (world.rank + 1) * share
+                batch = make_batch(bundle, data, grows[lo:hi], {k: v[lo:hi] for k, v in gtexts.items()})
+                losses = ddp_net(batch, world)
+                opt.zero_grad(set_to_none=True)
+                losses["loss"].backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                clips += len(gbatch)
+                if step % opts.log_every == 0 or step == 1:
+                    rec: dict[str, Any] = {k: round(float(v.detach()), 5) for k, v in losses.items()}
+                    rec.update(
+                        phase=phase,
+                        epoch=epoch + 1,
+                        step=step,
+                        lr=opt.param_groups[0]["lr"],
+                        logit_scale=round(float(net.scale().detach()), 3),
+                        clips_per_s=round(clips / max(1e-9, time.perf_counter() - t_phase), 2),
+                    )
+                    logger.write(rec)
+                    if hasattr(bar, "set_postfix"):
+                        bar.set_postfix(loss=f"{rec['loss']:.3f}", gen=f"{rec['gen']:.3f}")
+            last = epoch + 1 == n_epochs or (opts.max_steps is not None and step >= total)
+            if phase == "finetune" and ((epoch + 1) % cfg.eval_every == 0 or last):
+                if is_main:
+                    val = validate(bundle, splits["validation"])
+                    better = state["best_loss"] is None or val["loss"] < state["best_loss"]
+                    if better:
+                        state["best_loss"], state["best_epoch"] = val["loss"], epoch + 1
+                        best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+                    logger.write(
+                        {"phase": phase, "epoch": epoch + 1, "step": step, "val": val, "best": better}
+                    )
+                    log.info(
+                        "alwig: epoch %d val loss %.4f (align %.3f, gen %.3f)%s",
+                        epoch + 1,
+                        val["loss"],
+                        val["align"],
+                        val["gen"],
+                        " *" if better else "",
+                    )
+            state.update(phase=phase, epoch=epoch + 1, step=step)
+            if is_main:
+                _save_state(bundle, opt, sched, out, state, best_state)
+            if world.distributed:
+                dist.barrier()
+            if (
+                phase == "finetune"
+                and opts.interrupt_after is not None
+                and epoch + 1 >= opts.interrupt_after
+                and not last
+            ):
+                return {"interrupted": True, "epoch": epoch + 1}
+        state["done"] = [*state["done"], phase]
+        state.update(phase=None, epoch=0, step=0)
+        if is_main:
+            _save_state(bundle, opt, sched, out, state, best_state)
+        summary["phases"][phase] = {
+            "epochs": n_epochs,
+            "steps": step,
+            "seconds": round(time.perf_counter() - t_phase, 1),
+        }
+    if is_main:
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        summary.update(
+            best_epoch=state["best_epoch"],
+            best_val_loss=state["best_loss"],
+            seconds=round(time.perf_counter() - t_start, 1),
+            data=info.name,
+            data_fingerprint=info.fingerprint,
+            selected_on="validation",
+            pretrain=opts.pretrain,
+        )
+        bundle.save(out, training=summary)
+        log.info("alwig: checkpoint written to %s (best epoch %s)", out, state["best_epoch"])
+    if world.distributed:
+        dist.barrier()
+    return summary
+
+
+def _bar(items: list[Any], enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="step", disable=not enabled, leave=False)

@@ -1,0 +1,131 @@
+"""ALWIG frozen frame encoders: the fixed hand-made encoder and local CLIP checkpoints."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from create_bench.errors import BackendUnavailable, ConfigError, ModelError
+from create_bench.models.alwig.encoders import CLIPEncoder, FixedEncoder, build_encoder
+
+
+def _clip(motion: str, colour=(222, 30, 36), shape: str = "square", n: int = 4) -> torch.Tensor:
+    """n frames (uniform-center) of a rendered CREATE-sample scene: uint8 [1, n, 64, 96, 3]."""
+    from create_bench.data.sample_video import VideoSpec, render_frames
+
+    spec = VideoSpec(
+        width=96,
+        height=64,
+        fps=Fraction(15),
+        num_frames=45,
+        rotation=0,
+        pattern="checker",
+        palette=((200, 165, 120), (165, 125, 90)),
+        shape=shape,
+        colour=colour,
+        motion=motion,
+        count=1,
+        speed="slow",
+        seed=3,
+    )
+    frames = np.stack(list(render_frames(spec)))
+    idx = [(2 * i + 1) * spec.num_frames // (2 * n) for i in range(n)]
+    return torch.from_numpy(frames[idx])[None]
+
+
+def test_fixed_encoder_shape_determinism_and_size_independence() -> None:
+    enc = FixedEncoder()
+    x = _clip("left")
+    out = enc(x)
+    assert out.shape == (1, 4, enc.dim) and out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert torch.equal(out, enc(x.clone()))
+    # the batch does not change a video's features
+    both = enc(torch.cat([x, _clip("up")]))
+    assert torch.allclose(both[:1], out, atol=1e-6)
+    # features come from a fixed working resolution: the input size barely matters
+    big = torch.nn.functional.interpolate(x[0].permute(0, 3, 1, 2).float(), size=(128, 192), mode="nearest")
+    big = big.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
+    assert (enc(big) - out).abs().mean() < 0.05
+    assert enc.signature == "fixed-v1"
+
+
+def test_fixed_encoder_sees_motion_direction_and_colour() -> None:
+    enc = FixedEncoder()
+    motion = slice(enc.dim - 5, enc.dim)
+    left, right = enc(_clip("left"))[0, 1:, motion], enc(_clip("right"))[0, 1:, motion]
+    up, down = enc(_clip("up"))[0, 1:, motion], enc(_clip("down"))[0, 1:, motion]
+    assert left[:, 0].mean() < 0 < right[:, 0].mean()  # dx
+    assert up[:, 1].mean() < 0 < down[:, 1].mean()  # dy (image rows grow downwards)
+    still = enc(_clip("rotate"))[0, 1:, motion]
+    assert still[:, 0].abs().mean() < 0.2 and still[:, 1].abs().mean() < 0.2
+    # foreground colour histogram (second block of 64 bins): a red object lands in the red bin
+    fg = enc(_clip("rotate", colour=(222, 30, 36)))[0, 0, 64:128]
+    red_bin = (3 * 4 + 0) * 4 + 0
+    assert int(fg.argmax()) == red_bin
+    blue = enc(_clip("rotate", colour=(30, 60, 225)))[0, 0, 64:128]
+    assert int(blue.argmax()) == (0 * 4 + 0) * 4 + 3
+
+
+def test_fixed_encoder_rejects_bad_frames() -> None:
+    enc = FixedEncoder()
+    with pytest.raises(ModelError, match="uint8"):
+        enc(torch.zeros(1, 2, 8, 8, 3))
+    with pytest.raises(ModelError, match=r"\[B, T, H, W, 3\]"):
+        enc(torch.zeros(2, 8, 8, 3, dtype=torch.uint8))
+
+
+def _tiny_clip_dir(tmp_path: Path, projected: bool) -> Path:
+    from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+
+    cfg = CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8, projection_dim=12
+    )
+    torch.manual_seed(0)
+    model = CLIPVisionModelWithProjection(cfg) if projected else CLIPVisionModel(cfg)
+    d = tmp_path / ("clip-proj" if projected else "clip-vision")
+    model.save_pretrained(d)
+    return d
+
+
+@pytest.mark.parametrize("projected", [True, False])
+def test_clip_encoder_from_a_local_transformers_directory(tmp_path: Path, projected: bool) -> None:
+    from transformers import CLIPVisionModel, CLIPVisionModelWithProjection
+
+    d = _tiny_clip_dir(tmp_path, projected)
+    enc = build_encoder("clip", encoder_path=str(d))
+    assert isinstance(enc, CLIPEncoder) and enc.dim == (12 if projected else 16) and enc.image_size == 32
+    frames = torch.randint(0, 256, (2, 3, 40, 56, 3), dtype=torch.uint8)
+    out = enc(frames)
+    assert out.shape == (2, 3, enc.dim) and torch.isfinite(out).all()
+    # the same as running the model by hand on the preprocessed pixels
+    ref_model = (CLIPVisionModelWithProjection if projected else CLIPVisionModel).from_pretrained(d).eval()
+    pix = enc.preprocess(frames.reshape(6, 40, 56, 3))
+    assert pix.shape == (6, 3, 32, 32)
+    with torch.no_grad():
+        res = ref_model(pixel_values=pix)
+    ref = res.image_embeds if projected else res.pooler_output
+    assert torch.allclose(out.reshape(6, -1), ref, atol=1e-5)
+    assert enc.signature.startswith("clip-hf-") and not any(p.requires_grad for p in enc.model.parameters())
+
+
+def test_clip_encoder_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        CLIPEncoder(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="not a CLIP checkpoint"):
+        CLIPEncoder(tmp_path / "empty")
+    oc = tmp_path / "oc"
+    oc.mkdir()
+    (oc / "open_clip_config.json").write_text('{"model_cfg": {}}')
+    try:
+        import open_clip  # noqa: F401
+    except ImportError:
+        with pytest.raises(BackendUnavailable, match="open_clip"):
+            CLIPEncoder(oc)
+    with pytest.raises(ConfigError, match="unknown ALWIG encoder"):
+        build_encoder("resnet")
+    assert build_encoder("features") is None

@@ -1,0 +1,466 @@
+"""ALWIG: config, vocabularies, network shapes and masks, losses, decoding, checkpoints, DDP, GPT-2 dirs."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from create_bench.errors import ConfigError, ModelError
+from create_bench.models.alwig.bundle import ALWIG, read_record
+from create_bench.models.alwig.config import ALWIGConfig, load_config
+from create_bench.models.alwig.model import World, contrastive_loss
+from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab
+
+TEXTS = [
+    "红色的球向左移动",
+    "蓝色方块在旋转",
+    "绿色三角形向上跳",
+    "白色的猫在客厅里",
+    "黑色的狗跑得很快",
+    "黄色星星变大",
+]
+TAGS = [["球", "红色"], ["方块"], ["三角", "绿色", "跳"], ["猫"], ["狗", "快"], []]
+FDIM = 12
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread (more only adds synchronisation, badly so on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cfg(**kw) -> ALWIGConfig:
+    base = dict(
+        encoder="features",
+        feature_set="toy",
+        feature_dim=FDIM,
+        hidden_size=32,
+        num_heads=2,
+        ffn_size=64,
+        align_layers=1,
+        text_layers=1,
+        embed_dim=16,
+        gpt_layers=1,
+        gpt_heads=2,
+        gpt_width=32,
+        max_gen_len=12,
+        max_text_len=16,
+        dropout=0.0,
+        max_tags=4,
+        num_frames=4,
+        no_repeat_ngram=0,
+    )
+    base.update(kw)
+    return ALWIGConfig(**base)
+
+
+def tiny_bundle(**kw) -> ALWIG:
+    cfg = tiny_cfg(**kw)
+    return ALWIG.create(cfg, TEXTS, TAGS)
+
+
+def toy_batch(bundle: ALWIG, n: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(n, 4, FDIM, generator=g)
+    mask = torch.ones(n, 4, dtype=torch.bool)
+    mask[1, 3] = False
+    mask[2, 2:] = False
+    texts = [TEXTS[i % len(TEXTS)] for i in range(n)]
+    batch = {
+        "feats": feats,
+        "frame_mask": mask,
+        "tag_ids": bundle.tag_tensor([TAGS[i % len(TAGS)] for i in range(n)]),
+    }
+    for kind in ("caption", "title"):
+        batch[f"{kind}_text"] = bundle.text_tensor(texts)
+        batch[f"{kind}_key"] = bundle.key_tensor(texts)
+        batch[f"{kind}_seq"] = bundle.seq_tensor(texts, kind)
+    return batch
+
+
+# ----------------------------------------------------------------------------------------- config
+def test_config_rejects_unknown_keys_with_suggestion(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("hiden_size: 64\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown key 'hiden_size'.*did you mean 'hidden_size'"):
+        load_config(p)
+
+
+def test_config_type_and_value_errors(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("epochs: many\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"epochs must be int.*str 'many'.*c\.yaml"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="divisible"):
+        ALWIGConfig(hidden_size=30, num_heads=4)
+    with pytest.raises(ConfigError, match="feature_set"):
+        ALWIGConfig(encoder="features")
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(None, not_a_field=1)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_shipped_configs_load() -> None:
+    sample = load_config("sample")
+    assert sample == load_config(None)
+    assert sample.encoder == "fixed" and sample.frame_size == (64, 64)
+    paper = load_config("paper")
+    assert paper.encoder == "features" and paper.gpt_layers == 12 and paper.gpt_width == 768
+    assert ALWIGConfig.from_dict(paper.to_dict()) == paper  # JSON round trip (checkpoints)
+
+
+# ------------------------------------------------------------------------------------- tokenizers
+def test_char_tokenizer_round_trip_and_specials(tmp_path: Path) -> None:
+    tok = CharTokenizer.build(TEXTS + ["ＡＢ１"])  # full-width folds to half-width (NFKC)
+    assert tok.tokens[:8] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[BOS]", "[EOS]", "[TITLE]", "[CAPTION]"]
+    ids = tok.encode("蓝色方块AB1")
+    assert tok.decode(ids) == "蓝色方块AB1"
+    assert tok.decode([*tok.encode("球"), tok.eos_id, *tok.encode("猫")]) == "球"  # stops at EOS
+    assert tok.encode("龙")[0] == tok.unk_id
+    tok.save(tmp_path / "vocab.txt")
+    assert CharTokenizer.load(tmp_path / "vocab.txt").tokens == tok.tokens
+    small = CharTokenizer.build(TEXTS, max_size=10)
+    assert len(small) == 10
+
+
+def test_bert_vocab_gets_task_tokens(tmp_path: Path) -> None:
+    (tmp_path / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "红", "色", "a", "##s"]) + "\n"
+    )
+    tok, added = CharTokenizer.from_vocab_file(tmp_path / "vocab.txt")
+    assert added == 2 and tok.tokens[-2:] == ["[TITLE]", "[CAPTION]"]
+    assert tok.bos_id == tok.cls_id and tok.eos_id == tok.sep_id  # Chinese GPT-2 convention
+    assert tok.encode("红A 色") == [5, 7, 6]  # upper-case falls back to the uncased entry; no space token
+    assert tok.decode([5, 8]) == "红s"  # WordPiece '##' dropped
+
+
+def test_tag_vocab_unknown_buckets(tmp_path: Path) -> None:
+    tags = TagVocab.build([["猫", "狗"], ["猫", "鱼"]], min_count=2, buckets=3)
+    assert tags.tokens[:6] == ["[PAD]", "[CLS]", "[SEP]", "[UNK-TAG-0]", "[UNK-TAG-1]", "[UNK-TAG-2]"]
+    assert tags.token_to_id["猫"] == 6 and "狗" not in tags.token_to_id
+    enc = tags.encode(["猫", "狗", "Ｘ", ""], max_tags=5)
+    assert enc[0] == tags.cls_id and enc[-1] == tags.sep_id and len(enc) == 5  # empty tag dropped
+    assert 3 <= enc[2] < 6 and enc[3] == tags.unk_id("x")  # NFKC + lower-case before hashing
+    assert tags.unk_id("狗") == TagVocab([], 3).unk_id("狗")  # stable across vocabularies/runs
+    tags.save(tmp_path / "tags.txt")
+    again = TagVocab.load(tmp_path / "tags.txt")
+    assert again.tokens == tags.tokens and again.buckets == 3
+
+
+# ---------------------------------------------------------------------------------- shapes, masks
+def test_shapes_and_fixed_prefix_layout() -> None:
+    b = tiny_bundle()
+    batch = toy_batch(b)
+    net = b.net.eval()
+    h, m = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    assert h.shape == (6, 4 + 2 + 4, 32) and m.shape == (6, 10)
+    assert m[2].tolist()[6:] == [True, True, False, False]  # frame mask
+    assert m[0].tolist()[:6] == [True, True, True, True, False, False]  # [CLS] 2 tags [SEP] pad pad
+    v = net.video_embed(h)
+    t = net.text_embed(batch["caption_text"])
+    assert v.shape == (6, 16) and t.shape == (6, 16)
+    assert torch.allclose(v.norm(dim=1), torch.ones(6)) and torch.allclose(t.norm(dim=1), torch.ones(6))
+    # fewer frames than num_frames are padded (and masked) to the same layout
+    h3, m3 = net.align_tokens(batch["feats"][:, :3], batch["frame_mask"][:, :3], batch["tag_ids"])
+    assert h3.shape == h.shape and not m3[:, -1].any()
+
+
+def test_padding_is_masked_everywhere() -> None:
+    b = tiny_bundle()
+    net = b.net.eval()
+    batch = toy_batch(b)
+    feats = batch["feats"].clone()
+    feats[2, 2:] = 1000.0  # garbage in masked frames must not matter
+    with torch.no_grad():
+        v1 = net.video_embed(net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])[0])
+        v2 = net.video_embed(net.align_tokens(feats, batch["frame_mask"], batch["tag_ids"])[0])
+        assert torch.allclose(v1, v2, atol=1e-5)
+        # a text's embedding does not depend on how far the batch pads it
+        short = b.text_tensor(["球"])
+        padded = torch.nn.functional.pad(short, (0, 9), value=b.tokenizer.pad_id)
+        assert torch.allclose(net.text_embed(short), net.text_embed(padded), atol=1e-5)
+        # generation targets: padded positions carry no loss
+        h, m = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+        seqs = batch["title_seq"]
+        losses, tmask = net.gen_losses(h, m, seqs, torch.arange(6))
+        assert (losses[~tmask] == 0).all() and tmask.sum() == (seqs[:, 1:] != b.tokenizer.pad_id).sum()
+
+
+def test_no_tags_ablation_ignores_tags() -> None:
+    b = tiny_bundle(use_tags=False)
+    net = b.net.eval()
+    batch = toy_batch(b)
+    other = b.tag_tensor([["狗"], ["猫", "球"], [], ["x"], ["y"], ["z"]])
+    with torch.no_grad():
+        h1, _ = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+        h2, _ = net.align_tokens(batch["feats"], batch["frame_mask"], other)
+    assert torch.equal(h1, h2)
+    with_tags = tiny_bundle().net.eval()
+    with torch.no_grad():
+        g1, _ = with_tags.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+        g2, _ = with_tags.align_tokens(batch["feats"], batch["frame_mask"], other)
+    assert not torch.allclose(g1, g2)
+
+
+def test_bad_inputs_raise_model_error() -> None:
+    b = tiny_bundle()
+    batch = toy_batch(b)
+    with pytest.raises(ModelError, match="12-dim"):
+        b.net.align_tokens(torch.zeros(6, 4, 5), batch["frame_mask"], batch["tag_ids"])
+    with pytest.raises(ModelError, match="at most 4 frames"):
+        b.net.align_tokens(torch.zeros(6, 9, FDIM), torch.ones(6, 9, dtype=torch.bool), batch["tag_ids"])
+    with pytest.raises(ModelError, match="features"):
+        b.frame_features({"vid": ["a"]})
+
+
+# -------------------------------------------------------------------------------------- losses
+def test_contrastive_loss_matches_naive_reference() -> None:
+    g = torch.Generator().manual_seed(1)
+    v = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1)
+    t = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=1)
+    keys = torch.tensor([1, 2, 3, 4, 5])
+    scale = torch.tensor(10.0)
+    logits = scale * v @ t.T
+    ref = 0.5 * (
+        torch.nn.functional.cross_entropy(logits, torch.arange(5))
+        + torch.nn.functional.cross_entropy(logits.T, torch.arange(5))
+    )
+    assert torch.allclose(contrastive_loss(v, t, scale, keys), ref, atol=1e-6)
+    # duplicate texts (equal keys) are positives of each other, never negatives
+    dup = torch.tensor([1, 1, 3, 4, 5])
+    tgt = torch.eye(5)
+    tgt[0, 1] = tgt[1, 0] = 1
+    tgt = tgt / tgt.sum(1, keepdim=True)
+    ref_dup = 0.5 * (
+        -(tgt * logits.log_softmax(1)).sum(1).mean() + -(tgt * logits.T.log_softmax(1)).sum(1).mean()
+    )
+    assert torch.allclose(contrastive_loss(v, t, scale, dup), ref_dup, atol=1e-6)
+
+
+def test_training_step_lowers_the_loss() -> None:
+    torch.manual_seed(0)
+    b = tiny_bundle()
+    batch = toy_batch(b)
+    net = b.net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    first = None
+    for _ in range(15):
+        out = net(batch)
+        if first is None:
+            first = {k: float(v.detach()) for k, v in out.items()}
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    last = {k: float(v) for k, v in net(batch).items()}
+    assert last["loss"] < 0.7 * first["loss"]
+    assert last["align"] < first["align"] and last["gen"] < first["gen"]
+
+
+def test_no_align_ablation_has_no_alignment_loss() -> None:
+    b = tiny_bundle(use_align=False)
+    out = b.net(toy_batch(b))
+    assert float(out["align"]) == 0.0 and torch.allclose(out["loss"], out["gen"] * b.cfg.gen_weight)
+    out["loss"].backward()
+    assert b.net.text_proj.weight.grad is None and b.net.logit_scale.grad is None
+
+
+# ------------------------------------------------------------------------------------ decoding
+def _trained_bundle(steps: int = 60, **kw) -> tuple[ALWIG, dict]:
+    torch.manual_seed(0)
+    b = tiny_bundle(**kw)
+    batch = toy_batch(b)
+    opt = torch.optim.AdamW(b.net.parameters(), lr=5e-3)
+    for _ in range(steps):
+        out = b.net(batch)
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    b.net.eval()
+    return b, batch
+
+
+def test_greedy_learns_and_beam1_equals_greedy() -> None:
+    b, batch = _trained_bundle()
+    h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    for kind in ("title", "caption"):
+        greedy = b.net.greedy(h, m, kind, 12, 0)
+        assert b.net.beam_search(h, m, kind, 12, 1, 0) == greedy
+    assert b.generate(h, m, "caption", beam_size=1) == TEXTS  # overfit a tiny batch: exact recall
+    beams = b.generate(h, m, "caption", beam_size=3)
+    assert len(beams) == 6 and all(isinstance(t, str) and t for t in beams)
+
+
+def test_untrained_beam1_equals_greedy_and_limits_hold() -> None:
+    b = tiny_bundle()
+    net = b.net.eval()
+    batch = toy_batch(b)
+    h, m = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    for ngram in (0, 2):
+        g = net.greedy(h, m, "title", 7, ngram)
+        assert net.beam_search(h, m, "title", 7, 1, ngram) == g
+        assert all(1 <= len(s) <= 7 for s in g)
+        assert all(not (set(s) & set(b.tokenizer.special_ids)) for s in g)
+    for s in net.beam_search(h, m, "caption", 10, 4, 2):
+        bigrams = list(zip(s, s[1:]))
+        assert len(bigrams) == len(set(bigrams)) and 1 <= len(s) <= 10
+
+
+def test_generation_does_not_depend_on_batch_composition() -> None:
+    b, batch = _trained_bundle(steps=10)
+    h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    together = b.generate(h, m, "title", beam_size=2)
+    alone = [b.generate(h[i : i + 1], m[i : i + 1], "title", beam_size=2)[0] for i in range(6)]
+    assert together == alone
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
+    b, batch = _trained_bundle(steps=10)
+    b.save(tmp_path / "ck", training={"note": "test"})
+    assert read_record(tmp_path / "ck")["training"] == {"note": "test"}
+    c = ALWIG.load(tmp_path / "ck")
+    for net in (b.net, c.net):
+        net.eval()
+    with torch.no_grad():
+        h1, m1 = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+        h2, m2 = c.net.align_tokens(
+            batch["feats"], batch["frame_mask"], c.tag_tensor([TAGS[i] for i in range(6)])
+        )
+        assert torch.equal(h1, h2) and torch.equal(m1, m2)
+        assert torch.equal(b.encode_texts(TEXTS), c.encode_texts(TEXTS))
+        assert torch.equal(b.net.video_embed(h1), c.net.video_embed(h2))
+    assert b.generate(h1, m1, "caption", beam_size=2) == c.generate(h2, m2, "caption", beam_size=2)
+    assert c.tokenizer.tokens == b.tokenizer.tokens and c.tags.tokens == b.tags.tokens
+
+
+def test_load_rejects_broken_checkpoints(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="config.json missing"):
+        ALWIG.load(tmp_path / "nothing")
+    b = tiny_bundle()
+    b.save(tmp_path / "ck")
+    (tmp_path / "ck" / "tags.txt").unlink()
+    with pytest.raises(ModelError, match="lacks tags.txt"):
+        ALWIG.load(tmp_path / "ck")
+    other = tiny_bundle(hidden_size=16)
+    other.save(tmp_path / "ck2")
+    cfg_path = tmp_path / "ck2" / "config.json"
+    cfg_path.write_text(cfg_path.read_text().replace('"hidden_size": 16', '"hidden_size": 32'))
+    with pytest.raises(ModelError, match="do not match"):
+        ALWIG.load(tmp_path / "ck2")
+
+
+# ------------------------------------------------------------------------------ pretrained GPT-2
+def test_loads_a_tiny_local_chinese_gpt2_directory(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    chars = sorted({c for t in TEXTS for c in t})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
+    gdir = tmp_path / "gpt2-chinese-tiny"
+    torch.manual_seed(0)
+    GPT2LMHeadModel(
+        GPT2Config(vocab_size=len(vocab), n_positions=64, n_embd=24, n_layer=2, n_head=2)
+    ).save_pretrained(gdir)
+    (gdir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    b = ALWIG.create(tiny_cfg(gpt_path=str(gdir)), TEXTS, TAGS)
+    assert b.tokenizer.tokens[: len(vocab)] == vocab and len(b.tokenizer) == len(vocab) + 2
+    assert b.net.gpt.config.vocab_size == len(vocab) + 2 and b.net.gpt.config.n_embd == 24
+    assert b.tokenizer.eos_id == vocab.index("[SEP]")
+    batch = toy_batch(b)
+    out = b.net(batch)
+    assert torch.isfinite(out["loss"])
+    out["loss"].backward()
+    # the pretrained weights were loaded, not re-initialised
+    ref = GPT2LMHeadModel.from_pretrained(gdir)
+    assert torch.equal(b.net.gpt.transformer.h[0].attn.c_attn.weight, ref.transformer.h[0].attn.c_attn.weight)
+    b.save(tmp_path / "ck")
+    c = ALWIG.load(tmp_path / "ck")  # reloads without the original directory's config
+    b.net.eval()
+    h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    assert b.generate(h, m, "title") == c.generate(h, m, "title")
+    with pytest.raises(ConfigError, match="vocab.txt"):
+        ALWIG.create(tiny_cfg(gpt_path=str(tmp_path)), TEXTS, TAGS)
+
+
+def test_too_few_gpt2_positions_is_a_model_error(tmp_path: Path) -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gdir = tmp_path / "g"
+    GPT2LMHeadModel(GPT2Config(vocab_size=9, n_positions=8, n_embd=8, n_layer=1, n_head=1)).save_pretrained(
+        gdir
+    )
+    (gdir / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "b", "c", "d"]) + "\n"
+    )
+    with pytest.raises(ModelError, match="positions"):
+        ALWIG.create(tiny_cfg(gpt_path=str(gdir)), TEXTS, TAGS)
+
+
+# ------------------------------------------------------------------------------------------ DDP
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, tmp: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        payload = torch.load(os.path.join(tmp, "payload.pt"), weights_only=False)
+        b = ALWIG.create(payload["cfg"], TEXTS, TAGS)
+        b.net.load_state_dict(payload["state"])
+        net = DDP(b.net)
+        n = payload["batch"]["feats"].shape[0] // world_size
+        share = {k: v[rank * n : (rank + 1) * n] for k, v in payload["batch"].items()}
+        out = net(share, World())
+        out["loss"].backward()
+        grads = {k: p.grad.detach().clone() for k, p in b.net.named_parameters() if p.grad is not None}
+        torch.save({"grads": grads, "loss": out["loss"].detach()}, os.path.join(tmp, f"grads{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_match_single_process_gradients(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    b = tiny_bundle()
+    batch = toy_batch(b, n=6)
+    # unequal text lengths across the two halves: the token-mean must still be global
+    batch["caption_seq"][0, 5:] = b.tokenizer.pad_id
+    batch["caption_seq"][0, 5] = b.tokenizer.eos_id
+    torch.save({"cfg": b.cfg, "state": b.net.state_dict(), "batch": batch}, tmp_path / "payload.pt")
+    out = b.net(batch)
+    out["loss"].backward()
+    ref = {k: p.grad for k, p in b.net.named_parameters() if p.grad is not None}
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"grads{rank}.pt", weights_only=False)["grads"]
+        assert set(got) == set(ref)
+        for k, g in ref.items():
+            assert torch.allclose(got[k], g, atol=1e-6, rtol=1e-4), k
+    losses = [float(torch.load(tmp_path / f"grads{r}.pt", weights_only=False)["loss"]) for r in range(2)]
+    assert sum(losses) / 2 == pytest.approx(float(out["loss"]), rel=1e-5)
+
+
+# -------------------------------------------------------------------------------- layering
+def test_library_never_imports_training_code() -> None:
+    root = Path(__file__).resolve().parents[1] / "create_bench"
+    for py in (root / "models" / "alwig").glob("*.py"):
+        if py.name == "train.py":
+            continue
+        src = py.read_text(encoding="utf-8")
+        assert "alwig.train" not in src and "from .train" not in src, py
+        for banned in ("create_bench.tasks", "create_bench.metrics", "create_bench.runner"):
+            assert banned not in src, (py, banned)
