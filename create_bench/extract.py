@@ -576,7 +576,9 @@ def _env_rank(cfg: ExtractConfig) -> tuple[int, int]:
 
 def _per_rank_devices(cfg: ExtractConfig, local_rank: int) -> ExtractConfig:
     """Under torchrun, a bare ``cuda`` means this process's GPU, ``cuda:LOCAL_RANK``."""
-    fix = {k: f"cuda:{local_rank}" for k in ("device", "decode_device") if getattr(cfg, k) in ("cuda", "gpu")}
+    fix: dict[str, Any] = {
+        k: f"cuda:{local_rank}" for k in ("device", "decode_device") if getattr(cfg, k) in ("cuda", "gpu")
+    }
     return dataclasses.replace(cfg, **fix) if fix else cfg
 
 
