@@ -192,58 +192,75 @@ class VideoDataset(IterableDataset):
         feature_map = self._load_features() if cfg.features is not None else None
         pending: list[dict[str, Any]] = []
         skipped: list[tuple[str, str]] = []
-        for rb in iter_batches(
-            cfg.data_dir, cfg.split, self._read_columns(), batch_size=cfg.batch_size, **self._partition_kw()
-        ):
-            rows = [r for r in rb.to_pylist() if cfg.vids is None or str(r["vid"]) in cfg.vids]
-            results = (
-                self._features_samples(rows, feature_map)
-                if feature_map is not None
-                else self._frames_samples(rows)
+        rows = (
+            row
+            for rb in iter_batches(
+                cfg.data_dir,
+                cfg.split,
+                self._read_columns(),
+                batch_size=cfg.batch_size,
+                **self._partition_kw(),
             )
-            for row, sample in zip(rows, results):
-                if isinstance(sample, (VideoDecodeError, DataError)):
-                    if cfg.on_error == "fail":
-                        raise sample
-                    skipped.append((str(row["vid"]), _reason(sample)))
-                    continue
-                pending.append(sample)  # type: ignore[arg-type]
-                if len(pending) == cfg.batch_size:
-                    yield self._collate(pending, skipped)
-                    pending, skipped = [], []
+            for row in rb.to_pylist()
+            if cfg.vids is None or str(row["vid"]) in cfg.vids
+        )
+        stream = (
+            self._features_stream(rows, feature_map) if feature_map is not None else self._frames_stream(rows)
+        )
+        for row, sample in stream:
+            if isinstance(sample, (VideoDecodeError, DataError)):
+                if cfg.on_error == "fail":
+                    raise sample
+                skipped.append((str(row["vid"]), _reason(sample)))
+                continue
+            pending.append(sample)
+            if len(pending) == cfg.batch_size:
+                yield self._collate(pending, skipped)
+                pending, skipped = [], []
         if pending or skipped:
             yield self._collate(pending, skipped)
 
     # -- videos -----------------------------------------------------------------------------------
-    def _frames_samples(self, rows: list[dict[str, Any]]) -> Iterator[dict[str, Any] | Exception]:
-        """One sample (or the error) per row, in order. All rows of a record batch go to the decode
-        worker at once, so it decodes the next video while this process batches the previous one."""
+    def _frames_stream(self, rows: Iterator[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Any]]:
+        """``(row, sample or error)`` in row order. Requests stream to the decode worker with a
+        look-ahead of two batches, so it decodes the next videos while this process reads shards,
+        batches, and hands batches over."""
+        import collections
+
         from create_bench.data.shards import video_source
         from create_bench.video.decode import decode_many
 
         cfg = self.cfg
-        plans: list[tuple[list[int], Any] | VideoDecodeError] = []
+        kw = {"backend": cfg.backend, "size": cfg.size, "num_threads": cfg.num_threads, "ctx": cfg.ctx}
+        submitted: collections.deque[tuple[dict[str, Any], list[int] | None]] = collections.deque()
+
+        def requests() -> Iterator[Any]:
+            for row in rows:
+                try:
+                    idx = self._indices(row)
+                    source = video_source(row, cfg.data_dir)
+                except (VideoDecodeError, DataError) as e:
+                    submitted.append((row, None))
+                    yield e if isinstance(e, VideoDecodeError) else VideoDecodeError(str(e))
+                    continue
+                submitted.append((row, idx))
+                yield (source, idx, {**kw, "vid": str(row["vid"])})
+
+        for result in decode_many(requests(), timeout=cfg.timeout, window=2 * cfg.batch_size):
+            row, idx = submitted.popleft()
+            if isinstance(result, Exception) or idx is None:
+                yield row, result
+            else:
+                yield row, {"row": row, "data": result, "indices": idx}
+
+    def _features_stream(
+        self, rows: Iterator[dict[str, Any]], feature_map: dict[str, np.ndarray]
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         for row in rows:
             try:
-                idx = self._indices(row)
-                plans.append((idx, video_source(row, cfg.data_dir)))
-            except (VideoDecodeError, DataError) as e:
-                plans.append(VideoDecodeError(str(e)) if isinstance(e, DataError) else e)
-        kw = {"backend": cfg.backend, "size": cfg.size, "num_threads": cfg.num_threads, "ctx": cfg.ctx}
-        requests = [
-            (p[1], p[0], {**kw, "vid": str(row["vid"])})
-            for row, p in zip(rows, plans)
-            if isinstance(p, tuple)
-        ]
-        decoded = decode_many(requests, timeout=cfg.timeout)
-        for row, plan in zip(rows, plans):
-            if isinstance(plan, VideoDecodeError):
-                yield plan
-                continue
-            frames = next(decoded)
-            yield (
-                frames if isinstance(frames, Exception) else {"row": row, "data": frames, "indices": plan[0]}
-            )
+                yield row, self._features_sample(row, feature_map)
+            except DataError as e:
+                yield row, e
 
     def _indices(self, row: dict[str, Any]) -> list[int]:
         cfg, vid = self.cfg, str(row["vid"])
@@ -255,15 +272,6 @@ class VideoDataset(IterableDataset):
             return self.policy.indices(n, fps=row.get("fps"), seed=seed)
         except ConfigError as e:
             raise VideoDecodeError(f"cannot sample frames: {e}", vid=vid) from None
-
-    def _features_samples(
-        self, rows: list[dict[str, Any]], feature_map: dict[str, np.ndarray]
-    ) -> Iterator[dict[str, Any] | Exception]:
-        for row in rows:
-            try:
-                yield self._features_sample(row, feature_map)
-            except DataError as e:
-                yield e
 
     def _features_sample(self, row: dict[str, Any], feature_map: dict[str, np.ndarray]) -> dict[str, Any]:
         vid = str(row["vid"])

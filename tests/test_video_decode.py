@@ -250,7 +250,8 @@ def test_worker_crash_is_a_decode_error(edge, fifo):
     assert decode_with_timeout(edge["plain"], [1], timeout=60).shape == (1, 48, 64, 3)
 
 
-def test_decode_many_pipelines_and_survives_a_hang(edge, fifo):
+@pytest.mark.parametrize("window", [1, 2, 16])
+def test_decode_many_pipelines_and_survives_a_hang(edge, fifo, window):
     reqs = [
         (edge["plain"], [0, 3], {"vid": "a"}),
         (fifo, [0], {"vid": "stuck"}),
@@ -259,7 +260,7 @@ def test_decode_many_pipelines_and_survives_a_hang(edge, fifo):
         (edge["short"], [9], {"vid": "c"}),
         (edge["odd-size"], [2], {"vid": "d"}),
     ]
-    out = list(decode_many(reqs, timeout=2.0))
+    out = list(decode_many(iter(reqs), timeout=2.0, window=window))
     assert np.array_equal(out[0], decode(edge["plain"], [0, 3]))
     assert isinstance(out[1], DecodeTimeout) and "stuck" in str(out[1])
     assert isinstance(out[2], VideoDecodeError) and "junk" in str(out[2])

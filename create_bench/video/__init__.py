@@ -19,6 +19,7 @@ from create_bench.video.sampling import (
 _LAZY = {
     "decode": "create_bench.video.decode",
     "decode_with_timeout": "create_bench.video.decode",
+    "decode_many": "create_bench.video.decode",
     "backend_version": "create_bench.video.decode",
     "plan_strategy": "create_bench.video.decode",
     "gpu_available": "create_bench.video.decode",

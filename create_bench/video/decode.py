@@ -49,7 +49,7 @@ import atexit
 import bisect
 import io
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -631,58 +631,74 @@ def decode_with_timeout(
         DecodeTimeout: the decode took longer than ``timeout``; the worker was killed.
         VideoDecodeError: the source is broken, or the worker died (e.g. a crash in native code).
     """
-    result = next(decode_many([(source, indices, kwargs)], timeout=timeout))
+    result = next(decode_many([(source, indices, kwargs)], timeout=timeout, window=1))
     if isinstance(result, BaseException):
         raise result
     return result
 
 
 DecodeRequest = tuple[Source, Sequence[int], dict[str, Any]]
+#: Requests the worker may hold at once in ``decode_many`` (its look-ahead).
+DEFAULT_WINDOW = 16
+
+
+def _prepare(
+    request: DecodeRequest | VideoDecodeError,
+) -> tuple[bytes | str, list[int], dict[str, Any]] | VideoDecodeError:
+    """Check one request here (config errors raise; a bad source or index becomes its result)."""
+    if isinstance(request, VideoDecodeError):
+        return request
+    source, indices, kwargs = request
+    kw = {k: v for k, v in kwargs.items() if k != "timeout"}
+    if kw.get("backend", "decord") not in BACKENDS:
+        raise ConfigError(f"unknown decode backend {kw.get('backend')!r} (known: {', '.join(BACKENDS)})")
+    if kw.get("strategy", "auto") not in STRATEGIES:
+        raise ConfigError(f"unknown decode strategy {kw.get('strategy')!r} (known: {', '.join(STRATEGIES)})")
+    normalize_size(kw.get("size"))
+    _parse_ctx(kw.get("ctx", "cpu"))
+    try:
+        vid = kw.get("vid")
+        return _normalize_source(source, vid), _check_indices(indices, vid), kw
+    except VideoDecodeError as e:
+        return e
 
 
 def decode_many(
-    requests: Sequence[DecodeRequest], *, timeout: float | None = 60.0
+    requests: Iterable[DecodeRequest | VideoDecodeError],
+    *,
+    timeout: float | None = 60.0,
+    window: int = DEFAULT_WINDOW,
 ) -> Iterator[np.ndarray | CreateBenchError]:
-    """Decode several videos, yielding each result in order: frames, or the error it raised.
+    """Decode a stream of videos, yielding each result in order: frames, or the error it raised.
 
-    ``requests`` are ``(source, indices, decode_kwargs)``. With a ``timeout`` all requests go to
-    the killable worker at once (it queues them), so it decodes the next video while the caller
-    handles the previous one; each video gets ``timeout`` seconds from the moment the worker can
-    start it (when the previous result arrives). A timed-out or crashed video yields a
-    :class:`DecodeTimeout` / :class:`VideoDecodeError`, the worker is replaced and the rest are
-    resubmitted. ``timeout=None`` decodes in this process, one by one.
+    ``requests`` (any iterable, consumed lazily) are ``(source, indices, decode_kwargs)``; an
+    exception instance in their place is passed through as that item's result. With a
+    ``timeout``, up to ``window`` requests are handed to the killable worker ahead of time, so it
+    decodes the next videos while the caller handles earlier ones; each video gets ``timeout``
+    seconds from the moment the worker can start it (when the previous result arrives). A
+    timed-out or crashed video yields :class:`DecodeTimeout` / :class:`VideoDecodeError`; the worker
+    is replaced and the requests it held are resubmitted. ``timeout=None`` decodes in this
+    process, one by one.
 
-    Configuration errors (bad backend, size or ctx) are raised, not yielded.
+    Configuration errors (bad backend, strategy, size or ctx) are raised, not yielded.
     """
-    prepared = []
-    for source, indices, kwargs in requests:
-        kw = {k: v for k, v in kwargs.items() if k != "timeout"}
-        if kw.get("backend", "decord") not in BACKENDS:
-            raise ConfigError(f"unknown decode backend {kw.get('backend')!r} (known: {', '.join(BACKENDS)})")
-        if kw.get("strategy", "auto") not in STRATEGIES:
-            raise ConfigError(
-                f"unknown decode strategy {kw.get('strategy')!r} (known: {', '.join(STRATEGIES)})"
-            )
-        normalize_size(kw.get("size"))
-        _parse_ctx(kw.get("ctx", "cpu"))
-        prepared.append((source, indices, kw))
     if timeout is None:
-        for source, indices, kw in prepared:
+        for request in requests:
+            prepared = _prepare(request)
+            if isinstance(prepared, VideoDecodeError):
+                yield prepared
+                continue
+            src, indices, kw = prepared
             try:
-                yield decode(source, indices, **kw)
+                yield decode(src, indices, **kw)
             except VideoDecodeError as e:
                 yield e
         return
     if not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    checked: list[tuple[bytes | str, list[int], dict[str, Any]] | VideoDecodeError] = []
-    for source, indices, kw in prepared:
-        try:
-            vid = kw.get("vid")
-            checked.append((_normalize_source(source, vid), _check_indices(indices, vid), kw))
-        except VideoDecodeError as e:
-            checked.append(e)
-    yield from _WORKER.map(checked, float(timeout))
+    if window < 1:
+        raise ConfigError(f"window must be >= 1, got {window!r}")
+    yield from _WORKER.map((_prepare(r) for r in requests), float(timeout), int(window))
 
 
 class _DecodeWorker:
@@ -759,70 +775,89 @@ class _DecodeWorker:
             self._stop()
             self._start()
 
+    def _submit(self, req: tuple[bytes | str, list[int], dict[str, Any]]) -> int:
+        self.next_id += 1
+        try:
+            self.tx.send((self.next_id, *req))
+        except (BrokenPipeError, OSError):
+            pass  # the worker died; receiving this request's result reports it
+        return self.next_id
+
     def map(
-        self, requests: list[tuple[bytes | str, list[int], dict[str, Any]] | VideoDecodeError], timeout: float
+        self,
+        requests: Iterator[tuple[bytes | str, list[int], dict[str, Any]] | VideoDecodeError],
+        timeout: float,
+        window: int,
     ) -> Iterator[np.ndarray | CreateBenchError]:
+        """Results in request order; at most ``window`` requests in the worker at a time.
+
+        The worker's reader thread queues what it is sent, so submitting never waits for
+        decoding. Ids tell this call's results from those of an abandoned earlier call.
+        """
+        import collections
         import time
 
-        i, n = 0, len(requests)
-        while i < n:
-            if isinstance(requests[i], VideoDecodeError):
-                yield requests[i]  # type: ignore[misc]
-                i += 1
+        pending: collections.deque[list[Any]] = collections.deque()  # [request, id or None]
+        in_flight = 0
+        exhausted = False
+        last = time.monotonic()  # when the worker could start the oldest request in flight
+        while True:
+            while not exhausted and in_flight < window:
+                try:
+                    req = next(requests)
+                except StopIteration:
+                    exhausted = True
+                    break
+                if isinstance(req, VideoDecodeError):
+                    pending.append([req, None])
+                    continue
+                if in_flight == 0:
+                    self._ensure()
+                    last = time.monotonic()
+                pending.append([req, self._submit(req)])
+                in_flight += 1
+            if not pending:
+                return
+            req, rid = pending.popleft()
+            if rid is None:
+                yield req
                 continue
-            self._ensure()
-            # Submit everything left; the worker's reader thread queues requests, so these sends
-            # never wait for decoding. Ids tell this call's results from a stale abandoned call's.
-            expected: list[tuple[int, int]] = []  # (request index, id)
-            try:
-                for j in range(i, n):
-                    req = requests[j]
-                    if isinstance(req, VideoDecodeError):
-                        continue
-                    self.next_id += 1
-                    self.tx.send((self.next_id, *req))
-                    expected.append((j, self.next_id))
-            except (BrokenPipeError, OSError):
-                pass  # the worker died; the receive loop below reports it
-            started = time.monotonic()
-            restart = False
-            for j, rid in expected:
-                while i < j:  # pre-failed requests between submitted ones
-                    yield requests[i]  # type: ignore[misc]
-                    i += 1
-                src, _, kw = requests[j]  # type: ignore[misc]
-                vid = kw.get("vid")
-                msg = self._receive(rid, started + timeout)
+            in_flight -= 1
+            src, _, kw = req
+            vid = kw.get("vid")
+            msg = self._receive(rid, last + timeout)
+            last = time.monotonic()
+            if msg is None or msg == "died":
+                code = self.proc.wait() if msg == "died" and self.proc is not None else None
+                self._stop()
                 if msg is None:
-                    self._stop()
                     yield DecodeTimeout(
                         f"decoding took longer than {timeout:g} s; the decoder was killed",
                         vid=vid,
                         source=_label(src),
                     )
-                    restart = True
-                elif msg == "died":
-                    code = self.proc.wait() if self.proc is not None else None
-                    self._stop()
+                else:
                     yield VideoDecodeError(
                         f"the decoder process died (exit code {code})", vid=vid, source=_label(src)
                     )
-                    restart = True
-                else:
-                    status, payload = msg
-                    if status == "ok":
-                        yield payload
-                    else:
-                        kind, message = payload
-                        if kind == "BackendUnavailable":
-                            raise BackendUnavailable(message)
-                        if kind == "ConfigError":
-                            raise ConfigError(message)
-                        yield VideoDecodeError(message, vid=vid, source=_label(src))
-                i = j + 1
-                started = time.monotonic()
-                if restart:
-                    break  # resubmit the rest to a fresh worker
+                # Hand what the dead worker held to a fresh one, in order.
+                if in_flight:
+                    self._ensure()
+                    last = time.monotonic()
+                    for entry in pending:
+                        if entry[1] is not None:
+                            entry[1] = self._submit(entry[0])
+                continue
+            status, payload = msg
+            if status == "ok":
+                yield payload
+                continue
+            kind, message = payload
+            if kind == "BackendUnavailable":
+                raise BackendUnavailable(message)
+            if kind == "ConfigError":
+                raise ConfigError(message)
+            yield VideoDecodeError(message, vid=vid, source=_label(src))
 
     def _receive(self, rid: int, deadline: float) -> Any:
         """The result with id ``rid``; None on timeout; "died" if the worker went away."""
