@@ -56,6 +56,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from create_bench import __version__
+from create_bench.data.build import FEATURE_PARQUET_OPTIONS
 from create_bench.errors import BackendUnavailable, ConfigError, DataError, ModelError, VideoDecodeError
 from create_bench.fsutil import atomic_path, atomic_write_json, sha256_file
 
@@ -70,12 +71,7 @@ ROW_GROUP_SIZE = 64
 #: How feature files are written. Dictionary-encoding float vectors (Parquet's default) only
 #: wastes time (6x slower writes here) and space; byte-stream-split + zstd gives the smallest files
 #: and the fastest reads of the options measured (plain, snappy, zstd).
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    "use_dictionary": ["vid"],
-    "column_encoding": {"features.list.element.list.element": "BYTE_STREAM_SPLIT"},
-    "write_statistics": False,
-}
+PARQUET_OPTIONS = FEATURE_PARQUET_OPTIONS
 _ENCODER_NAMES = ("fixed", "clip")
 #: Columns the pipeline reads from the data shards.
 _COLUMNS = ["vid", "num_frames", "fps", "video"]

@@ -37,15 +37,33 @@ ROW_GROUP_SIZE = 64
 FEATURE_SCHEMA = pa.schema([("vid", pa.string()), ("features", pa.list_(pa.list_(pa.float32())))])
 
 
-def _write_parquet(path: Path, table: pa.Table) -> None:
-    pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, compression="zstd", write_statistics=False)
+#: Parquet options for feature shards: no dictionary on floats (slow and larger), byte-stream-split.
+FEATURE_PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["vid"],
+    "column_encoding": {"features.list.element.list.element": "BYTE_STREAM_SPLIT"},
+    "write_statistics": False,
+}
+_DATA_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "write_statistics": False}
+
+
+def _write_parquet(path: Path, table: pa.Table, options: dict[str, Any] | None = None) -> None:
+    pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, **(options or _DATA_PARQUET_OPTIONS))
 
 
 class _Spool:
     """Rows of one split (or one feature set's split), spilled to part files every ``shard_size`` rows."""
 
-    def __init__(self, tmp: Path, prefix: str, schema: pa.Schema, shard_size: int):
+    def __init__(
+        self,
+        tmp: Path,
+        prefix: str,
+        schema: pa.Schema,
+        shard_size: int,
+        options: dict[str, Any] | None = None,
+    ):
         self.tmp, self.prefix, self.schema, self.shard_size = tmp, prefix, schema, shard_size
+        self.options = options
         self.rows: list[dict[str, Any]] = []
         self.parts: list[tuple[Path, int]] = []
 
@@ -59,7 +77,7 @@ class _Spool:
             return
         part = self.tmp / f"{self.prefix}.part{len(self.parts):05d}"
         part.parent.mkdir(parents=True, exist_ok=True)
-        _write_parquet(part, pa.Table.from_pylist(self.rows, schema=self.schema))
+        _write_parquet(part, pa.Table.from_pylist(self.rows, schema=self.schema), self.options)
         self.parts.append((part, len(self.rows)))
         self.rows = []
 
@@ -166,7 +184,11 @@ class DatasetWriter:
         key = (feature_set, split)
         if key not in self._feature_spools:
             self._feature_spools[key] = _Spool(
-                self._tmp / "features" / feature_set, split, FEATURE_SCHEMA, self.shard_size
+                self._tmp / "features" / feature_set,
+                split,
+                FEATURE_SCHEMA,
+                self.shard_size,
+                FEATURE_PARQUET_OPTIONS,
             )
         self._feature_spools[key].add({"vid": vid, "features": arr.tolist()})
         info = self._feature_meta.setdefault(feature_set, {"dim": int(arr.shape[1])})
@@ -263,7 +285,9 @@ def fingerprint_of(manifest: dict[str, Any]) -> str:
             "schema_version": manifest["schema_version"],
             "categories": manifest["categories"],
             "files": sorted(
-                (f["path"], f["sha256"], f["rows"]) for f in manifest["files"] if f.get("kind") in ("data", "file")
+                (f["path"], f["sha256"], f["rows"])
+                for f in manifest["files"]
+                if f.get("kind") in ("data", "file")
             ),
         },
         ensure_ascii=False,
