@@ -279,6 +279,16 @@ def test_decode_many_pipelines_and_survives_a_hang(edge, fifo, window):
     assert np.array_equal(inproc[0], out[0]) and isinstance(inproc[1], VideoDecodeError)
 
 
+def test_threads_get_their_own_worker(edge):
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = ["plain", "audio", "bframes-gop", "rotate-90"] * 3
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda n: decode_with_timeout(edge[n], [1, 4], timeout=60), names))
+    for name, frames in zip(names, got):
+        assert np.array_equal(frames, decode(edge[name], [1, 4])), name
+
+
 def test_plan_strategy_model():
     # every frame a keyframe: each target costs one frame
     p = plan_strategy([3, 50, 99], range(100))

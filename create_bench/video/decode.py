@@ -49,6 +49,7 @@ import atexit
 import bisect
 import io
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -624,7 +625,7 @@ def decode_with_timeout(
 
     The worker is forked from this process (``os.fork``, not ``multiprocessing``, so it also works
     inside daemonic DataLoader workers; a fresh interpreter where fork is unavailable). It is
-    long-lived (one per calling process), so its start-up cost is paid once; a timeout or a crash
+    long-lived (one per calling thread), so its start-up cost is paid once; a timeout or a crash
     kills it and the next call starts a new one.
 
     Raises:
@@ -698,7 +699,7 @@ def decode_many(
         raise ConfigError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if window < 1:
         raise ConfigError(f"window must be >= 1, got {window!r}")
-    yield from _WORKER.map((_prepare(r) for r in requests), float(timeout), int(window))
+    yield from _worker().map((_prepare(r) for r in requests), float(timeout), int(window))
 
 
 class _DecodeWorker:
@@ -955,16 +956,35 @@ def _die_with_parent() -> None:
         pass
 
 
-_WORKER = _DecodeWorker()
-atexit.register(_WORKER._stop)
+# One worker per thread: calls from different threads never share a pipe, and the kernel's
+# parent-death signal (sent when the *thread* that forked a worker exits) matches that lifetime.
+_WORKERS = threading.local()
+_ALL_WORKERS: list[_DecodeWorker] = []
+
+
+def _worker() -> _DecodeWorker:
+    w = getattr(_WORKERS, "worker", None)
+    if w is None:
+        w = _WORKERS.worker = _DecodeWorker()
+        _ALL_WORKERS.append(w)
+    return w
+
+
+@atexit.register
+def _stop_all_workers() -> None:
+    for w in _ALL_WORKERS:
+        w._stop()
+
+
 #: Seconds the decode worker may take to start (import numpy, decord, PyAV).
 _WORKER_START_TIMEOUT = 120.0
 
 
 def worker_pid() -> int | None:
-    """The pid of this process's decode worker, or None when none is running (for tests/diagnostics)."""
-    proc = _WORKER.proc
-    if proc is None or _WORKER.owner != os.getpid() or proc.poll() is not None:
+    """The pid of this thread's decode worker, or None when none is running (for tests/diagnostics)."""
+    w = _worker()
+    proc = w.proc
+    if proc is None or w.owner != os.getpid() or proc.poll() is not None:
         return None
     return int(proc.pid)
 
