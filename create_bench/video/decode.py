@@ -4,7 +4,8 @@
 (duplicates allowed, any order). ``source`` is the encoded video as ``bytes`` or a path.
 
 **Frame numbering.** Frame ``i`` is the i-th frame in presentation order, counted from the
-stream's packets (decord's index; PyAV counts decoded frames). Callers pass indices computed from
+stream's packets sorted by timestamp (decord's index; the ``pyav`` backend builds the same index
+with a demux pass, so variable frame rates number alike). Callers pass indices computed from
 the dataset's stored ``num_frames`` (:mod:`create_bench.video.sampling`); the container's claimed
 frame count is never used. An index past the frames that decode raises :class:`VideoDecodeError`.
 
@@ -34,6 +35,8 @@ index (:func:`plan_strategy`) and picks the cheaper. Both give the same frames.
 (or ``decode(..., timeout=s)``) runs the decode in a separate worker process that is killed after
 ``timeout`` seconds (:class:`DecodeTimeout`) or when it dies (:class:`VideoDecodeError`). A corrupt,
 truncated or non-video source raises :class:`VideoDecodeError` naming the ``vid``.
+:func:`decode_many` streams many videos through the worker with a look-ahead (the loader uses it).
+Narrow frames (width 16/32/48), which decord's ``get_batch`` misreads as 4-channel, are repaired.
 
 **GPU.** ``ctx="gpu"`` (or ``"gpu:N"``/``"cuda:N"``) decodes with NVDEC through
 :mod:`create_bench.video.gpu`: decord's CUDA reader where the installed decord was built with CUDA,
