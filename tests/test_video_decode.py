@@ -328,3 +328,17 @@ def test_create_sample_backends_agree(tiny_dataset):
                 a = decode(src, idx, size=size, vid=row["vid"])
                 b = decode(src, idx, size=size, backend="pyav", vid=row["vid"])
                 _within_tolerance(a, b, width_only_resize=size[0] == h and size[1] != w)
+
+
+def test_public_decode_is_callable_after_submodule_import(mp4_factory):
+    """`create_bench.video.decode(...)` works even once `create_bench.video.decode` the module is imported."""
+    import importlib
+
+    import create_bench.video
+
+    mod = importlib.import_module("create_bench.video.decode")
+
+    data = mp4_factory(6)
+    a = create_bench.video.decode(data, [0, 5])
+    b = mod.decode(data, [0, 5])
+    assert a.shape == (2, 48, 64, 3) and (a == b).all()

@@ -52,7 +52,9 @@ import atexit
 import bisect
 import io
 import os
+import sys
 import threading
+import types
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1069,3 +1071,15 @@ __all__ = [
     "normalize_size",
     "plan_strategy",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """Importing this submodule makes ``create_bench.video.decode`` name the module (the import
+    system sets the package attribute), which would shadow the public function of the same name.
+    Calling the module calls the function, so ``create_bench.video.decode(...)`` always works."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return decode(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
