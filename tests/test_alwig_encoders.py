@@ -82,7 +82,13 @@ def _tiny_clip_dir(tmp_path: Path, projected: bool) -> Path:
     from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 
     cfg = CLIPVisionConfig(
-        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8, projection_dim=12
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=12,
     )
     torch.manual_seed(0)
     model = CLIPVisionModelWithProjection(cfg) if projected else CLIPVisionModel(cfg)

@@ -24,6 +24,11 @@ def register(subparsers: Any) -> None:
         "--pretrain", action="store_true", help="pre-train on the 'pretrain' split first (raw title + tags)"
     )
     p.add_argument(
+        "--pretrain-split",
+        default="pretrain",
+        help="split --pretrain reads (default pretrain; an imported CREATE release has pretrain-3m, pretrain-10m)",
+    )
+    p.add_argument(
         "--device", default="cpu", help="cpu or cuda (under torchrun each process takes its LOCAL_RANK GPU)"
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/train_state if present")
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=Path(args.out),
             cfg=cfg,
             pretrain=args.pretrain,
+            pretrain_split=args.pretrain_split,
             device=args.device,
             resume=args.resume,
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,

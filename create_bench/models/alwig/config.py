@@ -70,6 +70,8 @@ class ALWIGConfig:
     embed_dim: int = 192
     #: Characters of a text the text encoder reads (after [CLS]).
     max_text_len: int = 40
+    #: Hash buckets of character-bigram embeddings added to the text encoder's input (0 = off).
+    text_bigram_buckets: int = 0
     init_temperature: float = 0.07
     #: Upper bound of the learned logit scale 1/temperature (as in CLIP).
     max_logit_scale: float = 100.0
@@ -88,6 +90,9 @@ class ALWIGConfig:
     max_gen_len: int = 32
 
     # -- losses --
+    #: Generation targets per video and step: 2 = its title and its caption, 1 = one of the two
+    #: at random (half the decoder cost, so a larger batch for the contrastive loss fits).
+    gen_kinds_per_video: int = 2
     use_align: bool = True
     align_weight: float = 1.0
     gen_weight: float = 1.0
@@ -101,7 +106,7 @@ class ALWIGConfig:
     pretrain_epochs: int = 2
     batch_size: int = 64
     lr: float = 1e-3
-    #: Learning rate of a pretrained GPT-2 (``gpt_path``); None = ``lr``.
+    #: Learning rate of the GPT-2 decoder (pretrained or not); None = ``lr``.
     gpt_lr: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
@@ -238,7 +243,14 @@ def _check_values(cfg: ALWIGConfig) -> None:
         "max_vocab",
     ):
         need(getattr(cfg, name) >= 1, f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("epochs", "pretrain_epochs", "num_workers", "no_repeat_ngram", "seed"):
+    for name in (
+        "epochs",
+        "pretrain_epochs",
+        "num_workers",
+        "no_repeat_ngram",
+        "seed",
+        "text_bigram_buckets",
+    ):
         need(getattr(cfg, name) >= 0, f"{name} must be >= 0, got {getattr(cfg, name)}")
     need(
         cfg.hidden_size % cfg.num_heads == 0,
@@ -259,6 +271,10 @@ def _check_values(cfg: ALWIGConfig) -> None:
     for name in ("align_weight", "gen_weight", "title_weight", "caption_weight"):
         need(getattr(cfg, name) >= 0, f"{name} must be >= 0, got {getattr(cfg, name)}")
     need(cfg.align_weight > 0 or cfg.gen_weight > 0, "align_weight and gen_weight cannot both be 0")
+    need(
+        cfg.gen_kinds_per_video in (1, 2),
+        f"gen_kinds_per_video must be 1 or 2, got {cfg.gen_kinds_per_video}",
+    )
     need(cfg.length_penalty >= 0, f"length_penalty must be >= 0, got {cfg.length_penalty}")
 
 

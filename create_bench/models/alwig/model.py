@@ -161,7 +161,11 @@ class ALWIGNet(nn.Module):
         self.num_tag_tokens = cfg.max_tags + 2
         self.prefix_len = self.num_tag_tokens + cfg.num_frames
         # Alignment module.
-        self.frame_proj = nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, d))
+        # Frozen-encoder features are standardised per dimension with statistics of the training
+        # split (set once by training, saved with the weights): hand-made features mix scales.
+        self.register_buffer("feat_mean", torch.zeros(feature_dim))
+        self.register_buffer("feat_std", torch.ones(feature_dim))
+        self.frame_proj = nn.Linear(feature_dim, d)
         self.tag_embed = nn.Embedding(vocab.num_tags, d, padding_idx=0)
         self.type_embed = nn.Embedding(2, d)
         self.tag_pos = nn.Embedding(self.num_tag_tokens, d)
@@ -172,12 +176,19 @@ class ALWIGNet(nn.Module):
         self.video_proj = nn.Linear(d, cfg.embed_dim)
         # Text encoder.
         self.char_embed = nn.Embedding(vocab.vocab_size, d, padding_idx=vocab.pad_id)
+        # Chinese words are mostly two characters: a hashed embedding of (previous, current)
+        # character added to each character's input lets a shallow encoder see words directly.
+        self.bigram_embed = (
+            nn.Embedding(cfg.text_bigram_buckets + 1, d, padding_idx=0) if cfg.text_bigram_buckets else None
+        )
         self.text_pos = nn.Embedding(cfg.max_text_len + 1, d)
         self.text_in = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout))
         self.text = _encoder(d, cfg.num_heads, cfg.ffn_size, cfg.dropout, cfg.text_layers)
         self.text_out = nn.LayerNorm(d)
         self.text_proj = nn.Linear(d, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
+        if self.bigram_embed is not None:
+            nn.init.normal_(self.bigram_embed.weight, std=0.02)
         for emb in (
             self.tag_embed,
             self.type_embed,
@@ -200,6 +211,16 @@ class ALWIGNet(nn.Module):
             )
         if int(gcfg.vocab_size) != vocab.vocab_size:
             raise ModelError(f"GPT-2 vocab size {gcfg.vocab_size} != tokenizer size {vocab.vocab_size}")
+
+    @torch.no_grad()
+    def set_feature_stats(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
+        """Per-dimension mean and std of the real frames ``feats[mask]`` (std floored at 1e-3)."""
+        x = feats[mask.bool()].double()
+        if x.shape[0] == 0:
+            raise ModelError("no frames to compute feature statistics from")
+        self.feat_mean.copy_(x.mean(0).to(self.feat_mean))
+        std = x.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x[0])
+        self.feat_std.copy_(std.clamp(min=1e-3).to(self.feat_std))
 
     # ----------------------------------------------------------------------------------- alignment
     def align_tokens(
@@ -233,7 +254,8 @@ class ALWIGNet(nn.Module):
         tag_pos = torch.arange(self.num_tag_tokens, device=dev)
         frame_pos = torch.arange(self.cfg.num_frames, device=dev)
         x_tag = self.tag_embed(tag_ids) + self.tag_pos(tag_pos) + self.type_embed.weight[0]
-        x_frame = self.frame_proj(feats) + self.frame_pos(frame_pos) + self.type_embed.weight[1]
+        x_frame = self.frame_proj((feats - self.feat_mean) / self.feat_std)
+        x_frame = x_frame + self.frame_pos(frame_pos) + self.type_embed.weight[1]
         x = self.align_in(torch.cat([x_tag, x_frame], dim=1))
         mask = torch.cat([tag_mask, frame_mask.bool()], dim=1)
         h = self.align_out(self.align(x, src_key_padding_mask=~mask))
@@ -249,8 +271,17 @@ class ALWIGNet(nn.Module):
             raise ModelError(f"text ids longer than max_text_len + 1 = {self.cfg.max_text_len + 1}: {s}")
         mask = text_ids != self.vocab.pad_id
         x = self.char_embed(text_ids) + self.text_pos(torch.arange(s, device=text_ids.device))
+        if self.bigram_embed is not None:
+            x = x + self.bigram_embed(self.bigram_ids(text_ids))
         h = self.text_out(self.text(self.text_in(x), src_key_padding_mask=~mask))
         return F.normalize(self.text_proj(h[:, 0]), dim=-1)
+
+    def bigram_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
+        """Hashed (previous, current) character pairs, 1..buckets; 0 at [CLS] and padding."""
+        prev = F.pad(text_ids[:, :-1], (1, 0), value=self.vocab.pad_id)
+        h = (prev * 1_000_003 + text_ids) % self.cfg.text_bigram_buckets + 1
+        keep = (text_ids != self.vocab.pad_id) & (prev != self.vocab.pad_id)
+        return torch.where(keep, h, torch.zeros_like(h))
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
@@ -294,8 +325,9 @@ class ALWIGNet(nn.Module):
         """Losses of one (rank's share of a) training batch.
 
         ``batch``: ``feats`` [B, T, F], ``frame_mask`` [B, T], ``tag_ids`` [B, max_tags+2], and for each
-        kind in ``kinds`` (any of title/caption): ``<kind>_text`` [B, S] (text encoder ids),
-        ``<kind>_key`` [B] (text identity), ``<kind>_seq`` [B, L] (generation targets).
+        kind (title and/or caption): ``<kind>_text`` [B, S] (text encoder ids), ``<kind>_key`` [B]
+        (text identity), ``<kind>_seq`` [M, L] (generation targets) and optionally
+        ``<kind>_gen_index`` [M] (the videos those targets belong to; absent = all B, in order).
 
         The returned ``loss`` is scaled for DDP: the mean over ranks of the per-rank losses is the
         loss of the global batch, and the gradient average DDP computes is its gradient.
@@ -321,23 +353,21 @@ class ALWIGNet(nn.Module):
         gen = zero
         if cfg.gen_weight > 0:
             b = hidden.shape[0]
-            width = max(batch[f"{k}_seq"].shape[1] for k in kinds)
-            seqs = torch.cat(
-                [
-                    F.pad(batch[f"{k}_seq"], (0, width - batch[f"{k}_seq"].shape[1]), value=self.vocab.pad_id)
-                    for k in kinds
-                ],
-                dim=0,
-            )
-            index = torch.arange(b, device=hidden.device).repeat(len(kinds))
-            losses, tmask = self.gen_losses(hidden, mask, seqs, index)
-            for i, k in enumerate(kinds):
-                lk, mk = losses[i * b : (i + 1) * b], tmask[i * b : (i + 1) * b]
+            for k in kinds:
+                seqs = batch[f"{k}_seq"]
+                index = batch.get(f"{k}_gen_index")
+                if index is None:  # every video of the batch trains this kind
+                    index = torch.arange(b, device=hidden.device)
+                if len(index):
+                    lk, mk = self.gen_losses(hidden, mask, seqs, index)
+                    lsum, msum = lk.sum(), mk.sum()
+                else:  # this rank has no video of this kind; the collective below still runs
+                    lsum, msum = hidden.new_zeros(()), torch.zeros((), dtype=torch.long, device=hidden.device)
                 # Token mean over the *global* batch: sum here, divide by the global count, times
                 # the world size because DDP averages the ranks' gradients.
-                n_global = world.sum(mk.sum().to(torch.float32)).clamp(min=1.0)
-                part = lk.sum() / n_global * world.size
-                out[f"gen_{k}"] = (lk.sum() / mk.sum().clamp(min=1)).detach()
+                n_global = world.sum(msum.to(torch.float32)).clamp(min=1.0)
+                part = lsum / n_global * world.size
+                out[f"gen_{k}"] = (lsum / msum.clamp(min=1)).detach()
                 gen = gen + weights[k] / wsum * part
         out["align"], out["gen"] = align.detach(), gen.detach()
         out["loss"] = cfg.align_weight * align + cfg.gen_weight * gen

@@ -6,7 +6,8 @@
    from :func:`create_bench.loader.make_loader` with the config's frame policy and size) and cached
    on disk, keyed by data fingerprint + split + frame policy + frame size + encoder signature; with
    ``encoder: features`` they are read from the dataset's feature shards. Epochs then never decode.
-2. Optional pre-training on the ``pretrain`` split (``--pretrain``): the raw title is the text
+2. Optional pre-training on the ``pretrain`` split (``--pretrain``; ``--pretrain-split`` names another,
+   e.g. ``pretrain-3m`` of an imported release): the raw title is the text
    (alignment and title generation), the tags feed the tag encoder.
 3. Fine-tuning on ``train``: each epoch draws one caption and one title per video (seeded); both
    alignment and generation losses.
@@ -280,16 +281,24 @@ def epoch_plan(n: int, cfg: ALWIGConfig, phase: str, epoch: int, world_size: int
 def text_choices(
     data: SplitData, rows: Sequence[int], cfg: ALWIGConfig, phase: str, salt: int
 ) -> dict[str, list[str]]:
-    """The text of each kind each row of a *global* batch trains on (seeded by ``salt``)."""
+    """The text of each kind each row of a *global* batch trains on (seeded by ``salt``).
+
+    With ``cfg.gen_kinds_per_video == 1`` the result also has ``gen_kind``: the one kind each row
+    trains generation on this step (drawn at random, both kinds equally likely); alignment always
+    uses both kinds.
+    """
     if phase == "pretrain":
         return {"title": [data.raw_titles[i] for i in rows]}
     rng = np.random.default_rng([cfg.seed, PHASES.index(phase), salt, 1])
     cap_pick = rng.random(len(rows))
     title_pick = rng.random(len(rows))
-    return {
+    out = {
         "caption": [data.captions[i][int(u * len(data.captions[i]))] for i, u in zip(rows, cap_pick)],
         "title": [data.titles[i][int(u * len(data.titles[i]))] for i, u in zip(rows, title_pick)],
     }
+    if cfg.gen_kinds_per_video == 1:
+        out["gen_kind"] = ["caption" if u < 0.5 else "title" for u in rng.random(len(rows))]
+    return out
 
 
 def make_batch(
@@ -302,11 +311,19 @@ def make_batch(
         "frame_mask": data.mask[idx].to(bundle.device),
         "tag_ids": bundle.tag_tensor([data.tags[i] for i in rows]),
     }
+    gen_kind = texts.get("gen_kind")
     for kind, items in texts.items():
+        if kind == "gen_kind":
+            continue
         items = list(items)
         batch[f"{kind}_text"] = bundle.text_tensor(items)
         batch[f"{kind}_key"] = bundle.key_tensor(items)
-        batch[f"{kind}_seq"] = bundle.seq_tensor(items, kind)
+        if gen_kind is None:
+            batch[f"{kind}_seq"] = bundle.seq_tensor(items, kind)
+        else:
+            pick = [i for i, k in enumerate(gen_kind) if k == kind]
+            batch[f"{kind}_seq"] = bundle.seq_tensor([items[i] for i in pick] or [""], kind)[: len(pick)]
+            batch[f"{kind}_gen_index"] = torch.tensor(pick, dtype=torch.long, device=bundle.device)
     return batch
 
 
@@ -393,8 +410,7 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
 
 # ------------------------------------------------------------------------------------ optimiser
 def make_optimizer(net: torch.nn.Module, cfg: ALWIGConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms, embeddings and the logit scale; ``gpt_lr`` for a
-    pretrained GPT-2."""
+    """AdamW; no weight decay on biases, norms, embeddings and the logit scale; ``gpt_lr`` for GPT-2."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
     for name, p in net.named_parameters():
         if not p.requires_grad:
@@ -404,7 +420,7 @@ def make_optimizer(net: torch.nn.Module, cfg: ALWIGConfig) -> torch.optim.Optimi
         )
         is_gpt = name.startswith("gpt.")
         groups.setdefault((no_decay, is_gpt), []).append(p)
-    gpt_lr = cfg.gpt_lr if (cfg.gpt_path and cfg.gpt_lr) else cfg.lr
+    gpt_lr = cfg.gpt_lr if cfg.gpt_lr else cfg.lr
     params = [
         {"params": ps, "weight_decay": 0.0 if nd else cfg.weight_decay, "lr": gpt_lr if g else cfg.lr}
         for (nd, g), ps in sorted(groups.items())
@@ -433,6 +449,8 @@ class TrainOptions:
     out_dir: Path
     cfg: ALWIGConfig
     pretrain: bool = False
+    #: The pre-training split (CREATE-sample: ``pretrain``; an imported release: ``pretrain-3m``/``-10m``).
+    pretrain_split: str = "pretrain"
     device: str = "cpu"
     resume: bool = False
     cache_dir: Path | None = None
@@ -527,7 +545,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     from create_bench.data.shards import open_dataset
 
     info = open_dataset(data_dir)
-    for split in ("train", "validation") + (("pretrain",) if opts.pretrain else ()):
+    pre = opts.pretrain_split
+    for split in ("train", "validation") + ((pre,) if opts.pretrain else ()):
         if split not in info.splits:
             raise DataError(
                 f"dataset has no {split!r} split (splits: {', '.join(info.splits)})", path=str(data_dir)
@@ -558,7 +577,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
 
     splits = {
         s: load_split(encoder, data_dir, s, cfg, enc_sig, cache_dir, world, bool(progress))
-        for s in ("train", "validation") + (("pretrain",) if opts.pretrain else ())
+        for s in ("train", "validation") + ((pre,) if opts.pretrain else ())
     }
     feature_dim = int(splits["train"].feats.shape[-1])
 
@@ -572,9 +591,12 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         corpus = [t for s in ("train",) for r in splits[s].titles + splits[s].captions for t in r]
         tag_lists = list(splits["train"].tags)
         if opts.pretrain:
-            corpus += splits["pretrain"].raw_titles
-            tag_lists += splits["pretrain"].tags
-        bundle = ALWIG.create(cfg, corpus, tag_lists, feature_dim=feature_dim, encoder=encoder).to(device)
+            corpus += splits[pre].raw_titles
+            tag_lists += splits[pre].tags
+        bundle = ALWIG.create(cfg, corpus, tag_lists, feature_dim=feature_dim, encoder=encoder)
+        first = splits[pre] if opts.pretrain else splits["train"]
+        bundle.net.set_feature_stats(first.feats, first.mask)
+        bundle.to(device)
     net = bundle.net
     net.train()
     ddp_net: Any = net
@@ -601,7 +623,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     for phase, n_epochs in phases:
         if phase in state["done"] or n_epochs == 0:
             continue
-        data = splits["pretrain" if phase == "pretrain" else "train"]
+        data = splits[pre if phase == "pretrain" else "train"]
         rows_all = trainable_rows(data, phase)
         if not rows_all:
             raise DataError(f"no trainable rows in split {data.name!r} for {phase}", path=str(data_dir))
