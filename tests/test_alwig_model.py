@@ -313,6 +313,16 @@ def test_untrained_beam1_equals_greedy_and_limits_hold() -> None:
         assert len(bigrams) == len(set(bigrams)) and 1 <= len(s) <= 10
 
 
+def test_video_bias_option_decodes_consistently(tmp_path: Path) -> None:
+    b, batch = _trained_bundle(steps=20, gen_video_bias=True)
+    assert b.net.video_cond is not None and b.net.video_cond.weight.abs().sum() > 0  # it trains
+    h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    assert b.net.beam_search(h, m, "caption", 10, 1, 0) == b.net.greedy(h, m, "caption", 10, 0)
+    b.save(tmp_path / "ck")
+    c = ALWIG.load(tmp_path / "ck")
+    assert c.generate(h, m, "title", beam_size=2) == b.generate(h, m, "title", beam_size=2)
+
+
 def test_generation_does_not_depend_on_batch_composition() -> None:
     b, batch = _trained_bundle(steps=10)
     h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])

@@ -194,6 +194,28 @@ def test_text_choices_pretrain_uses_raw_titles() -> None:
     assert text_choices(data, [1, 0], tiny_train_cfg(), "pretrain", 0) == {"title": ["原标题B", "原标题A"]}
 
 
+def test_tag_dropout_is_seeded_and_drops_tags() -> None:
+    from create_bench.models.alwig.train import SplitData
+
+    tags = [[f"t{i}{j}" for j in range(6)] for i in range(20)]
+    data = SplitData(
+        "x",
+        [str(i) for i in range(20)],
+        torch.zeros(20, 1, 1),
+        torch.ones(20, 1, dtype=torch.bool),
+        tags,
+        [["a"]] * 20,
+        [["b"]] * 20,
+        [""] * 20,
+    )
+    cfg = tiny_train_cfg(tag_dropout=0.5)
+    a = text_choices(data, list(range(20)), cfg, "finetune", 3)
+    assert a == text_choices(data, list(range(20)), cfg, "finetune", 3)
+    kept = sum(len(t) for t in a["tags"])
+    assert 30 <= kept <= 90 and all(set(t) <= set(tags[i]) for i, t in enumerate(a["tags"]))
+    assert "tags" not in text_choices(data, list(range(20)), tiny_train_cfg(tag_dropout=0.0), "finetune", 3)
+
+
 def test_cli_ablation_flags(tiny_dataset: Path, tmp_path: Path, feature_cache: Path) -> None:
     from create_bench.cli import main
 

@@ -84,6 +84,6 @@ def run(args: argparse.Namespace) -> int:
     if summary.get("best_epoch") is not None:
         print(
             f"alwig: wrote {args.out} (best epoch {summary['best_epoch']}, "
-            f"validation loss {summary['best_val_loss']:.4f}, {summary['seconds']:.0f} s)"
+            f"validation {summary['selected_by']} {summary['best_val']:.4f}, {summary['seconds']:.0f} s)"
         )
     return 0

@@ -44,6 +44,12 @@ COLUMNS = (
 log = logging.getLogger("alwig.ablate")
 
 
+def _cfg(args: argparse.Namespace) -> Any:
+    from create_bench.models.alwig.config import load_config
+
+    return load_config(args.config)
+
+
 def _train(variant: str, args: argparse.Namespace) -> Path:
     from create_bench.models.alwig.config import load_config
     from create_bench.models.alwig.train import TrainOptions, train
@@ -152,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{first['dataset'].get('counts', {}).get('videos', '?')} videos. Scores as the CREATE paper prints "
         "them (x100); brackets: bootstrap 95% intervals over videos "
         f"({args.bootstrap} resamples). Every ALWIG variant: the same config "
-        f"(`{args.config or 'create_bench/models/alwig/configs/sample.yaml'}`), seed and data; selected on "
-        "validation; greedy decoding as configured.",
+        f"(`{args.config or 'create_bench/models/alwig/configs/sample.yaml'}`), seed and data, differing only "
+        "in the ablated part; selected on validation; decoding as configured "
+        f"(beam {_cfg(args).beam_size}, no-repeat n-gram {_cfg(args).no_repeat_ngram}).",
         "",
         "Signature: `" + first["signature"] + "`",
         "",
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["## Training runs", ""]
     for v, m in meta.items():
         lines.append(
-            f"- `{v}`: best epoch {m.get('best_epoch')} (validation loss {m.get('best_val_loss', float('nan')):.4f}), "
+            f"- `{v}`: best epoch {m.get('best_epoch')} (validation {m.get('selected_by')} {m.get('best_val', float('nan')):.4f}), "
             f"{m.get('seconds')} s of training on {m.get('device')}"
         )
     lines += ["", f"_Generated {_dt.date.today().isoformat()} by `create_bench/models/alwig/ablate.py`._", ""]

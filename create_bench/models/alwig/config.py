@@ -58,20 +58,22 @@ class ALWIGConfig:
     min_tag_count: int = 1
     #: Unseen tags hash into this many "unknown tag" ids (1 = a single bucket).
     unk_tag_buckets: int = 1
+    #: Training only: drop each tag of a video with this probability (0 = keep all).
+    tag_dropout: float = 0.5
 
     # -- alignment module and text encoder --
-    hidden_size: int = 192
+    hidden_size: int = 128
     num_heads: int = 4
-    ffn_size: int = 768
+    ffn_size: int = 512
     align_layers: int = 2
     text_layers: int = 2
-    dropout: float = 0.1
+    dropout: float = 0.0
     #: Width of the joint video-text embedding space.
-    embed_dim: int = 192
+    embed_dim: int = 128
     #: Characters of a text the text encoder reads (after [CLS]).
     max_text_len: int = 40
     #: Hash buckets of character-bigram embeddings added to the text encoder's input (0 = off).
-    text_bigram_buckets: int = 0
+    text_bigram_buckets: int = 8192
     init_temperature: float = 0.07
     #: Upper bound of the learned logit scale 1/temperature (as in CLIP).
     max_logit_scale: float = 100.0
@@ -85,9 +87,13 @@ class ALWIGConfig:
     gpt_path: str | None = None
     gpt_layers: int = 3
     gpt_heads: int = 4
-    gpt_width: int = 192
+    gpt_width: int = 128
     #: Longest generated / trained target, in characters (EOS excluded).
     max_gen_len: int = 32
+    #: Also add the projected video embedding ([CLS] output) to every decoder input embedding.
+    gen_video_bias: bool = False
+    #: GPT-2 activation (transformers name) of a randomly initialised decoder.
+    gpt_activation: str = "gelu_new"
 
     # -- losses --
     #: Generation targets per video and step: 2 = its title and its caption, 1 = one of the two
@@ -101,11 +107,11 @@ class ALWIGConfig:
 
     # -- optimisation --
     seed: int = 0
-    epochs: int = 12
+    epochs: int = 22
     #: Epochs on the ``pretrain`` split before fine-tuning (only with ``create-bench train --pretrain``).
     pretrain_epochs: int = 2
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 2e-3
     #: Learning rate of the GPT-2 decoder (pretrained or not); None = ``lr``.
     gpt_lr: float | None = None
     weight_decay: float = 0.01
@@ -113,12 +119,15 @@ class ALWIGConfig:
     grad_clip: float = 1.0
     #: Validate (model selection) every this many epochs, and after the last.
     eval_every: int = 2
+    #: Model selection on validation: ``score`` (mean recall@1/5/10 and mean exp(-CE) of the
+    #: references, higher is better) or ``loss`` (the training objective, lower is better).
+    select_metric: str = "score"
     #: Batch size of the frozen encoder when features are precomputed.
     encode_batch_size: int = 32
     num_workers: int = 0
 
     # -- decoding --
-    beam_size: int = 1
+    beam_size: int = 3
     #: Forbid repeating any n-gram of this size (0 = off).
     no_repeat_ngram: int = 3
     length_penalty: float = 1.0
@@ -211,6 +220,10 @@ def _check_values(cfg: ALWIGConfig) -> None:
         if not cond:
             raise ConfigError(f"ALWIG config: {msg}")
 
+    need(
+        cfg.select_metric in ("score", "loss"),
+        f"select_metric must be score or loss, got {cfg.select_metric!r}",
+    )
     need(cfg.encoder in ENCODERS, f"encoder must be one of {', '.join(ENCODERS)}, got {cfg.encoder!r}")
     if cfg.encoder == "features":
         need(bool(cfg.feature_set), "encoder 'features' needs feature_set")
@@ -261,6 +274,7 @@ def _check_values(cfg: ALWIGConfig) -> None:
         f"gpt_width ({cfg.gpt_width}) must be divisible by gpt_heads ({cfg.gpt_heads})",
     )
     need(0.0 <= cfg.dropout < 1.0, f"dropout must be in [0, 1), got {cfg.dropout}")
+    need(0.0 <= cfg.tag_dropout < 1.0, f"tag_dropout must be in [0, 1), got {cfg.tag_dropout}")
     need(0.0 < cfg.init_temperature < 1.0, f"init_temperature must be in (0, 1), got {cfg.init_temperature}")
     need(cfg.max_logit_scale >= 1.0 / cfg.init_temperature, "max_logit_scale must be >= 1 / init_temperature")
     need(cfg.lr > 0, f"lr must be > 0, got {cfg.lr}")

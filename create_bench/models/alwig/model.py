@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -141,6 +141,7 @@ def build_gpt2(cfg: ALWIGConfig, vocab: VocabInfo) -> nn.Module:
         n_layer=cfg.gpt_layers,
         n_head=cfg.gpt_heads,
         n_inner=4 * cfg.gpt_width,
+        activation_function=cfg.gpt_activation,
         resid_pdrop=cfg.dropout,
         embd_pdrop=cfg.dropout,
         attn_pdrop=cfg.dropout,
@@ -203,6 +204,12 @@ class ALWIGNet(nn.Module):
         gcfg: Any = self.gpt.config
         width = int(gcfg.n_embd)
         self.prefix_proj = nn.Sequential(nn.Linear(d, width), nn.LayerNorm(width))
+        # Optional: the [CLS] output also added to every decoder input embedding, so each step sees
+        # the video without first learning to attend to the prefix.
+        self.video_cond = nn.Linear(d, width) if cfg.gen_video_bias else None
+        if self.video_cond is not None:  # start as the plain prefix model (a large bias drowns the tokens)
+            nn.init.zeros_(self.video_cond.weight)
+            nn.init.zeros_(self.video_cond.bias)
         n_pos = int(gcfg.n_positions)
         if n_pos < self.prefix_len + cfg.max_gen_len + 2:
             raise ModelError(
@@ -218,9 +225,13 @@ class ALWIGNet(nn.Module):
         x = feats[mask.bool()].double()
         if x.shape[0] == 0:
             raise ModelError("no frames to compute feature statistics from")
-        self.feat_mean.copy_(x.mean(0).to(self.feat_mean))
+        mean, std_buf = self._feature_stats()
+        mean.copy_(x.mean(0).to(mean))
         std = x.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x[0])
-        self.feat_std.copy_(std.clamp(min=1e-3).to(self.feat_std))
+        std_buf.copy_(std.clamp(min=1e-3).to(std_buf))
+
+    def _feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return cast(torch.Tensor, self.feat_mean), cast(torch.Tensor, self.feat_std)
 
     # ----------------------------------------------------------------------------------- alignment
     def align_tokens(
@@ -254,7 +265,8 @@ class ALWIGNet(nn.Module):
         tag_pos = torch.arange(self.num_tag_tokens, device=dev)
         frame_pos = torch.arange(self.cfg.num_frames, device=dev)
         x_tag = self.tag_embed(tag_ids) + self.tag_pos(tag_pos) + self.type_embed.weight[0]
-        x_frame = self.frame_proj((feats - self.feat_mean) / self.feat_std)
+        mean, std = self._feature_stats()
+        x_frame = self.frame_proj((feats - mean) / std)
         x_frame = x_frame + self.frame_pos(frame_pos) + self.type_embed.weight[1]
         x = self.align_in(torch.cat([x_tag, x_frame], dim=1))
         mask = torch.cat([tag_mask, frame_mask.bool()], dim=1)
@@ -290,6 +302,9 @@ class ALWIGNet(nn.Module):
     def _prefix(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.prefix_proj(hidden)
 
+    def _cond(self, hidden: torch.Tensor) -> torch.Tensor | None:
+        return self.video_cond(hidden[:, 0]) if self.video_cond is not None else None
+
     def gen_losses(
         self, hidden: torch.Tensor, mask: torch.Tensor, seqs: torch.Tensor, index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -305,8 +320,11 @@ class ALWIGNet(nn.Module):
         """
         inputs, labels = seqs[:, :-1], seqs[:, 1:]
         prefix = self._prefix(hidden)[index]
+        cond = self._cond(hidden)
         pmask = mask[index]
         tok = self.gpt.transformer.wte(inputs)
+        if cond is not None:
+            tok = tok + cond[index][:, None, :]
         in_mask = torch.ones_like(inputs, dtype=torch.bool)
         in_mask[:, 1:] = inputs[:, 1:] != self.vocab.pad_id
         emb = torch.cat([prefix, tok], dim=1)
@@ -401,23 +419,28 @@ class ALWIGNet(nn.Module):
             raise ModelError(f"unknown generation kind {kind!r} (title, caption)")
         n = hidden.shape[0]
         task = torch.full((n, 1), self.vocab.task_ids[kind], dtype=torch.long, device=hidden.device)
-        emb = torch.cat([self._prefix(hidden), self.gpt.transformer.wte(task)], dim=1)
+        cond = self._cond(hidden)
+        tok = self.gpt.transformer.wte(task)
+        if cond is not None:
+            tok = tok + cond[:, None, :]
+        emb = torch.cat([self._prefix(hidden), tok], dim=1)
         attn = torch.cat([mask, torch.ones_like(task, dtype=torch.bool)], dim=1).long()
         pos = torch.arange(emb.shape[1], device=emb.device).expand(n, -1)
         out = self.gpt(
             inputs_embeds=emb, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1
         )
-        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn)
+        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn, cond)
 
     def _step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        cache, attn = state
+        cache, attn, cond = state
         n = tokens.shape[0]
         attn = torch.cat([attn, attn.new_ones(n, 1)], dim=1)
         pos = torch.full((n, 1), attn.shape[1] - 1, dtype=torch.long, device=tokens.device)
-        out = self.gpt(
-            input_ids=tokens[:, None], cache=cache, attention_mask=attn, position_ids=pos, use_cache=True
-        )
-        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn)
+        emb = self.gpt.transformer.wte(tokens[:, None])
+        if cond is not None:
+            emb = emb + cond[:, None, :]
+        out = self.gpt(inputs_embeds=emb, cache=cache, attention_mask=attn, position_ids=pos, use_cache=True)
+        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn, cond)
 
     @torch.no_grad()
     def greedy(
@@ -501,7 +524,7 @@ class ALWIGNet(nn.Module):
             if all(done):
                 break
             flat = src.reshape(-1)
-            state = (_reorder(state[0], flat), state[1][flat])
+            state = (_reorder(state[0], flat), state[1][flat], None if state[2] is None else state[2][flat])
             scores, seqs = new_scores, new_seqs
             logp, state = self._step(new_tok.reshape(-1), state)
         out = []

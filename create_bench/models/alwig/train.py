@@ -12,8 +12,9 @@
 3. Fine-tuning on ``train``: each epoch draws one caption and one title per video (seeded); both
    alignment and generation losses.
 4. Model selection on ``validation`` only (never test): every ``eval_every`` epochs and after the
-   last, the validation loss (the training objective over the whole split and every reference)
-   is computed; the best epoch's weights become the checkpoint.
+   last, :func:`validate` scores the model; the best epoch's weights become the checkpoint. The
+   default criterion (``select_metric: score``) averages retrieval recall and the references'
+   per-character likelihood; ``loss`` uses the training objective instead.
 
 Outputs in ``--out``: the checkpoint (``config.json``, ``model.safetensors``, ``vocab.txt``,
 ``tags.txt``; ``config.json`` written last), ``log.jsonl`` (one JSON line per logged step and per
@@ -285,7 +286,8 @@ def text_choices(
 
     With ``cfg.gen_kinds_per_video == 1`` the result also has ``gen_kind``: the one kind each row
     trains generation on this step (drawn at random, both kinds equally likely); alignment always
-    uses both kinds.
+    uses both kinds. With ``cfg.tag_dropout > 0`` it has ``tags``: each row's tags, each kept with
+    probability ``1 - tag_dropout`` (so the model cannot lean on tags alone).
     """
     if phase == "pretrain":
         return {"title": [data.raw_titles[i] for i in rows]}
@@ -298,22 +300,26 @@ def text_choices(
     }
     if cfg.gen_kinds_per_video == 1:
         out["gen_kind"] = ["caption" if u < 0.5 else "title" for u in rng.random(len(rows))]
+    if cfg.tag_dropout > 0:
+        out["tags"] = [[t for t in data.tags[i] if rng.random() >= cfg.tag_dropout] for i in rows]
     return out
 
 
 def make_batch(
     bundle: ALWIG, data: SplitData, rows: Sequence[int], texts: dict[str, Sequence[str]]
 ) -> dict[str, Any]:
-    """Tensors of the network's ``forward`` for ``rows`` with the given texts per kind."""
+    """Tensors of the network's ``forward`` for ``rows`` with the given texts per kind (and the
+    ``gen_kind``/``tags`` choices of :func:`text_choices` when present)."""
     idx = torch.as_tensor(list(rows), dtype=torch.long)
+    tags = texts.get("tags")
     batch: dict[str, Any] = {
         "feats": data.feats[idx].to(bundle.device),
         "frame_mask": data.mask[idx].to(bundle.device),
-        "tag_ids": bundle.tag_tensor([data.tags[i] for i in rows]),
+        "tag_ids": bundle.tag_tensor(list(tags) if tags is not None else [data.tags[i] for i in rows]),
     }
     gen_kind = texts.get("gen_kind")
     for kind, items in texts.items():
-        if kind == "gen_kind":
+        if kind in ("gen_kind", "tags"):
             continue
         items = list(items)
         batch[f"{kind}_text"] = bundle.text_tensor(items)
@@ -330,7 +336,7 @@ def make_batch(
 # ------------------------------------------------------------------------------------ validation
 @torch.no_grad()
 def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: int = 2) -> dict[str, float]:
-    """Validation loss (the training objective over the whole split) and recalls.
+    """Validation loss (the training objective over the whole split), recalls and a selection score.
 
     ``loss`` = align_weight * contrastive + gen_weight * generation, where the contrastive part
     compares every video with every reference of the split (identical texts are positives of each
@@ -404,6 +410,13 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
     use_align = cfg.use_align and cfg.align_weight > 0
     out["align"], out["gen"] = align_total / wsum, gen_total / wsum
     out["loss"] = (cfg.align_weight * out["align"] if use_align else 0.0) + cfg.gen_weight * out["gen"]
+    # score (higher is better): mean recall@{1,5,10} over the four directions (0..1) and the mean
+    # per-character likelihood exp(-CE) of the references; retrieval counts only when trained.
+    kinds = [k for k in ("caption", "title") if f"gen_{k}" in out]
+    gen_part = sum(math.exp(-out[f"gen_{k}"]) for k in kinds) / max(1, len(kinds))
+    recalls = [v for k, v in out.items() if "_R@" in k]
+    ret_part = sum(recalls) / (100.0 * len(recalls)) if recalls else 0.0
+    out["score"] = 0.5 * (ret_part + gen_part) if use_align else gen_part
     net.train(was_training)
     return out
 
@@ -681,16 +694,19 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             if phase == "finetune" and ((epoch + 1) % cfg.eval_every == 0 or last):
                 if is_main:
                     val = validate(bundle, splits["validation"])
-                    better = state["best_loss"] is None or val["loss"] < state["best_loss"]
+                    # the selection value, oriented so that lower is better
+                    sel = val["loss"] if cfg.select_metric == "loss" else -val["score"]
+                    better = state["best_loss"] is None or sel < state["best_loss"]
                     if better:
-                        state["best_loss"], state["best_epoch"] = val["loss"], epoch + 1
+                        state["best_loss"], state["best_epoch"] = sel, epoch + 1
                         best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
                     logger.write(
                         {"phase": phase, "epoch": epoch + 1, "step": step, "val": val, "best": better}
                     )
                     log.info(
-                        "alwig: epoch %d val loss %.4f (align %.3f, gen %.3f)%s",
+                        "alwig: epoch %d validation score %.4f, loss %.4f (align %.3f, gen %.3f)%s",
                         epoch + 1,
+                        val["score"],
                         val["loss"],
                         val["align"],
                         val["gen"],
@@ -722,7 +738,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             net.load_state_dict(best_state)
         summary.update(
             best_epoch=state["best_epoch"],
-            best_val_loss=state["best_loss"],
+            selected_by=cfg.select_metric,
+            best_val=abs(state["best_loss"]) if state["best_loss"] is not None else None,
             seconds=round(time.perf_counter() - t_start, 1),
             data=info.name,
             data_fingerprint=info.fingerprint,
