@@ -31,7 +31,30 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--device", default="cpu", help="cpu or cuda (under torchrun each process takes its LOCAL_RANK GPU)"
     )
-    p.add_argument("--resume", action="store_true", help="continue from OUT/train_state if present")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/train_state if present (mid-epoch too, also on another world size)",
+    )
+    p.add_argument(
+        "--stream",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="training rows: off = whole split in memory on every rank; on = streamed by rank from the "
+        "feature shards (encoder: features); auto (default) = stream splits whose features exceed 1 GiB",
+    )
+    p.add_argument(
+        "--stream-block",
+        type=int,
+        default=64,
+        help="rows per lane block of the streamed order, its shuffle window (default 64)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="also save the resumable state every N optimiser steps (default 0: at epoch ends only)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (overrides the config)")
     p.add_argument("--seed", type=int, default=None, help="random seed (overrides the config)")
     p.add_argument("--no-tags", action="store_true", help="ablation: no tags in the alignment module")
@@ -79,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=Path(args.cache_dir) if args.cache_dir else None,
             progress=args.progress,
             max_steps=args.max_steps,
+            stream=args.stream,
+            stream_block=args.stream_block,
+            checkpoint_every=args.checkpoint_every,
         )
     )
     if summary.get("best_epoch") is not None:

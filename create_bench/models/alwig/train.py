@@ -18,18 +18,30 @@
 
 Outputs in ``--out``: the checkpoint (``config.json``, ``model.safetensors``, ``vocab.txt``,
 ``tags.txt``; ``config.json`` written last), ``log.jsonl`` (one JSON line per logged step and per
-validation), and ``train_state/`` (last epoch's weights, optimizer and scheduler state, best
-weights) for ``--resume``. Everything is seeded: the same data, config and world size give the
-same checkpoint, and a resumed run continues exactly where an interrupted one stopped.
+validation), and ``train_state/`` for ``--resume``: ``state.json`` (phase, epoch, position in the
+epoch, step, best validation, world size, data order) naming a ``ck-N/`` directory with the
+weights, optimizer and scheduler state, best weights and every rank's RNG state. The state is saved
+at each epoch end and, with ``checkpoint_every``, every that many steps; a crash while saving
+leaves the previous state whole. Everything is seeded: the same data, config and world size give
+the same checkpoint, and a resumed run continues exactly where the saved state stopped (mid-epoch
+too; lines an interrupted run logged after it are dropped from ``log.jsonl``).
+
+Data feeding (``stream``): small splits are held in memory on every rank (``epoch_plan``: a seeded
+permutation per epoch); large ones, with ``encoder: features``, are streamed by rank from the
+feature shards (:mod:`create_bench.models.alwig.stream`: each rank reads only its own rows, in an
+order that does not depend on the world size). In both the position in an epoch is the number of
+global batches consumed, so a run saved on W1 processes resumes on W2 (same global batch size)
+with every remaining sample of the epoch exactly once.
 
 Distributed: under ``torchrun`` (``WORLD_SIZE`` > 1) each process takes an equal share of every
 global batch; contrastive similarities are computed against the all-gathered batch and the losses
 are scaled so that DDP's averaged gradient equals the single-process gradient (gloo on CPU, NCCL on
-CUDA).
+CUDA). Multi-node runs need ``--out`` on a shared filesystem (rank 0 saves, every rank resumes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -48,7 +60,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from create_bench.errors import ConfigError, DataError
-from create_bench.fsutil import atomic_path, atomic_write_json
+from create_bench.fsutil import atomic_dir, atomic_path, atomic_write_bytes, atomic_write_json
 from create_bench.models.alwig.bundle import ALWIG, frame_features, load_weights, save_weights
 from create_bench.models.alwig.config import ALWIGConfig
 from create_bench.models.alwig.model import World
@@ -120,6 +132,7 @@ def frame_batches(data_dir: Path, split: str, cfg: ALWIGConfig, batch_size: int)
     if cfg.frame_size is not None:
         kw["size"] = tuple(cfg.frame_size)
     # rank/world_size explicit: every process that computes features needs the whole split.
+    kw["columns"] = ("width", "height", "rotation")  # the fixed encoder's display geometry
     yield from make_loader(data_dir, split, texts=False, rank=0, world_size=1, on_error="fail", **kw)
 
 
@@ -257,10 +270,19 @@ def phase_kinds(phase: str) -> tuple[str, ...]:
     return ("title",) if phase == "pretrain" else ("caption", "title")
 
 
-def trainable_rows(data: SplitData, phase: str) -> list[int]:
+def row_trainable(phase: str, raw_title: str, titles: Sequence[str], captions: Sequence[str]) -> bool:
+    """Whether a video trains in ``phase``: pre-training needs a raw title, fine-tuning a caption and a title."""
     if phase == "pretrain":
-        return [i for i, t in enumerate(data.raw_titles) if t.strip()]
-    return [i for i in range(len(data)) if data.captions[i] and data.titles[i]]
+        return bool(raw_title.strip())
+    return bool(captions) and bool(titles)
+
+
+def trainable_rows(data: SplitData, phase: str) -> list[int]:
+    return [
+        i
+        for i in range(len(data))
+        if row_trainable(phase, data.raw_titles[i], data.titles[i], data.captions[i])
+    ]
 
 
 def epoch_plan(n: int, cfg: ALWIGConfig, phase: str, epoch: int, world_size: int) -> list[np.ndarray]:
@@ -294,7 +316,7 @@ def text_choices(
     rng = np.random.default_rng([cfg.seed, PHASES.index(phase), salt, 1])
     cap_pick = rng.random(len(rows))
     title_pick = rng.random(len(rows))
-    out = {
+    out: dict[str, Any] = {
         "caption": [data.captions[i][int(u * len(data.captions[i]))] for i, u in zip(rows, cap_pick)],
         "title": [data.titles[i][int(u * len(data.titles[i]))] for i, u in zip(rows, title_pick)],
     }
@@ -302,6 +324,45 @@ def text_choices(
         out["gen_kind"] = ["caption" if u < 0.5 else "title" for u in rng.random(len(rows))]
     if cfg.tag_dropout > 0:
         out["tags"] = [[t for t in data.tags[i] if rng.random() >= cfg.tag_dropout] for i in rows]
+    return out
+
+
+def text_choices_at(
+    data: SplitData,
+    rows: Sequence[int],
+    positions: Sequence[int],
+    cfg: ALWIGConfig,
+    phase: str,
+    salt: int,
+    batch_size: int,
+) -> dict[str, Any]:
+    """:func:`text_choices` for one rank's share of a global batch, independent of the world size.
+
+    Row ``rows[j]`` sits at position ``positions[j]`` of the global batch (``batch_size`` rows) and
+    gets that position's draws: every uniform draw is indexed by position (the tag-dropout draws
+    of tag ``t`` of position ``p`` at ``t * batch_size + p``, a prefix of one seeded stream), so
+    the shares of any number of ranks together make the choices of one process. The streamed path
+    uses it (a rank never sees the other ranks' rows); the choices have the distribution of
+    :func:`text_choices`, not its exact values.
+    """
+    if phase == "pretrain":
+        return {"title": [data.raw_titles[i] for i in rows]}
+    rng = np.random.default_rng([cfg.seed, PHASES.index(phase), salt, 2])
+    cap_u, title_u, kind_u = rng.random(3 * batch_size).reshape(3, batch_size)
+    pos = np.asarray(positions, dtype=np.int64)
+    out: dict[str, Any] = {
+        "caption": [data.captions[i][int(u * len(data.captions[i]))] for i, u in zip(rows, cap_u[pos])],
+        "title": [data.titles[i][int(u * len(data.titles[i]))] for i, u in zip(rows, title_u[pos])],
+    }
+    if cfg.gen_kinds_per_video == 1:
+        out["gen_kind"] = ["caption" if u < 0.5 else "title" for u in kind_u[pos]]
+    if cfg.tag_dropout > 0:
+        most = max((len(data.tags[i]) for i in rows), default=0)
+        tag_u = rng.random(most * batch_size)
+        out["tags"] = [
+            [t for j, t in enumerate(data.tags[i]) if tag_u[j * batch_size + p] >= cfg.tag_dropout]
+            for i, p in zip(rows, pos)
+        ]
     return out
 
 
@@ -456,6 +517,12 @@ def make_scheduler(
 
 
 # ------------------------------------------------------------------------------------- training
+#: ``stream``: where a phase's training rows come from (see :class:`TrainOptions`).
+STREAM_MODES = ("auto", "on", "off")
+#: ``stream: auto`` streams a phase whose split's features, as one dense float32 tensor, would be larger.
+STREAM_AUTO_BYTES = 1 << 30
+
+
 @dataclass
 class TrainOptions:
     data_dir: Path
@@ -474,6 +541,43 @@ class TrainOptions:
     #: Stop as if interrupted after this many epochs of fine-tuning (tests of --resume).
     interrupt_after: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Where each phase's training rows come from. ``off``: the whole split in memory on every rank
+    #: (a seeded permutation per epoch; CREATE-sample). ``on``: streamed by rank from the dataset's
+    #: feature shards (``encoder: features``; :mod:`create_bench.models.alwig.stream`). ``auto``:
+    #: stream a phase whose split's features would take more than :data:`STREAM_AUTO_BYTES` in memory.
+    stream: str = "auto"
+    #: Rows per lane block of the streamed order (its shuffle window; see ``stream.py``).
+    stream_block: int = 64
+    #: Also save the resumable state every this many optimiser steps (0: at epoch ends only).
+    checkpoint_every: int = 0
+    #: Stop as if killed after this many optimiser steps of this process (tests of mid-epoch resume;
+    #: a resumed run continues from the last saved state).
+    interrupt_after_steps: int | None = None
+    #: A directory where each rank appends the vids of its share of every step
+    #: (``rank<r>-of-<W>.jsonl``): which samples a run consumed (tests, debugging).
+    sample_log: Path | None = None
+
+
+def _check_options(opts: TrainOptions) -> None:
+    if opts.stream not in STREAM_MODES:
+        raise ConfigError(f"stream must be one of {', '.join(STREAM_MODES)}, got {opts.stream!r}")
+    if opts.stream == "on" and opts.cfg.encoder != "features":
+        raise ConfigError(
+            f"stream 'on' reads feature shards: it needs 'encoder: features' (got {opts.cfg.encoder!r}); "
+            "extract them first with create-bench extract"
+        )
+    if opts.stream_block < 1:
+        raise ConfigError(f"stream_block must be >= 1, got {opts.stream_block}")
+    if opts.checkpoint_every < 0:
+        raise ConfigError(f"checkpoint_every must be >= 0 (0 = epoch ends only), got {opts.checkpoint_every}")
+
+
+def wants_stream(mode: str, cfg: ALWIGConfig, rows: int) -> bool:
+    """Whether a phase on a split of ``rows`` videos streams (``mode``: see :class:`TrainOptions`)."""
+    if mode == "off" or cfg.encoder != "features":
+        return False
+    dense = rows * cfg.num_frames * int(cfg.feature_dim or 0) * 4
+    return mode == "on" or dense > STREAM_AUTO_BYTES
 
 
 def setup_world(device: str) -> tuple[World, str]:
@@ -506,24 +610,116 @@ class _Logger:
             with open(self.path, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
 
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.is_file() else 0
 
+
+def _truncate_log(path: Path, size: int) -> None:
+    """Drop what an interrupted run logged after its last saved state (the resumed run redoes it)."""
+    if path.is_file() and path.stat().st_size > size:
+        with open(path, "rb") as fh:
+            head = fh.read(size)
+        atomic_write_bytes(path, head)
+
+
+class _SampleLog:
+    """Per-rank JSON lines of the vids each step trained on (:attr:`TrainOptions.sample_log`)."""
+
+    def __init__(self, root: Path | None, world: World):
+        self.path = root / f"rank{world.rank}-of-{world.size}.jsonl" if root is not None else None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, phase: str, epoch: int, step: int, vids: Sequence[str]) -> None:
+        if self.path is not None:
+            rec = {"phase": phase, "epoch": epoch, "step": step, "vids": list(vids)}
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+
+# ------------------------------------------------------------------------------- resumable state
 def _state_paths(out: Path) -> dict[str, Path]:
     d = out / STATE_DIR
-    return {"dir": d, "state": d / "state.json", "optim": d / "optimizer.pt", "best": d / "best.safetensors"}
+    return {"dir": d, "state": d / "state.json"}
+
+
+def _ckpt_dir(out: Path, state: dict[str, Any]) -> Path:
+    """The directory of a saved state's weights and optimiser (older runs kept them in ``train_state``)."""
+    d = _state_paths(out)["dir"]
+    return d / state["ckpt"] if state.get("ckpt") else d
 
 
 def _save_state(
-    bundle: ALWIG, opt: Any, sched: Any, out: Path, state: dict[str, Any], best_net: dict | None
+    bundle: ALWIG,
+    opt: Any,
+    sched: Any,
+    out: Path,
+    state: dict[str, Any],
+    best_net: dict | None,
+    rng: list[dict[str, Any]] | None = None,
 ) -> None:
-    p = _state_paths(out)
-    bundle.save(p["dir"], training={"resumable": True})
-    with atomic_path(p["optim"]) as tmp:
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp)
-    if best_net is not None:
-        holder = copy.deepcopy(bundle.net).cpu()
-        holder.load_state_dict(best_net)
-        save_weights(holder, p["best"])
-    atomic_write_json(p["state"], state)  # last: its presence means the state is complete
+    """Write a complete state: a fresh ``ck-N`` directory (weights, optimiser, best weights, every
+    rank's RNG state), then ``state.json`` naming it (atomic), then remove the older ones. A crash
+    at any point leaves the previous state whole."""
+    import shutil
+
+    d = _state_paths(out)["dir"]
+    n = int(state.get("saves", 0)) + 1
+    name = f"ck-{n:08d}"
+    with atomic_dir(d / name) as tmp:
+        bundle.save(tmp, training={"resumable": True})
+        with atomic_path(tmp / "optimizer.pt") as f:
+            torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, f)
+        if best_net is not None:
+            holder = copy.deepcopy(bundle.net).cpu()
+            holder.load_state_dict(best_net)
+            save_weights(holder, tmp / "best.safetensors")
+        if rng is not None:
+            with atomic_path(tmp / "rng.pt") as f:
+                torch.save(rng, f)
+    state.update(saves=n, ckpt=name)
+    atomic_write_json(_state_paths(out)["state"], state)  # last: names a complete directory
+    for old in d.iterdir():
+        if old.name.startswith(("ck-", ".ck-")) and old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+    for legacy in (
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "tags.txt",
+        "optimizer.pt",
+        "best.safetensors",
+    ):
+        (d / legacy).unlink(missing_ok=True)
+
+
+def _rng_state(device: str) -> dict[str, Any]:
+    return {
+        "cpu": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(torch.device(device)) if device.startswith("cuda") else None,
+    }
+
+
+def _gather_rng(world: World, device: str) -> list[dict[str, Any]]:
+    """Every rank's torch RNG state (dropout), in rank order."""
+    mine = _rng_state(device)
+    if not world.distributed:
+        return [mine]
+    states: list[Any] = [None] * world.size
+    dist.all_gather_object(states, mine)
+    return states
+
+
+def _restore_rng(path: Path, world: World, device: str, reseed: int) -> bool:
+    """This rank's saved RNG state when the saved world size is this one; else a fresh seed."""
+    states = torch.load(path, weights_only=False) if path.is_file() else None
+    if states is not None and len(states) == world.size:
+        torch.set_rng_state(states[world.rank]["cpu"])
+        if device.startswith("cuda") and states[world.rank]["cuda"] is not None:
+            torch.cuda.set_rng_state(states[world.rank]["cuda"], torch.device(device))
+        return True
+    torch.manual_seed(reseed)
+    return False
 
 
 def _check_resume_config(saved: ALWIGConfig, cfg: ALWIGConfig) -> None:
@@ -544,9 +740,174 @@ def _check_resume_config(saved: ALWIGConfig, cfg: ALWIGConfig) -> None:
         )
 
 
+def _check_resume_stream(saved: dict[str, Any] | None, now: dict[str, Any]) -> None:
+    """The streamed order differs from the in-memory one: a run resumes with the same choice."""
+    saved = saved or {"phases": [], "block": now["block"]}
+    if saved["phases"] != now["phases"] or (now["phases"] and saved["block"] != now["block"]):
+        raise ConfigError(
+            f"--resume with another data order: the saved run streamed {saved['phases'] or 'no phase'} "
+            f"(block {saved['block']}), this one would stream {now['phases'] or 'no phase'} "
+            f"(block {now['block']}); pass the same --stream/--stream-block"
+        )
+
+
+# --------------------------------------------------------------------------------------- feeders
+class _MemoryFeeder:
+    """A phase's batches from a split in memory: :func:`epoch_plan`'s global batches, cut by rank."""
+
+    def __init__(self, bundle: ALWIG, data: SplitData, cfg: ALWIGConfig, phase: str, world: World):
+        self.bundle, self.data, self.cfg, self.phase, self.world = bundle, data, cfg, phase, world
+        self.rows_all = trainable_rows(data, phase)
+        if not self.rows_all:
+            raise DataError(f"no trainable rows in split {data.name!r} for {phase}")
+        self.steps = len(epoch_plan(len(self.rows_all), cfg, phase, 0, world.size))
+
+    def batches(
+        self, epoch: int, start: int, step0: int, count: int
+    ) -> Iterator[tuple[dict[str, Any], list[str], int]]:
+        """(rank's batch, its vids, global batch size) of steps ``start .. start+count-1`` of ``epoch``."""
+        data, world = self.data, self.world
+        plan = epoch_plan(len(self.rows_all), self.cfg, self.phase, epoch, world.size)
+        for j, gbatch in enumerate(plan[start : start + count]):
+            grows = [self.rows_all[i] for i in gbatch]
+            gtexts = text_choices(data, grows, self.cfg, self.phase, epoch * 100003 + step0 + j)
+            share = len(grows) // world.size
+            lo, hi = world.rank * share, (world.rank + 1) * share
+            batch = make_batch(self.bundle, data, grows[lo:hi], {k: v[lo:hi] for k, v in gtexts.items()})
+            yield batch, [data.vids[i] for i in grows[lo:hi]], len(gbatch)
+
+
+class _StreamFeeder:
+    """A phase's batches streamed from the feature shards (:class:`~create_bench.models.alwig.stream.LaneStream`)."""
+
+    def __init__(self, bundle: ALWIG, stream: Any, cfg: ALWIGConfig, phase: str, world: World):
+        self.bundle, self.stream, self.cfg, self.phase, self.world = bundle, stream, cfg, phase, world
+        self.steps = int(stream.steps)
+        share = cfg.batch_size // world.size
+        self.positions = list(range(world.rank * share, (world.rank + 1) * share))
+
+    def batches(
+        self, epoch: int, start: int, step0: int, count: int
+    ) -> Iterator[tuple[dict[str, Any], list[str], int]]:
+        for win in self.stream.windows(epoch, start, start + count):
+            data = SplitData(
+                self.stream.split,
+                win.vids,
+                win.feats,
+                win.mask,
+                win.tags,
+                win.titles,
+                win.captions,
+                win.raw_titles,
+            )
+            for k in range(win.first, win.stop):
+                rows = list(range((k - win.first) * win.lanes, (k - win.first + 1) * win.lanes))
+                salt = epoch * 100003 + step0 + k - start
+                texts = text_choices_at(
+                    data, rows, self.positions, self.cfg, self.phase, salt, self.cfg.batch_size
+                )
+                yield (
+                    make_batch(self.bundle, data, rows, texts),
+                    [win.vids[i] for i in rows],
+                    self.cfg.batch_size,
+                )
+
+
+def _all_min(value: int, world: World, device: str) -> int:
+    if not world.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
+def open_stream(
+    data_dir: Path, split: str, cfg: ALWIGConfig, phase: str, world: World, device: str, block: int
+) -> Any:
+    """This rank's :class:`~create_bench.models.alwig.stream.LaneStream` of a phase, its epoch length
+    agreed with the other ranks (collective: every rank calls it)."""
+    from functools import partial
+
+    from create_bench.models.alwig.stream import LaneStream
+
+    t0 = time.perf_counter()
+    stream = LaneStream(
+        data_dir,
+        split,
+        feature_set=str(cfg.feature_set),
+        num_frames=cfg.num_frames,
+        feature_dim=int(cfg.feature_dim or 0),
+        lanes=cfg.batch_size,
+        block=block,
+        seed=[cfg.seed, PHASES.index(phase)],
+        rank=world.rank,
+        world_size=world.size,
+        keep=partial(row_trainable, phase),
+    )
+    steps = _all_min(stream.local_steps, world, device)
+    stream.set_steps(steps)
+    log.info(
+        "alwig: streaming %s for %s: rank %d/%d reads %d rows (%d trainable), %d steps per epoch (%.1f s)",
+        split,
+        phase,
+        world.rank,
+        world.size,
+        len(stream.vids),
+        stream.trainable_rows,
+        steps,
+        time.perf_counter() - t0,
+    )
+    return stream
+
+
+def _stream_feature_stats(bundle: ALWIG, stream: Any, world: World) -> None:
+    """The model's feature standardisation from the streamed split (every rank its own rows)."""
+    from create_bench.models.alwig.stream import merge_moments
+
+    mine = stream.feature_moments()
+    parts: list[Any] = [mine]
+    if world.distributed:
+        parts = [None] * world.size
+        dist.all_gather_object(parts, mine)
+    n, mean, m2 = merge_moments(parts)
+    if n == 0:
+        raise DataError(f"split {stream.split!r} has no real frames to standardise features with")
+    if n == 1:
+        bundle.net.set_feature_stats(torch.from_numpy(mean)[None, None], torch.ones(1, 1, dtype=torch.bool))
+        return
+    # Two points at mean +- std have exactly this mean and (population) std: the model computes its
+    # statistics, with its own flooring, from them as from the whole split.
+    std = np.sqrt(m2 / n)
+    two = torch.from_numpy(np.stack([mean + std, mean - std]))[:, None, :]
+    bundle.net.set_feature_stats(two, torch.ones(2, 1, dtype=torch.bool))
+
+
+def _corpus(data_dir: Path, pretrain_split: str | None) -> tuple[Iterator[str], Iterator[list[str]]]:
+    """The vocabularies' texts and tag lists, streamed from the data shards (as the in-memory path
+    takes them: fine-tuning titles and captions, pre-training raw titles, both splits' tags)."""
+    from create_bench.models.alwig.stream import scan_texts
+
+    def texts() -> Iterator[str]:
+        for b in scan_texts(data_dir, "train", columns=["titles", "captions"]):
+            for col in ("titles", "captions"):
+                for refs in b.column(col).to_pylist():
+                    yield from refs or []
+        if pretrain_split is not None:
+            for b in scan_texts(data_dir, pretrain_split, columns=["raw_title"]):
+                yield from (t or "" for t in b.column("raw_title").to_pylist())
+
+    def tags() -> Iterator[list[str]]:
+        for split in ("train",) + ((pretrain_split,) if pretrain_split is not None else ()):
+            for b in scan_texts(data_dir, split, columns=["tags"]):
+                yield from (list(t or []) for t in b.column("tags").to_pylist())
+
+    return texts(), tags()
+
+
 def train(opts: TrainOptions) -> dict[str, Any]:
     """Train ALWIG as the module docstring describes; returns the training summary."""
     cfg = opts.cfg
+    _check_options(opts)
     data_dir, out = Path(opts.data_dir), Path(opts.out_dir)
     world, device = setup_world(opts.device)
     is_main = world.rank == 0
@@ -564,6 +925,15 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             raise DataError(
                 f"dataset has no {split!r} split (splits: {', '.join(info.splits)})", path=str(data_dir)
             )
+    phases = [("pretrain", cfg.pretrain_epochs)] if opts.pretrain else []
+    phases.append(("finetune", cfg.epochs))
+    phase_split = {"pretrain": pre, "finetune": "train"}
+    streamed = {p: wants_stream(opts.stream, cfg, info.num_rows(phase_split[p])) for p, _ in phases}
+    stream_record = {
+        "mode": opts.stream,
+        "phases": [p for p, _ in phases if streamed[p]],
+        "block": opts.stream_block,
+    }
 
     paths = _state_paths(out)
     resuming = opts.resume and paths["state"].is_file()
@@ -588,27 +958,48 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     )
     enc_sig = encoder.signature if encoder is not None else f"features:{cfg.feature_set}"
 
+    if not stream_record["phases"]:
+        in_memory = ("train", "validation") + ((pre,) if opts.pretrain else ())
+    else:  # streamed splits stay on disk; validation is only scored by rank 0
+        in_memory = tuple(phase_split[p] for p, _ in phases if not streamed[p])
+        in_memory += ("validation",) if is_main else ()
     splits = {
-        s: load_split(encoder, data_dir, s, cfg, enc_sig, cache_dir, world, bool(progress))
-        for s in ("train", "validation") + ((pre,) if opts.pretrain else ())
+        s: load_split(encoder, data_dir, s, cfg, enc_sig, cache_dir, world, bool(progress)) for s in in_memory
     }
-    feature_dim = int(splits["train"].feats.shape[-1])
+    streams: dict[str, Any] = {}
+
+    def stream_of(phase: str) -> Any:
+        if phase not in streams:
+            streams[phase] = open_stream(
+                data_dir, phase_split[phase], cfg, phase, world, device, opts.stream_block
+            )
+        return streams[phase]
 
     if resuming:
         state = json.loads(paths["state"].read_text("utf-8"))
-        bundle = ALWIG.load(paths["dir"], device=device)
+        bundle = ALWIG.load(_ckpt_dir(out, state), device=device)
         _check_resume_config(bundle.cfg, cfg)
+        _check_resume_stream(state.get("stream"), stream_record)
         bundle.cfg = cfg
         bundle.net.cfg = cfg
     else:
-        corpus = [t for s in ("train",) for r in splits[s].titles + splits[s].captions for t in r]
-        tag_lists = list(splits["train"].tags)
-        if opts.pretrain:
-            corpus += splits[pre].raw_titles
-            tag_lists += splits[pre].tags
-        bundle = ALWIG.create(cfg, corpus, tag_lists, feature_dim=feature_dim, encoder=encoder)
-        first = splits[pre] if opts.pretrain else splits["train"]
-        bundle.net.set_feature_stats(first.feats, first.mask)
+        first_phase = "pretrain" if opts.pretrain else "finetune"
+        if not stream_record["phases"]:
+            corpus = [t for s in ("train",) for r in splits[s].titles + splits[s].captions for t in r]
+            tag_lists = list(splits["train"].tags)
+            if opts.pretrain:
+                corpus += splits[pre].raw_titles
+                tag_lists += splits[pre].tags
+            feature_dim = int(splits["train"].feats.shape[-1])
+            bundle = ALWIG.create(cfg, corpus, tag_lists, feature_dim=feature_dim, encoder=encoder)
+        else:
+            texts, tags = _corpus(data_dir, pre if opts.pretrain else None)
+            bundle = ALWIG.create(cfg, texts, tags, feature_dim=int(cfg.feature_dim or 0), encoder=encoder)
+        if streamed[first_phase]:
+            _stream_feature_stats(bundle, stream_of(first_phase), world)
+        else:
+            first = splits[pre] if opts.pretrain else splits["train"]
+            bundle.net.set_feature_stats(first.feats, first.mask)
         bundle.to(device)
     net = bundle.net
     net.train()
@@ -623,73 +1014,104 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             find_unused_parameters=unused,
         )
 
+    if resuming and is_main and "log_bytes" in state:
+        _truncate_log(out / "log.jsonl", int(state["log_bytes"]))
     logger = _Logger(out / "log.jsonl", is_main, append=resuming)
+    samples = _SampleLog(opts.sample_log, world)
     best_state: dict[str, torch.Tensor] | None = None
-    if resuming and paths["best"].is_file():
+    ck = _ckpt_dir(out, state)
+    if resuming and (ck / "best.safetensors").is_file():
         holder = copy.deepcopy(net).cpu()
-        load_weights(holder, paths["best"])
+        load_weights(holder, ck / "best.safetensors")
         best_state = {k: v.clone() for k, v in holder.state_dict().items()}
-    phases = [("pretrain", cfg.pretrain_epochs)] if opts.pretrain else []
-    phases.append(("finetune", cfg.epochs))
-    summary: dict[str, Any] = {"phases": {}, "world_size": world.size, "device": device}
+    summary: dict[str, Any] = {
+        "phases": {},
+        "world_size": world.size,
+        "device": device,
+        "stream": stream_record,
+    }
     t_start = time.perf_counter()
+    steps_run = 0  # optimiser steps of this process (interrupt_after_steps)
+
+    def save(state: dict[str, Any], opt: Any, sched: Any, mid_epoch: bool) -> None:
+        """Collective: every rank's RNG state (mid-epoch), then rank 0 writes."""
+        rng = _gather_rng(world, device) if mid_epoch else None
+        if is_main:
+            state.update(stream=stream_record, world_size=world.size, log_bytes=logger.size())
+            _save_state(bundle, opt, sched, out, state, best_state, rng)
+
     for phase, n_epochs in phases:
         if phase in state["done"] or n_epochs == 0:
             continue
-        data = splits[pre if phase == "pretrain" else "train"]
-        rows_all = trainable_rows(data, phase)
-        if not rows_all:
-            raise DataError(f"no trainable rows in split {data.name!r} for {phase}", path=str(data_dir))
-        steps_per_epoch = len(epoch_plan(len(rows_all), cfg, phase, 0, world.size))
+        if streamed[phase]:
+            feeder: Any = _StreamFeeder(bundle, stream_of(phase), cfg, phase, world)
+        else:
+            feeder = _MemoryFeeder(bundle, splits[phase_split[phase]], cfg, phase, world)
+        steps_per_epoch = feeder.steps
         total = steps_per_epoch * n_epochs
         if opts.max_steps is not None:
             total = min(total, opts.max_steps)
         opt = make_optimizer(net, cfg)
         sched = make_scheduler(opt, total, cfg.warmup_ratio)
-        start_epoch = 0
-        if resuming and state.get("phase") == phase:
-            ck = torch.load(paths["optim"], map_location=device, weights_only=True)
-            opt.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["scheduler"])
-            start_epoch = int(state["epoch"])
-        step = int(state["step"]) if resuming and state.get("phase") == phase else 0
+        start_epoch, start_pos = 0, 0
+        same_phase = resuming and state.get("phase") == phase
+        if same_phase:
+            saved = torch.load(_ckpt_dir(out, state) / "optimizer.pt", map_location=device, weights_only=True)
+            opt.load_state_dict(saved["optimizer"])
+            sched.load_state_dict(saved["scheduler"])
+            start_epoch, start_pos = int(state["epoch"]), int(state.get("epoch_step", 0))
+        step = int(state["step"]) if same_phase else 0
         clips, t_phase = 0, time.perf_counter()
         for epoch in range(start_epoch, n_epochs):
             if opts.max_steps is not None and step >= total:
                 break
-            torch.manual_seed(cfg.seed * 100003 + PHASES.index(phase) * 1009 + epoch * 17 + world.rank)
-            plan = epoch_plan(len(rows_all), cfg, phase, epoch, world.size)
-            bar = _bar(plan, bool(progress), f"alwig {phase} {epoch + 1}/{n_epochs}")
-            for gbatch in bar:
-                if opts.max_steps is not None and step >= total:
-                    break
-                grows = [rows_all[i] for i in gbatch]
-                gtexts = text_choices(data, grows, cfg, phase, epoch * 100003 + step)
-                share = len(grows) // world.size
-                lo, hi = world.rank * share, (world.rank + 1) * share
-                batch = make_batch(bundle, data, grows[lo:hi], {k: v[lo:hi] for k, v in gtexts.items()})
-                losses = ddp_net(batch, world)
-                opt.zero_grad(set_to_none=True)
-                losses["loss"].backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                opt.step()
-                sched.step()
-                step += 1
-                clips += len(gbatch)
-                if step % opts.log_every == 0 or step == 1:
-                    rec: dict[str, Any] = {k: round(float(v.detach()), 5) for k, v in losses.items()}
-                    rec.update(
-                        phase=phase,
-                        epoch=epoch + 1,
-                        step=step,
-                        lr=opt.param_groups[0]["lr"],
-                        logit_scale=round(float(net.scale().detach()), 3),
-                        clips_per_s=round(clips / max(1e-9, time.perf_counter() - t_phase), 2),
-                    )
-                    logger.write(rec)
-                    if hasattr(bar, "set_postfix"):
+            pos0 = start_pos if epoch == start_epoch else 0
+            seed = cfg.seed * 100003 + PHASES.index(phase) * 1009 + epoch * 17 + world.rank
+            torch.manual_seed(seed)
+            if pos0:  # mid-epoch: the dropout RNG where the saved run was (same world size)
+                _restore_rng(_ckpt_dir(out, state) / "rng.pt", world, device, seed + 1000003 * pos0)
+            count = steps_per_epoch - pos0
+            if opts.max_steps is not None:
+                count = min(count, total - step)
+            bar = _bar(steps_per_epoch, pos0, bool(progress), f"alwig {phase} {epoch + 1}/{n_epochs}")
+            epoch_step = pos0
+            with contextlib.closing(feeder.batches(epoch, pos0, step, count)) as batches:
+                for batch, vids, n_rows in batches:
+                    losses = ddp_net(batch, world)
+                    opt.zero_grad(set_to_none=True)
+                    losses["loss"].backward()
+                    if cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    epoch_step += 1
+                    steps_run += 1
+                    clips += n_rows
+                    bar.update(1)
+                    samples.write(phase, epoch + 1, step, vids)
+                    if step % opts.log_every == 0 or step == 1:
+                        rec: dict[str, Any] = {k: round(float(v.detach()), 5) for k, v in losses.items()}
+                        rec.update(
+                            phase=phase,
+                            epoch=epoch + 1,
+                            step=step,
+                            lr=opt.param_groups[0]["lr"],
+                            logit_scale=round(float(net.scale().detach()), 3),
+                            clips_per_s=round(clips / max(1e-9, time.perf_counter() - t_phase), 2),
+                        )
+                        logger.write(rec)
                         bar.set_postfix(loss=f"{rec['loss']:.3f}", gen=f"{rec['gen']:.3f}")
+                    mid = epoch_step < steps_per_epoch and not (opts.max_steps is not None and step >= total)
+                    if mid and opts.checkpoint_every and step % opts.checkpoint_every == 0:
+                        state.update(phase=phase, epoch=epoch, epoch_step=epoch_step, step=step)
+                        save(state, opt, sched, mid_epoch=True)
+                        if world.distributed:
+                            dist.barrier()
+                    if opts.interrupt_after_steps is not None and steps_run >= opts.interrupt_after_steps:
+                        bar.close()
+                        return {"interrupted": True, "phase": phase, "epoch": epoch + 1, "step": step}
+            bar.close()
             last = epoch + 1 == n_epochs or (opts.max_steps is not None and step >= total)
             if phase == "finetune" and ((epoch + 1) % cfg.eval_every == 0 or last):
                 if is_main:
@@ -712,9 +1134,8 @@ def train(opts: TrainOptions) -> dict[str, Any]:
                         val["gen"],
                         " *" if better else "",
                     )
-            state.update(phase=phase, epoch=epoch + 1, step=step)
-            if is_main:
-                _save_state(bundle, opt, sched, out, state, best_state)
+            state.update(phase=phase, epoch=epoch + 1, epoch_step=0, step=step)
+            save(state, opt, sched, mid_epoch=False)
             if world.distributed:
                 dist.barrier()
             if (
@@ -725,9 +1146,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
             ):
                 return {"interrupted": True, "epoch": epoch + 1}
         state["done"] = [*state["done"], phase]
-        state.update(phase=None, epoch=0, step=0)
-        if is_main:
-            _save_state(bundle, opt, sched, out, state, best_state)
+        state.update(phase=None, epoch=0, epoch_step=0, step=0)
+        save(state, opt, sched, mid_epoch=False)
+        streams.pop(phase, None)  # its texts and orders are no longer needed
         summary["phases"][phase] = {
             "epochs": n_epochs,
             "steps": step,
@@ -753,7 +1174,7 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     return summary
 
 
-def _bar(items: list[Any], enabled: bool, desc: str) -> Any:
+def _bar(total: int, initial: int, enabled: bool, desc: str) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(items, desc=desc, unit="step", disable=not enabled, leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not enabled, leave=False)
