@@ -28,8 +28,23 @@ evaluation over all ranks sees each video once. A worker's last batch may be sma
 **Errors.** A video that fails to decode (corrupt, truncated, not a video, timed out) is skipped
 with ``on_error="skip"`` (default) and counted: after a pass, ``loader.report`` is a
 :class:`LoaderReport` (also logged as a summary). ``on_error="fail"`` raises VideoDecodeError naming
-the vid. Decoding runs in a killable subprocess with ``timeout`` seconds per video (None decodes
-in-process, without that protection).
+the vid.
+
+**Hangs.** With ``timeout`` (seconds per video, default 60) decoding runs in a forked decode worker
+process, one per loader process (this process with ``num_workers=0``, else each DataLoader
+worker), up to two batches ahead. A video that takes longer than ``timeout`` gets its worker
+killed (SIGKILL: also a hang inside native decoder code) and is skipped as ``DecodeTimeout`` (or
+raised with ``on_error="fail"``); a worker that crashes is a VideoDecodeError for its video; the
+next video gets a fresh worker. This holds for every ``num_workers``, 0 included. Frames come back
+through shared memory straight into the batch (one more memory copy per frame than decoding
+in-process; see :mod:`create_bench.video.decode`). ``timeout=None`` decodes in the loader's own
+process (or DataLoader workers) with no such guard: there a hang in native code hangs that
+process; with ``num_workers > 0`` DataLoader's own ``timeout=`` argument (seconds per batch,
+passed through) then raises instead of skipping.
+
+**Frames.** With a fixed-length policy each video decodes straight into its slot of a fresh
+``[B, T, H, W, 3]`` array (the batch owns it; it is never reused), so decord's frames are copied
+once, as raw decord's ``asnumpy`` copies them.
 """
 
 from __future__ import annotations
@@ -190,6 +205,9 @@ class VideoDataset(IterableDataset):
 
         cfg = self.cfg
         feature_map = self._load_features() if cfg.features is not None else None
+        # Fixed-length frame policies decode each video straight into its slot of the batch.
+        fixed_t = self.policy.n if self.policy.is_fixed_length else None
+        buffer = _BatchBuffer(cfg.batch_size, fixed_t) if feature_map is None and fixed_t else None
         pending: list[dict[str, Any]] = []
         skipped: list[tuple[str, str]] = []
         rows = (
@@ -205,7 +223,9 @@ class VideoDataset(IterableDataset):
             if cfg.vids is None or str(row["vid"]) in cfg.vids
         )
         stream = (
-            self._features_stream(rows, feature_map) if feature_map is not None else self._frames_stream(rows)
+            self._features_stream(rows, feature_map)
+            if feature_map is not None
+            else self._frames_stream(rows, buffer)
         )
         for row, sample in stream:
             if isinstance(sample, (VideoDecodeError, DataError)):
@@ -214,24 +234,37 @@ class VideoDataset(IterableDataset):
                 skipped.append((str(row["vid"]), _reason(sample)))
                 continue
             pending.append(sample)
+            if buffer is not None:
+                buffer.slot = len(pending)  # the next video decodes into the next slot
             if len(pending) == cfg.batch_size:
-                yield self._collate(pending, skipped)
+                yield self._collate(pending, skipped, buffer)
                 pending, skipped = [], []
         if pending or skipped:
-            yield self._collate(pending, skipped)
+            yield self._collate(pending, skipped, buffer)
 
     # -- videos -----------------------------------------------------------------------------------
-    def _frames_stream(self, rows: Iterator[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], Any]]:
+    def _frames_stream(
+        self, rows: Iterator[dict[str, Any]], buffer: _BatchBuffer | None = None
+    ) -> Iterator[tuple[dict[str, Any], Any]]:
         """``(row, sample or error)`` in row order. Requests stream to the decode worker with a
         look-ahead of two batches, so it decodes the next videos while this process reads shards,
-        batches, and hands batches over."""
+        batches, and hands batches over. With a ``buffer``, each result is written straight into
+        the batch slot it will occupy (results arrive in order, one at a time, so the slot is the
+        number of videos batched so far)."""
         import collections
 
         from create_bench.data.shards import video_source
         from create_bench.video.decode import decode_many
 
         cfg = self.cfg
-        kw = {"backend": cfg.backend, "size": cfg.size, "num_threads": cfg.num_threads, "ctx": cfg.ctx}
+        kw: dict[str, Any] = {
+            "backend": cfg.backend,
+            "size": cfg.size,
+            "num_threads": cfg.num_threads,
+            "ctx": cfg.ctx,
+        }
+        if buffer is not None:
+            kw["out"] = buffer.sink
         submitted: collections.deque[tuple[dict[str, Any], list[int] | None]] = collections.deque()
 
         def requests() -> Iterator[Any]:
@@ -305,7 +338,12 @@ class VideoDataset(IterableDataset):
         return out
 
     # -- batching ---------------------------------------------------------------------------------
-    def _collate(self, samples: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> dict[str, Any]:
+    def _collate(
+        self,
+        samples: list[dict[str, Any]],
+        skipped: list[tuple[str, str]],
+        buffer: _BatchBuffer | None = None,
+    ) -> dict[str, Any]:
         cfg = self.cfg
         rows = [s["row"] for s in samples]
         batch: dict[str, Any] = {"vid": [str(r["vid"]) for r in rows]}
@@ -316,7 +354,11 @@ class VideoDataset(IterableDataset):
         if samples:
             t = self.policy.n if (cfg.features is None and self.policy.is_fixed_length) else 0
             t = max([t] + [len(s["indices"]) for s in samples])
-            data, mask, indices = _pad_stack(samples, t, self.cfg.size is None and key == "frames")
+            filled = buffer.take(samples, t) if buffer is not None else None
+            if filled is not None:
+                data, mask, indices = _pad_in_place(filled, samples)
+            else:
+                data, mask, indices = _pad_stack(samples, t, self.cfg.size is None and key == "frames")
             tensor = torch.from_numpy(data)
             if key == "frames" and self._mean_std is not None:
                 tensor = _normalise(tensor, *self._mean_std)
@@ -327,8 +369,47 @@ class VideoDataset(IterableDataset):
             batch["frame_indices"] = torch.from_numpy(indices)
         else:
             batch[key] = None
+        if buffer is not None:
+            buffer.reset()  # the batch's array now belongs to the consumer: never written again
         batch[_SKIPPED_KEY] = skipped
         return batch
+
+
+class _BatchBuffer:
+    """The frames array of the batch being filled, ``uint8 [B, T, H, W, 3]``, made when the first
+    video's frame shape is known; every video of the batch decodes straight into its slot
+    (``decode(out=...)``), so frames are copied once, from the decoder, as raw decord does.
+    A video that does not fit (another frame shape, more than T frames) gets its own array and
+    the batch is assembled by copying, as without a buffer (which reports mismatched shapes)."""
+
+    def __init__(self, batch_size: int, t: int):
+        self.batch_size, self.t = batch_size, t
+        self.array: np.ndarray | None = None
+        self.slot = 0
+        self.filled: dict[int, np.ndarray] = {}  # slot -> the view handed out for it
+
+    def sink(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        k = shape[0] if len(shape) == 4 else 0
+        if not 1 <= k <= self.t or self.slot >= self.batch_size:
+            return None
+        if self.array is None:
+            self.array = np.empty((self.batch_size, self.t, *shape[1:]), dtype=np.uint8)
+        elif self.array.shape[2:] != tuple(shape[1:]):
+            return None
+        view = self.array[self.slot, :k]
+        self.filled[self.slot] = view
+        return view
+
+    def take(self, samples: list[dict[str, Any]], t: int) -> np.ndarray | None:
+        """The batch's frames ``[len(samples), T, ...]`` when every sample lies in its slot."""
+        if self.array is None or t != self.t:
+            return None
+        if any(self.filled.get(b) is not s["data"] for b, s in enumerate(samples)):
+            return None
+        return self.array[: len(samples)]
+
+    def reset(self) -> None:
+        self.array, self.slot, self.filled = None, 0, {}
 
 
 def _pad_stack(
@@ -347,6 +428,23 @@ def _pad_stack(
         k = len(s["indices"])
         data[b, :k] = s["data"]
         data[b, k:] = s["data"][k - 1]  # pad by repeating the last frame
+        mask[b, :k] = True
+        indices[b, :k] = s["indices"]
+        indices[b, k:] = s["indices"][k - 1]
+    return data, mask, indices
+
+
+def _pad_in_place(
+    data: np.ndarray, samples: list[dict[str, Any]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_pad_stack`` for frames already in their slots of ``data``: pad, mask and indices only."""
+    t = data.shape[1]
+    mask = np.zeros((len(samples), t), dtype=bool)
+    indices = np.zeros((len(samples), t), dtype=np.int64)
+    for b, s in enumerate(samples):
+        k = len(s["indices"])
+        if k < t:
+            data[b, k:] = data[b, k - 1]  # pad by repeating the last frame
         mask[b, :k] = True
         indices[b, :k] = s["indices"]
         indices[b, k:] = s["indices"][k - 1]
@@ -506,7 +604,8 @@ def make_loader(
         features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
         backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decode`).
         on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
-        timeout: seconds per video in a killable decode subprocess; None decodes in-process.
+        timeout: seconds per video in a killable decode subprocess; None decodes in-process,
+            where a hang cannot be interrupted (see "Hangs" in the module doc).
         shuffle_seed: shuffle the order (by row group, then within) with this seed; None keeps it.
         rank, world_size: this process's share; default from ``torch.distributed`` when initialised.
         progress: show a tqdm bar of videos.

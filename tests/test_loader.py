@@ -251,3 +251,52 @@ def test_bad_options(mixed_ds, kw):
 def test_unknown_split(mixed_ds):
     with pytest.raises(DataError, match="split"):
         make_loader(mixed_ds, "nope")
+
+
+@pytest.mark.parametrize("timeout", [None, 60.0])
+@pytest.mark.parametrize("size", [(24, 32), None])
+def test_batches_hold_the_frames_of_a_direct_decode_around_skips(mixed_ds, timeout, size):
+    """Videos decode straight into their batch slot: a skipped video mid-batch, a padded short
+    one and earlier batches (still held here) all keep exactly the frames of a direct decode."""
+    table = {r["vid"]: r for r in read_table(mixed_ds, "test", ["vid", "num_frames", "video"]).to_pylist()}
+    loader = make_loader(mixed_ds, "test", batch_size=3, size=size, timeout=timeout)
+    batches = list(loader)  # every batch kept alive while later ones are made
+    assert loader.report.num_skipped == 2
+    seen = []
+    for batch in batches:
+        frames = batch["frames"].numpy()
+        assert frames.shape[1:] == (8, *(size or (48, 64)), 3)
+        for i, vid in enumerate(batch["vid"]):
+            seen.append(vid)
+            idx = sample_indices(table[vid]["num_frames"], "uniform-center@8")
+            want = decode(video_source(table[vid], mixed_ds), idx, size=size)
+            assert np.array_equal(frames[i, : len(idx)], want), vid
+            assert all(np.array_equal(frames[i, k], want[-1]) for k in range(len(idx), 8)), vid
+            assert batch["frame_indices"][i].tolist() == idx + [idx[-1]] * (8 - len(idx))
+    assert sorted(seen) == sorted(GOOD)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_variable_length_policy_pads_to_the_longest_in_the_batch(mixed_ds, num_workers):
+    table = {
+        r["vid"]: r for r in read_table(mixed_ds, "test", ["vid", "num_frames", "fps", "video"]).to_pylist()
+    }
+    loader = make_loader(mixed_ds, "test", frames="fps@20", batch_size=4, num_workers=num_workers, size=16)
+    for batch in loader:
+        lengths = [int(m.sum()) for m in batch["frame_mask"]]
+        assert batch["frames"].shape[1] == max(lengths)
+        for i, vid in enumerate(batch["vid"]):
+            row = table[vid]
+            idx = sample_indices(row["num_frames"], "fps@20", fps=row["fps"])
+            assert lengths[i] == len(idx)
+            want = decode(video_source(row, mixed_ds), idx, size=16)
+            assert np.array_equal(batch["frames"][i, : len(idx)].numpy(), want), vid
+
+
+def test_stored_size_one_video_per_batch(tiny_dataset):
+    table = read_table(tiny_dataset, "test", ["vid", "num_frames", "video"]).to_pylist()
+    _, per = _collect(make_loader(tiny_dataset, "test", batch_size=1))
+    for row in table:
+        idx = sample_indices(row["num_frames"], "uniform-center@8")
+        want = decode(video_source(row, tiny_dataset), idx)
+        assert np.array_equal(per[row["vid"]]["frames"].numpy()[: len(idx)], want)

@@ -342,3 +342,74 @@ def test_public_decode_is_callable_after_submodule_import(mp4_factory):
     a = create_bench.video.decode(data, [0, 5])
     b = mod.decode(data, [0, 5])
     assert a.shape == (2, 48, 64, 3) and (a == b).all()
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+@pytest.mark.parametrize("strategy", ["seek", "sequential"])
+def test_decode_into_a_given_array(edge, backend, strategy):
+    kw = dict(size=(20, 30), backend=backend, strategy=strategy)
+    for idx in ([1, 4, 9], [9, 1, 9]):  # sorted, and reordered with a duplicate
+        want = decode(edge["plain"], idx, **kw)
+        out = np.zeros((3, 20, 30, 3), np.uint8)
+        got = decode(edge["plain"], idx, out=out, **kw)
+        assert got is out and np.array_equal(out, want)
+    # an array of another shape is not used (and not touched): a new one comes back
+    wrong = np.zeros((2, 20, 30, 3), np.uint8)
+    got = decode(edge["plain"], [1, 4, 9], out=wrong, **kw)
+    assert got is not wrong and not wrong.any()
+    assert np.array_equal(got, decode(edge["plain"], [1, 4, 9], **kw))
+    # a callable is asked once the shape is known
+    asked, mem = [], np.zeros((3, 48, 64, 3), np.uint8)
+
+    def sink(shape):
+        asked.append(shape)
+        return mem
+
+    got = decode(edge["plain"], [0, 5, 7], backend=backend, strategy=strategy, out=sink)
+    assert got is mem and asked == [(3, 48, 64, 3)]
+    assert np.array_equal(mem, decode(edge["plain"], [0, 5, 7], backend=backend))
+
+
+def test_decode_into_narrow_frames_and_through_the_worker(edge):
+    want = decode(edge["narrow"], [0, 6, 11])
+    out = np.empty_like(want)
+    assert decode(edge["narrow"], [0, 6, 11], out=out) is out and np.array_equal(out, want)
+    out = np.zeros((2, 20, 30, 3), np.uint8)
+    got = decode(edge["rotate-90"], [5, 1], size=(20, 30), timeout=60, out=out)
+    assert got is out and np.array_equal(out, decode(edge["rotate-90"], [5, 1], size=(20, 30)))
+
+
+@pytest.mark.parametrize("arena", [512, 8000, None])
+def test_worker_frames_through_the_shared_ring_or_the_pipe(edge, monkeypatch, arena):
+    """Frames come back through the shared ring when a region is free and through the pipe
+    otherwise (too large for the ring, ring full); the results are the same either way."""
+    import sys
+
+    mod = sys.modules["create_bench.video.decode"]
+    if arena is not None:
+        monkeypatch.setattr(mod, "_ARENA_BYTES", arena)
+    ways: list[bool] = []
+    take = mod._DecodeWorker._take_frames
+
+    def spy(self, shape, dtype, at, out):
+        ways.append(at is not None)
+        return take(self, shape, dtype, at, out)
+
+    monkeypatch.setattr(mod._DecodeWorker, "_take_frames", spy)
+    names = ["plain", "audio", "bframes-gop", "odd-size"] * 4
+    # (20, 30) x 2 frames = 3600 bytes fits the 8000-byte ring (twice at most); 8 frames never do
+    reqs = [(edge[n], [1, 4] if i % 5 else list(range(8)), {"size": (20, 30)}) for i, n in enumerate(names)]
+    got: list = []
+    # A fresh thread gets a fresh worker, started with the patched ring size.
+    t = threading.Thread(target=lambda: got.extend(decode_many(reqs, timeout=60, window=16)))
+    t.start()
+    t.join(120)
+    assert len(got) == len(reqs)
+    for (src, idx, kw), frames in zip(reqs, got):
+        assert np.array_equal(frames, decode(src, idx, **kw))
+    if arena == 512:
+        assert not any(ways)
+    elif arena == 8000:
+        assert any(ways) and not all(ways)
+    else:
+        assert all(ways)

@@ -38,6 +38,11 @@ truncated or non-video source raises :class:`VideoDecodeError` naming the ``vid`
 :func:`decode_many` streams many videos through the worker with a look-ahead (the loader uses it).
 Narrow frames (width 16/32/48), which decord's ``get_batch`` misreads as 4-channel, are repaired.
 
+**Copies.** ``decode(..., out=...)`` writes the frames into the caller's array (the loader passes
+each video's slot of its batch): decord's frames are copied once, straight into it, as
+``asnumpy`` would copy them into a new array. Through the worker, the forked worker decodes into a
+shared-memory ring and the caller copies from there into ``out`` (one more copy; no pipe copies).
+
 **GPU.** ``ctx="gpu"`` (or ``"gpu:N"``/``"cuda:N"``) decodes with NVDEC through
 :mod:`create_bench.video.gpu`: decord's CUDA reader where the installed decord was built with CUDA,
 else PyNvVideoCodec. The PyPI decord wheels are CPU-only; where neither backend can run,
@@ -55,7 +60,7 @@ import os
 import sys
 import threading
 import types
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +88,9 @@ SEEK_COST_FRAMES = 6.0
 SEQUENTIAL_FRAME_COST = 1.15
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
+#: Where decoded frames go (see ``decode(out=...)``): an array, or a callable that is given the
+#: frames' shape once it is known and returns an array of that shape (or None: a new array).
+FrameSink = np.ndarray | Callable[[tuple[int, ...]], "np.ndarray | None"]
 
 
 # --------------------------------------------------------------------------- input checks
@@ -226,6 +234,7 @@ def decode(
     vid: str | None = None,
     strategy: str = "auto",
     timeout: float | None = None,
+    out: FrameSink | None = None,
 ) -> np.ndarray:
     """Decode the frames ``indices`` of a video.
 
@@ -239,6 +248,10 @@ def decode(
         vid: the video id, used in error messages.
         strategy: ``"auto"``, ``"seek"`` or ``"sequential"`` (see module doc; same frames).
         timeout: when set, decode in a killable worker process with this many seconds per call.
+        out: where to put the frames, saving a copy (a caller filling a batch passes its slot):
+            a C-contiguous writable ``uint8`` array, used when the frames have exactly its shape,
+            or a callable ``shape -> array | None`` asked once the shape is known. When it gives
+            no usable array, a new one is returned (``result is out`` tells which happened).
 
     Returns:
         ``uint8`` array ``[len(indices), H, W, 3]`` (RGB).
@@ -260,6 +273,7 @@ def decode(
             ctx=ctx,
             vid=vid,
             strategy=strategy,
+            out=out,
         )
     if backend not in BACKENDS:
         raise ConfigError(f"unknown decode backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -270,23 +284,82 @@ def decode(
     wanted = _check_indices(indices, vid)
     src = _normalize_source(source, vid)
     uniq = sorted(set(wanted))
+    out = _once(out)
+    # Sorted unique indices (what the loader asks) decode straight into ``out``.
+    direct = out if wanted == uniq else None
     if backend == "decord" and dev[0] == "gpu":
         # NVDEC: decord built with CUDA, else PyNvVideoCodec (create_bench.video.gpu picks one).
         from create_bench.video.gpu import decode_gpu_frames
 
         frames = decode_gpu_frames(src, uniq, hw, dev[1], vid)
     elif backend == "decord":
-        frames = _decode_decord(src, uniq, hw, num_threads, dev, vid, strategy)
+        frames = _decode_decord(src, uniq, hw, num_threads, dev, vid, strategy, direct)
     else:
         if dev[0] != "cpu":
             raise BackendUnavailable(
                 "the pyav backend decodes on the CPU only; use backend='decord' for ctx='gpu'"
             )
         frames = _decode_pyav(src, uniq, hw, num_threads, vid, strategy)
-    if wanted == uniq:
+    if wanted != uniq:
+        pos = {t: i for i, t in enumerate(uniq)}
+        order = [pos[t] for t in wanted]
+        dest = _sink_array(out, (len(wanted), *frames.shape[1:]))
+        return frames[order] if dest is None else np.take(frames, order, axis=0, out=dest)
+    dest = _sink_array(out, frames.shape)
+    if dest is None or dest is frames:
         return frames
-    pos = {t: i for i, t in enumerate(uniq)}
-    return frames[[pos[t] for t in wanted]]
+    dest[...] = frames  # a backend that made its own array (pyav, gpu, narrow frames)
+    return dest
+
+
+def _once(out: FrameSink | None) -> FrameSink | None:
+    """``out`` with a callable asked at most once per shape (a backend that wrote into the array
+    it got is then recognised by identity, and no frames are copied onto themselves)."""
+    if out is None or isinstance(out, np.ndarray):
+        return out
+    asked: dict[tuple[int, ...], np.ndarray | None] = {}
+
+    def sink(shape: tuple[int, ...]) -> np.ndarray | None:
+        if shape not in asked:
+            asked[shape] = out(shape)
+        return asked[shape]
+
+    return sink
+
+
+def _sink_array(out: FrameSink | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The array of ``out`` to write frames of ``shape`` into, or None (the caller makes its own)."""
+    if out is None:
+        return None
+    shape = tuple(int(x) for x in shape)
+    arr = out if isinstance(out, np.ndarray) else out(shape)
+    if (
+        not isinstance(arr, np.ndarray)
+        or arr.shape != shape
+        or arr.dtype != np.uint8
+        or not arr.flags.c_contiguous
+        or not arr.flags.writeable
+    ):
+        return None
+    return arr
+
+
+def _nd_into(nd: Any, dest: np.ndarray) -> np.ndarray:
+    """Copy a decord NDArray into ``dest`` (C-contiguous, same size): ``asnumpy`` without its own
+    array (the same library call, ``DECORDArrayCopyToBytes``, which checks the byte count)."""
+    import ctypes
+
+    try:
+        from decord._ffi.base import _LIB, check_call
+    except ImportError:  # another decord layout: one extra copy, same result
+        dest[...] = nd.asnumpy()
+        return dest
+    check_call(
+        _LIB.DECORDArrayCopyToBytes(
+            nd.handle, dest.ctypes.data_as(ctypes.c_void_p), ctypes.c_size_t(dest.nbytes)
+        )
+    )
+    return dest
 
 
 def backend_version(backend: str = "decord") -> str:
@@ -361,6 +434,7 @@ def _decode_decord(
     dev: tuple[str, int],
     vid: str | None,
     strategy: str,
+    out: FrameSink | None = None,
 ) -> np.ndarray:
     ctx = _decord_ctx(dev)
     vr = _open_decord(src, hw, num_threads, ctx, vid)
@@ -374,9 +448,9 @@ def _decode_decord(
             strategy = plan_strategy(uniq, list(vr.get_key_indices())).strategy
         try:
             if strategy == "seek":
-                out = _decord_seek(vr, uniq)
+                frames = _decord_seek(vr, uniq, out)
             else:
-                out = _decord_sequential(vr, uniq)
+                frames = _decord_sequential(vr, uniq, out)
         except VideoDecodeError:
             raise
         except Exception as e:
@@ -385,9 +459,9 @@ def _decode_decord(
             ) from None
     finally:
         del vr
-    if out.ndim != 4 or out.shape[0] != len(uniq) or out.shape[-1] != 3:
-        raise VideoDecodeError(f"decord returned frames of shape {out.shape}", vid=vid, source=_label(src))
-    return out
+    if frames.ndim != 4 or frames.shape[0] != len(uniq) or frames.shape[-1] != 3:
+        raise VideoDecodeError(f"decord returned frames of shape {frames.shape}", vid=vid, source=_label(src))
+    return frames
 
 
 def _fix_rows(a: np.ndarray) -> np.ndarray:
@@ -406,11 +480,13 @@ def _fix_rows(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows).reshape(*lead, h, w, 3)
 
 
-def _decord_seek(vr: Any, uniq: list[int]) -> np.ndarray:
+def _decord_seek(vr: Any, uniq: list[int], out: FrameSink | None = None) -> np.ndarray:
     try:
-        out = vr.get_batch(uniq).asnumpy()
-        if out.shape[-1] == 3:
-            return out
+        batch = vr.get_batch(uniq)
+        shape = tuple(batch.shape)
+        if shape[-1] == 3:
+            dest = _sink_array(out, shape)
+            return batch.asnumpy() if dest is None else _nd_into(batch, dest)
     except Exception as e:
         if "must exactly match" not in str(e):
             raise
@@ -420,11 +496,14 @@ def _decord_seek(vr: Any, uniq: list[int]) -> np.ndarray:
     return np.stack([_fix_rows(vr[i].asnumpy()) for i in uniq])
 
 
-def _decord_sequential(vr: Any, uniq: list[int]) -> np.ndarray:
+def _decord_sequential(vr: Any, uniq: list[int], sink: FrameSink | None = None) -> np.ndarray:
     # next() decodes (and converts) each frame in order from the start: no seeks, no flushes.
     vr.seek(0)
     first = _fix_rows(vr.next().asnumpy())
-    out = np.empty((len(uniq), *first.shape), dtype=np.uint8)
+    shape = (len(uniq), *first.shape)
+    out = _sink_array(sink, shape)
+    if out is None:
+        out = np.empty(shape, dtype=np.uint8)
     j, frame, i = 0, first, 0
     while True:
         while j < len(uniq) and uniq[j] == i:
@@ -707,13 +786,27 @@ def decode_many(
     yield from _worker().map((_prepare(r) for r in requests), float(timeout), int(window))
 
 
+#: Size of the shared ring that carries decoded frames from a forked worker (see _DecodeWorker).
+_ARENA_BYTES = 64 << 20
+
+
 class _DecodeWorker:
-    """Parent side of the decode subprocess: length-framed pickles over two pipes."""
+    """Parent side of the decode subprocess: length-framed pickles over two pipes.
+
+    Frames come back through a shared-memory ring (``arena``, mapped before the fork, so both
+    processes see it): the worker decodes straight into a free region of it and sends only a
+    small header; this process copies the frames into their destination (a batch slot) and acks
+    the region, which the worker may then reuse. That is one copy on each side, where a pipe
+    costs two kernel copies plus the reader's. Frames that find no free region (larger than the
+    ring, or the caller is slow to take results) and workers started without fork go through
+    the result pipe instead.
+    """
 
     def __init__(self) -> None:
         self.proc: Any = None
         self.tx: Any = None
         self.rx: Any = None
+        self.arena: Any = None
         self.owner = -1
         self.next_id = 0
 
@@ -728,10 +821,13 @@ class _DecodeWorker:
             if hasattr(os, "fork") and os.environ.get("CREATE_BENCH_DECODE_WORKER", "fork") == "fork":
                 # Fork: instant start with decord/PyAV already imported. os.fork (not
                 # multiprocessing) also works inside daemonic DataLoader workers.
+                import mmap
+
                 import av  # noqa: F401  (imported once here, inherited by every forked worker)
                 import decord  # noqa: F401
 
-                self.proc = _ForkedWorker(req_r, res_w, close_in_child=(req_w, res_r))
+                self.arena = mmap.mmap(-1, _ARENA_BYTES)  # anonymous and MAP_SHARED: the child sees it
+                self.proc = _ForkedWorker(req_r, res_w, close_in_child=(req_w, res_r), arena=self.arena)
             else:
                 import subprocess
                 import sys
@@ -773,7 +869,7 @@ class _DecodeWorker:
                 except OSError:
                     pass
         # In a forked child the pipes belong to the parent's worker: just forget them.
-        self.proc = self.tx = self.rx = None
+        self.proc = self.tx = self.rx = self.arena = None  # (no view of the arena outlives a copy)
         self.owner = -1
 
     def _ensure(self) -> None:
@@ -783,8 +879,15 @@ class _DecodeWorker:
 
     def _submit(self, req: tuple[bytes | str, list[int], dict[str, Any]]) -> int:
         self.next_id += 1
+        src, indices, kw = req
+        kw = {k: v for k, v in kw.items() if k != "out"}  # the destination stays in this process
         try:
-            self.tx.send((self.next_id, *req))
+            if isinstance(src, bytes):
+                # Encoded bytes follow the request raw (no pickle copies of a large video).
+                self.tx.send((self.next_id, len(src), indices, kw))
+                _write_all(self.tx.fileno(), src)
+            else:
+                self.tx.send((self.next_id, src, indices, kw))
         except (BrokenPipeError, OSError):
             pass  # the worker died; receiving this request's result reports it
         return self.next_id
@@ -831,7 +934,7 @@ class _DecodeWorker:
             in_flight -= 1
             src, _, kw = req
             vid = kw.get("vid")
-            msg = self._receive(rid, last + timeout)
+            msg = self._receive(rid, last + timeout, kw.get("out"))
             last = time.monotonic()
             if msg is None or msg == "died":
                 code = self.proc.wait() if msg == "died" and self.proc is not None else None
@@ -865,8 +968,30 @@ class _DecodeWorker:
                 raise ConfigError(message)
             yield VideoDecodeError(message, vid=vid, source=_label(src))
 
-    def _receive(self, rid: int, deadline: float) -> Any:
-        """The result with id ``rid``; None on timeout; "died" if the worker went away."""
+    def _take_frames(
+        self, shape: tuple[int, ...], dtype: str, at: int | None, out: FrameSink | None
+    ) -> np.ndarray:
+        """The frames of a result whose header arrived: from the ring at offset ``at`` (then acked),
+        or read raw from the pipe (``at`` None); into ``out`` when it fits (see ``decode``)."""
+        dest = _sink_array(out, shape) if out is not None and np.dtype(dtype) == np.uint8 else None
+        if dest is None:
+            dest = np.empty(shape, dtype=np.dtype(dtype))
+        if at is None:
+            _read_into(self.rx.fileno(), memoryview(dest).cast("B"))  # type: ignore[arg-type]
+            return dest
+        n = dest.nbytes
+        src = np.frombuffer(self.arena, dtype=np.uint8, count=n, offset=at % len(self.arena))
+        dest.reshape(-1).view(np.uint8)[:] = src
+        del src  # no view of the ring outlives the copy
+        try:
+            self.tx.send(("ack", at + n))  # the worker may reuse the region now
+        except (BrokenPipeError, OSError):
+            pass
+        return dest
+
+    def _receive(self, rid: int, deadline: float, out: FrameSink | None = None) -> Any:
+        """The result with id ``rid``; None on timeout; "died" if the worker went away. Frames are
+        read into ``out`` when it gives an array of their shape (see ``decode``)."""
         import time
 
         while True:
@@ -875,14 +1000,11 @@ class _DecodeWorker:
                     return None
                 got_id, status, payload = self.rx.recv()
                 if status == "ok":
-                    # Frames follow as raw bytes, read straight into their array (no pickle copies).
-                    shape, dtype = payload
-                    if got_id != rid:
-                        self.rx.recv_bytes()  # a result of an abandoned earlier call: drop it
+                    shape, dtype, at = payload
+                    if got_id != rid:  # a result of an abandoned earlier call: drain it, drop it
+                        self._take_frames(shape, dtype, at, None)
                         continue
-                    out = np.empty(shape, dtype=np.dtype(dtype))
-                    self.rx.recv_bytes_into(memoryview(out).cast("B"))  # type: ignore[arg-type]
-                    return status, out
+                    return status, self._take_frames(shape, dtype, at, out)
             except (EOFError, OSError):
                 return "died"
             if got_id == rid:
@@ -893,14 +1015,14 @@ class _DecodeWorker:
 class _ForkedWorker:
     """A forked decode worker with the small part of ``subprocess.Popen``'s API we use."""
 
-    def __init__(self, req_fd: int, res_fd: int, close_in_child: tuple[int, ...]):
+    def __init__(self, req_fd: int, res_fd: int, close_in_child: tuple[int, ...], arena: Any = None):
         pid = os.fork()
         if pid == 0:  # child: serve requests, never return into the parent's code
             code = 0
             try:
                 for fd in close_in_child:
                     os.close(fd)
-                _worker_main(req_fd, res_fd)
+                _worker_main(req_fd, res_fd, arena)
             except BaseException:
                 code = 1
             finally:
@@ -936,6 +1058,25 @@ class _ForkedWorker:
             except ChildProcessError:
                 self.returncode = -1
         return self.returncode
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write raw bytes to a pipe (the reader knows their length from the pickled header before)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_into(fd: int, view: memoryview) -> None:
+    """Fill ``view`` from a pipe, reading straight into it (``Connection.recv_bytes_into`` would go
+    through two intermediate copies)."""
+    f = io.FileIO(fd, "rb", closefd=False)
+    got, n = 0, len(view)
+    while got < n:
+        k = f.readinto(view[got:])
+        if not k:
+            raise EOFError("the decode worker closed the pipe mid-message")
+        got += k
 
 
 def _grow_pipe(fd: int, size: int = 1 << 20) -> None:
@@ -994,8 +1135,44 @@ def worker_pid() -> int | None:
     return int(proc.pid)
 
 
-def _worker_main(req_fd: int, res_fd: int) -> None:
-    """The decode subprocess: serve ``decode`` calls until the parent closes the pipe."""
+class _Ring:
+    """The worker's side of the shared frame ring (see :class:`_DecodeWorker`).
+
+    Regions are handed out in order at increasing positions (``start % size`` in the ring; a
+    region never wraps). The parent takes results in the same order and acks the end of each
+    region it copied, so everything before ``acked`` is free again.
+    """
+
+    def __init__(self, arena: Any):
+        self.buf = np.frombuffer(arena, dtype=np.uint8)
+        self.size = len(self.buf)
+        self.end = 0  # end of the last region used (monotonic)
+        self.acked = 0  # the parent copied everything before this (set by the reader thread)
+        self.offered: tuple[int, np.ndarray] | None = None
+
+    def sink(self, shape: tuple[int, ...]) -> np.ndarray | None:
+        """A free region for frames of ``shape``, or None (they go through the pipe)."""
+        n = int(np.prod(shape))
+        off = self.end % self.size
+        start = self.end if off + n <= self.size else self.end + self.size - off
+        if not 0 < n <= self.size or start + n - self.acked > self.size:
+            return None
+        view = self.buf[start % self.size : start % self.size + n].reshape(shape)
+        self.offered = (start, view)
+        return view
+
+    def commit(self, frames: np.ndarray) -> int | None:
+        """The ring position of ``frames`` when they were decoded into the region offered last."""
+        if self.offered is None or frames is not self.offered[1]:
+            return None
+        start = self.offered[0]
+        self.end, self.offered = start + frames.nbytes, None
+        return start
+
+
+def _worker_main(req_fd: int, res_fd: int, arena: Any = None) -> None:
+    """The decode subprocess: serve ``decode`` calls until the parent closes the pipe. With an
+    ``arena`` (a shared mapping inherited through fork), frames go back through it."""
     from multiprocessing.connection import Connection
 
     _die_with_parent()
@@ -1010,11 +1187,22 @@ def _worker_main(req_fd: int, res_fd: int) -> None:
     # A reader thread drains requests as they come, so the parent can submit a batch at once
     # without either side blocking on a full pipe.
     inbox: queue.Queue[Any] = queue.Queue()
+    ring = _Ring(arena) if arena is not None else None
 
     def read() -> None:
         while True:
             try:
-                inbox.put(rx.recv())
+                msg = rx.recv()
+                if msg[0] == "ack":  # the parent copied a ring region: it is free again
+                    if ring is not None:
+                        ring.acked = max(ring.acked, msg[1])
+                    continue
+                rid, src, indices, kwargs = msg
+                if isinstance(src, int):  # the encoded bytes follow raw (see _DecodeWorker._submit)
+                    buf = bytearray(src)
+                    _read_into(req_fd, memoryview(buf))
+                    src = bytes(buf)
+                inbox.put((rid, src, indices, kwargs))
             except (EOFError, OSError):
                 inbox.put(None)
                 return
@@ -1031,8 +1219,8 @@ def _worker_main(req_fd: int, res_fd: int) -> None:
             result, frames = item
             try:
                 tx.send(result)
-                if frames is not None:
-                    tx.send_bytes(memoryview(frames).cast("B"))  # type: ignore[arg-type]
+                if frames is not None:  # raw bytes; the header gave their shape
+                    _write_all(res_fd, memoryview(frames).cast("B"))  # type: ignore[arg-type]
             except (BrokenPipeError, OSError):
                 os._exit(0)  # the parent is gone
 
@@ -1046,8 +1234,13 @@ def _worker_main(req_fd: int, res_fd: int) -> None:
         rid, src, indices, kwargs = req
         frames = None
         try:
-            frames = np.ascontiguousarray(decode(src, indices, **kwargs))
-            result: tuple[int, str, Any] = (rid, "ok", (frames.shape, frames.dtype.str))
+            frames = decode(src, indices, out=ring.sink if ring is not None else None, **kwargs)
+            at = ring.commit(frames) if ring is not None else None
+            if at is None:
+                frames = np.ascontiguousarray(frames)
+            result: tuple[int, str, Any] = (rid, "ok", (frames.shape, frames.dtype.str, at))
+            if at is not None:
+                frames = None  # already in the ring: only the header goes through the pipe
         except VideoDecodeError as e:
             # The parent re-raises with vid/source, so send the bare message.
             result = (rid, "err", ("VideoDecodeError", _bare_message(e)))
