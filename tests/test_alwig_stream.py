@@ -602,3 +602,42 @@ def test_resume_on_another_world_size_consumes_each_sample_once(
     assert len(rel) >= 5 and max(rel) < 1e-5  # (measured: < 3e-8)
     record = json.loads((out / "config.json").read_text())
     assert record["training"]["world_size"] == second
+
+
+def test_pretrain_only_then_finetune_on_resume(feat_dataset: Path, tmp_path: Path) -> None:
+    """SCALE.md's recipe: pre-train with ``epochs=0``, later fine-tune the same run with --resume."""
+    out = tmp_path / "ck"
+    summary = train(_opts(feat_dataset, out, cfg=cfg_of(epochs=0)))
+    assert set(summary["phases"]) == {"pretrain"}
+    summary = train(_opts(feat_dataset, out, cfg=cfg_of(epochs=1), resume=True))
+    assert set(summary["phases"]) == {"finetune"} and summary["best_epoch"] == 1
+    phases = [r["phase"] for r in _log(out)]
+    assert phases[0] == "pretrain" and phases[-1] == "finetune" and "val" in _log(out)[-1]
+
+
+def test_a_crash_while_saving_leaves_the_previous_state(
+    feat_dataset: Path, tmp_path: Path, reference: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from create_bench.models.alwig.bundle import ALWIG
+
+    real, calls = ALWIG.save, []
+
+    def crash_on_fourth(self: ALWIG, out_dir: Any, training: Any = None) -> None:
+        calls.append(out_dir)
+        if len(calls) == 4:  # saves: pre-training epoch end, phase end, fine-tuning steps 2, 4
+            (Path(out_dir) / "model.safetensors").write_bytes(b"half")
+            raise OSError("disk full")
+        real(self, out_dir, training)
+
+    monkeypatch.setattr(ALWIG, "save", crash_on_fourth)
+    out = tmp_path / "ck"
+    with pytest.raises(OSError, match="disk full"):
+        train(_opts(feat_dataset, out, checkpoint_every=2))
+    monkeypatch.setattr(ALWIG, "save", real)
+    state = json.loads((out / "train_state" / "state.json").read_text())
+    assert (state["phase"], state["step"]) == ("finetune", 2)
+    assert sorted(p.name for p in (out / "train_state").iterdir()) == [state["ckpt"], "state.json"]
+    train(_opts(feat_dataset, out, checkpoint_every=2, resume=True))
+    a, b = _weights(reference["out"]), _weights(out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _log(out) == reference["log"]
