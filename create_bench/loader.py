@@ -180,6 +180,12 @@ class VideoDataset(IterableDataset):
         if cfg.features is not None:
             self.info.feature_files(cfg.features, cfg.split)
         self._mean_std = _mean_std_tensors(cfg.mean, cfg.std)
+        self._pool = _FramePool()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_pool"] = _FramePool()  # spare frame arrays stay in the process that made them
+        return state
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -207,7 +213,9 @@ class VideoDataset(IterableDataset):
         feature_map = self._load_features() if cfg.features is not None else None
         # Fixed-length frame policies decode each video straight into its slot of the batch.
         fixed_t = self.policy.n if self.policy.is_fixed_length else None
-        buffer = _BatchBuffer(cfg.batch_size, fixed_t) if feature_map is None and fixed_t else None
+        buffer = (
+            _BatchBuffer(cfg.batch_size, fixed_t, self._pool) if feature_map is None and fixed_t else None
+        )
         pending: list[dict[str, Any]] = []
         skipped: list[tuple[str, str]] = []
         rows = (
@@ -375,25 +383,54 @@ class VideoDataset(IterableDataset):
         return batch
 
 
-class _BatchBuffer:
-    """The frames array of the batch being filled, ``uint8 [B, T, H, W, 3]``, made when the first
-    video's frame shape is known; every video of the batch decodes straight into its slot
-    (``decode(out=...)``), so frames are copied once, from the decoder, as raw decord does.
-    A video that does not fit (another frame shape, more than T frames) gets its own array and
-    the batch is assembled by copying, as without a buffer (which reports mismatched shapes)."""
+class _FramePool:
+    """Spare batch frame arrays of one dataset, reused once their batch is gone.
 
-    def __init__(self, batch_size: int, t: int):
-        self.batch_size, self.t = batch_size, t
+    A batch's frames are a view of a pooled array; when the consumer drops every tensor and view
+    of it, a finalizer puts the array back. Writing into memory already in use is much cheaper
+    than into a fresh allocation (large arrays are fresh pages from the kernel every time: page
+    faults and zeroing, as costly as decoding on some machines). At most ``spare`` arrays wait
+    here; they belong to the process that made them (a forked DataLoader worker starts empty).
+    """
+
+    def __init__(self, spare: int = 2):
+        self.spare = spare
+        self.pid = os.getpid()
+        self.arrays: list[np.ndarray] = []
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self.pid != os.getpid():  # inherited through fork: writing would copy every page
+            self.pid, self.arrays = os.getpid(), []
+        for i, a in enumerate(self.arrays):
+            if a.shape == shape:
+                return self.arrays.pop(i)
+        return np.empty(shape, dtype=np.uint8)
+
+    def put(self, array: np.ndarray) -> None:
+        if self.pid == os.getpid() and len(self.arrays) < self.spare:
+            self.arrays.append(array)
+
+
+class _BatchBuffer:
+    """The frames array of the batch being filled, ``uint8 [B, T, H, W, 3]``, taken from the pool
+    when the first video's frame shape is known; every video of the batch decodes straight into
+    its slot (``decode(out=...)``), so frames are copied once, from the decoder, as raw decord
+    does. A video that does not fit (another frame shape, more than T frames) gets its own array
+    and the batch is assembled by copying, as without a buffer (which reports mismatched shapes)."""
+
+    def __init__(self, batch_size: int, t: int, pool: _FramePool):
+        self.batch_size, self.t, self.pool = batch_size, t, pool
         self.array: np.ndarray | None = None
         self.slot = 0
         self.filled: dict[int, np.ndarray] = {}  # slot -> the view handed out for it
+        self.handed_out = False
 
     def sink(self, shape: tuple[int, ...]) -> np.ndarray | None:
         k = shape[0] if len(shape) == 4 else 0
         if not 1 <= k <= self.t or self.slot >= self.batch_size:
             return None
         if self.array is None:
-            self.array = np.empty((self.batch_size, self.t, *shape[1:]), dtype=np.uint8)
+            self.array = self.pool.get((self.batch_size, self.t, *shape[1:]))
         elif self.array.shape[2:] != tuple(shape[1:]):
             return None
         view = self.array[self.slot, :k]
@@ -401,15 +438,23 @@ class _BatchBuffer:
         return view
 
     def take(self, samples: list[dict[str, Any]], t: int) -> np.ndarray | None:
-        """The batch's frames ``[len(samples), T, ...]`` when every sample lies in its slot."""
+        """The batch's frames ``[len(samples), T, ...]`` when every sample lies in its slot. The
+        array goes back to the pool when this view (and all made from it) is gone."""
+        import weakref
+
         if self.array is None or t != self.t:
             return None
         if any(self.filled.get(b) is not s["data"] for b, s in enumerate(samples)):
             return None
-        return self.array[: len(samples)]
+        out = self.array[: len(samples)]
+        weakref.finalize(out, self.pool.put, self.array)
+        self.handed_out = True
+        return out
 
     def reset(self) -> None:
-        self.array, self.slot, self.filled = None, 0, {}
+        if self.array is not None and not self.handed_out:
+            self.pool.put(self.array)  # its frames were copied into a batch of their own
+        self.array, self.slot, self.filled, self.handed_out = None, 0, {}, False
 
 
 def _pad_stack(

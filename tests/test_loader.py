@@ -300,3 +300,24 @@ def test_stored_size_one_video_per_batch(tiny_dataset):
         idx = sample_indices(row["num_frames"], "uniform-center@8")
         want = decode(video_source(row, tiny_dataset), idx)
         assert np.array_equal(per[row["vid"]]["frames"].numpy()[: len(idx)], want)
+
+
+def test_batch_arrays_are_reused_only_once_dropped(mixed_ds):
+    """A batch the caller still holds is never written again; a dropped batch's array is reused."""
+    table = {r["vid"]: r for r in read_table(mixed_ds, "test", ["vid", "num_frames", "video"]).to_pylist()}
+    loader = make_loader(mixed_ds, "test", batch_size=2, size=(24, 32), timeout=None)
+    kept, addresses = [], []
+    for _epoch in range(2):
+        for i, batch in enumerate(loader):
+            addresses.append(batch["frames"].data_ptr())
+            if i % 2 == 0:
+                kept.append(batch)
+            del batch  # the loop variable would hold the last one through the next fetch
+    assert loader.dataset._pool.arrays  # dropped batches' arrays came back for reuse
+    held = [b["frames"].data_ptr() for b in kept]
+    assert len(set(held)) == len(held)
+    for batch in kept:
+        for i, vid in enumerate(batch["vid"]):
+            idx = sample_indices(table[vid]["num_frames"], "uniform-center@8")
+            want = decode(video_source(table[vid], mixed_ds), idx, size=(24, 32))
+            assert np.array_equal(batch["frames"][i, : len(idx)].numpy(), want), vid
