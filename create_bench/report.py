@@ -4,8 +4,9 @@
 
 - ``<stem>.md``: a CREATE-paper-style table (retrieval R@1/5/10, MdR, MnR for T2V and V2T with
   captions and titles as texts, with chance levels; BLEU-1..4, ROUGE-L, CIDEr for titling and
-  captioning), 95% bootstrap intervals where the results have them, per-category scores, the
-  model card and the signature;
+  captioning), 95% bootstrap intervals where the results have them, the family-wise "consistent
+  with chance" check of the retrieval numbers in words (results key ``chance_test``),
+  per-category scores, the model card and the signature;
 - ``<stem>-figures/``: ``ranks.png`` (histogram of the expected rank of each query),
   ``recall_at_k.png`` (R@K for every K against chance) and ``per_category.png`` (the headline
   scores per category).
@@ -20,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -137,40 +137,33 @@ def retrieval_rank_stats(
 
 
 def chance_levels(data_dir: Path, split: str, ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
-    """Scores of a uniformly random ranking, per retrieval group (what ``random`` should get).
+    """Scores of a uniformly random ranking, per retrieval group (what ``random`` should get), for
+    results written before they carried their own ``chance`` (multi-reference protocol).
 
-    T2V: one relevant video among G, so R@K = K/G and the expected rank is (G + 1)/2. V2T: a video
-    with r texts among N gets P(best rank <= K) = 1 - C(N - r, K)/C(N, K) and expected best rank
-    (N + 1)/(r + 1); averaged over videos (MdR is the median of those expected ranks).
+    See :func:`create_bench.metrics.chance.retrieval_chance`: T2V R@K = K/G and expected rank
+    (G + 1)/2; V2T, a video with r texts among N: P(best rank <= K) = 1 - C(N - r, K)/C(N, K),
+    expected best rank (N + 1)/(r + 1); MdR the expected median of the best ranks.
     """
     from create_bench.data.shards import read_table
+    from create_bench.metrics.chance import retrieval_chance
     from create_bench.types import TEXT_COLUMN
 
     table = read_table(data_dir, split, columns=list(TEXT_COLUMN.values()))
     out: dict[str, dict[str, float]] = {}
     for kind, column in TEXT_COLUMN.items():
         counts = np.array([len(x or []) for x in table.column(column).to_pylist()], dtype=np.int64)
-        g, n = len(counts), int(counts.sum())
-        if n == 0:
-            continue
-        t2v = {f"R@{k}": 100.0 * min(k, g) / g for k in ks}
-        t2v.update({"MdR": (g + 1) / 2, "MnR": (g + 1) / 2})
-        out[f"t2v_{kind}"] = t2v
-        has = counts[counts > 0]
-        v2t = {f"R@{k}": 100.0 * float(np.mean([_p_best_within(n, int(r), k) for r in has])) for k in ks}
-        exp_rank = (n + 1) / (has + 1)
-        v2t.update({"MdR": float(np.median(exp_rank)), "MnR": float(np.mean(exp_rank))})
-        out[f"v2t_{kind}"] = v2t
+        if counts.size == 0 or (counts == 0).any():
+            continue  # the scorer refuses this kind too
+        chance = retrieval_chance(counts, ks)
+        out[f"t2v_{kind}"], out[f"v2t_{kind}"] = chance["t2v"], chance["v2t"]
     return out
 
 
 def _p_best_within(n: int, r: int, k: int) -> float:
     """P(at least one of r relevant among n items lands in the top k of a random order)."""
-    if k >= n - r + 1:
-        return 1.0
-    # C(n - r, k) / C(n, k) = prod_{i=0}^{k-1} (n - r - i) / (n - i), in logs for large n.
-    log_ratio = sum(math.log(n - r - i) - math.log(n - i) for i in range(k))
-    return 1.0 - math.exp(log_ratio)
+    from create_bench.metrics.chance import chance_recall
+
+    return chance_recall(n, r, k)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,7 +222,52 @@ def retrieval_markdown(
                 )
     if not rows:
         return []
-    return ["## Retrieval", "", *_table(["Texts", "Direction", *map(_arrow, RETRIEVAL_METRICS)], rows), ""]
+    lines = ["## Retrieval", "", *_table(["Texts", "Direction", *map(_arrow, RETRIEVAL_METRICS)], rows), ""]
+    return lines + chance_check_markdown(results)
+
+
+def _fmt_p(p: Any) -> str:
+    if p is None:
+        return "–"
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
+def chance_check_markdown(results: dict[str, Any]) -> list[str]:
+    """The family-wise "consistent with chance" check in words, and its Holm-adjusted p-values."""
+    test = results.get("chance_test")
+    if not isinstance(test, dict) or not isinstance(test.get("statement"), str):
+        return []
+    adjusted = test.get("adjusted") or {}
+    flagged = {(d.get("group"), d.get("metric")) for d in test.get("differs") or [] if isinstance(d, dict)}
+    rows = []
+    for group, texts, direction in RETRIEVAL_GROUPS:
+        if group in adjusted:
+            cells = []
+            for m in RETRIEVAL_METRICS:
+                p = adjusted[group].get(m)
+                cells.append(_fmt_p(p) + (" ✗" if (group, m) in flagged else ""))
+            rows.append([texts, direction, *cells])
+    by_test: dict[str, list[str]] = {}
+    for metric, how_tested in (test.get("tests") or {}).items():
+        by_test.setdefault(str(how_tested), []).append(str(metric))
+    how = "; ".join(f"{', '.join(ms)}: {t}" for t, ms in by_test.items())
+    lines = [
+        "### Consistent with chance?",
+        "",
+        f"**{'Yes' if test.get('consistent') else 'No'}.** {test['statement']}",
+        "",
+        "Each number is tested against its chance level (the expected value under random ranking, "
+        "the *chance* rows above) with a two-sided test on the same video resamples as its interval"
+        + (f" ({how})" if how else "")
+        + "; the p-values of all the run's retrieval numbers are adjusted together by Holm's method, "
+        "so a model that ranks at random gets any number marked ✗ with probability at most "
+        f"{float(test.get('alpha', 0.05)):.0%} (up to the tests' approximations). "
+        "Holm-adjusted p-values (✗: differs from chance):",
+        "",
+        *_table(["Texts", "Direction", *RETRIEVAL_METRICS], rows),
+        "",
+    ]
+    return lines
 
 
 def generation_markdown(results: dict[str, Any]) -> list[str]:
@@ -304,6 +342,13 @@ def per_category_markdown(results: dict[str, Any]) -> list[str]:
     return ["## Per category", "", *_table(header, body), ""]
 
 
+def _interval_note(results: dict[str, Any]) -> str:
+    methods = (results.get("bootstrap") or {}).get("interval")
+    if not isinstance(methods, dict):
+        return ""
+    return " (" + "; ".join(f"{k}: {v}" for k, v in methods.items()) + ")"
+
+
 def markdown(results: dict[str, Any], *, chance: dict[str, dict[str, float]] | None = None,
              figures: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
     """The report page as Markdown text (figures: (caption, relative path) pairs)."""
@@ -333,8 +378,13 @@ def markdown(results: dict[str, Any], *, chance: dict[str, dict[str, float]] | N
             ("Inputs", f"{ev.get('inputs')}" + (f", frames `{ev['frames']}`" if ev.get("frames") else ""))
         )
     lines += _table(["", ""], [[k, str(v)] for k, v in facts]) + [""]
-    lines += ["R@K and captioning scores ×100; MdR/MnR are ranks. Brackets: 95% bootstrap interval.", ""]
-    lines += retrieval_markdown(results, chance)
+    lines += [
+        "R@K and captioning scores ×100; MdR/MnR are ranks. Brackets: 95% bootstrap interval over videos"
+        + _interval_note(results)
+        + ".",
+        "",
+    ]
+    lines += retrieval_markdown(results, results.get("chance") or chance)
     lines += generation_markdown(results)
     lines += per_category_markdown(results)
     if figures:
@@ -455,9 +505,10 @@ def write_report(
     md_path, fig_dir = report_paths(results_path)
     split = split or (results.get("dataset") or {}).get("split")
     stats: dict[str, Any] = {}
-    chance = None
+    chance = results.get("chance")
     if data_dir is not None and split:
-        chance = chance_levels(Path(data_dir), split)
+        if not chance:  # results from before they carried their chance levels
+            chance = chance_levels(Path(data_dir), split)
         if pred_dir is not None and any(g in (results.get("scores") or {}) for g, _, _ in RETRIEVAL_GROUPS):
             stats = retrieval_rank_stats(Path(pred_dir), Path(data_dir), split)
     figures: list[tuple[str, str]] = []

@@ -13,7 +13,10 @@ Shape (``schema_version`` 1)::
       "scores": {"t2v_caption": {"R@1": 12.3, ..., "MdR": 8.0, "MnR": 40.2}, ...,
                  "caption": {"BLEU-1": ..., "CIDEr": ...}},
       "ci": {"t2v_caption": {"R@1": [11.1, 13.4], ...}, ...},          # bootstrap 95% intervals
-      "bootstrap": {"n": 1000, "seed": 0, "level": 0.95, "unit": "video"},
+      "bootstrap": {"n": 1000, "seed": 0, "level": 0.95, "unit": "video", "interval": {...}},
+      "chance": {"t2v_caption": {"R@1": 0.02, ..., "MnR": 2500.5}, ...},  # random ranking's expectation
+      "chance_test": {"alpha": 0.05, "correction": "holm", "family": 20, "p_values": {...},
+                      "adjusted": {...}, "differs": [...], "consistent": true, "statement": "..."},
       "per_category": {"3": {"name": "美食", "count": 120, "t2v_caption": {...}, ...}, ...},
       "created_at": "2025-01-01T00:00:00+00:00",
       "version": "0.1.0"
@@ -21,7 +24,9 @@ Shape (``schema_version`` 1)::
 
 Score groups: ``t2v_caption``, ``v2t_caption``, ``t2v_title``, ``v2t_title`` (R@1, R@5, R@10 x100;
 MdR, MnR as ranks) and ``title``, ``caption`` (BLEU-1..4, ROUGE-L, CIDEr x100, METEOR when asked).
-Keys a reader does not know are kept, so later additions do not break older readers.
+Keys a reader does not know are kept, so later additions do not break older readers: ``chance``,
+``chance_test`` and ``bootstrap.interval`` (how the intervals were computed; absent means percentile
+intervals throughout) were added within schema 1 and are optional.
 """
 
 from __future__ import annotations
@@ -73,6 +78,8 @@ def build_results(
     protocol: str = "multi-reference",
     extra: Mapping[str, Any] | None = None,
     created_at: str | None = None,
+    chance: Mapping[str, Mapping[str, float]] | None = None,
+    chance_test: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a results dict of the current schema and validate it."""
     results: dict[str, Any] = {
@@ -87,6 +94,8 @@ def build_results(
         "ci": {g: {m: list(b) for m, b in v.items()} for g, v in (ci or {}).items()},
         "bootstrap": dict(bootstrap) if bootstrap else None,
         "per_category": dict(per_category or {}),
+        **({"chance": {g: dict(v) for g, v in chance.items()}} if chance else {}),
+        **({"chance_test": dict(chance_test)} if chance_test else {}),
         **dict(extra or {}),
         "created_at": created_at or datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
         "version": __version__,
@@ -145,7 +154,33 @@ def validate_results(obj: Any, *, path: str | None = None) -> dict[str, Any]:
     for group, sig in (obj.get("signatures") or {}).items():
         if not isinstance(sig, str):
             raise _fail(f"signatures[{group!r}] must be a string", path)
+    _validate_chance(obj, path)
     return obj
+
+
+def _validate_chance(obj: dict[str, Any], path: str | None) -> None:
+    """The optional ``chance`` levels (retrieval groups that have scores) and ``chance_test``."""
+    chance = obj.get("chance")
+    if chance is not None:
+        if not isinstance(chance, dict):
+            raise _fail("'chance' must be an object", path)
+        for group, metrics in chance.items():
+            if group not in RETRIEVAL_GROUPS or group not in obj["scores"]:
+                raise _fail(f"chance has group {group!r} that has no retrieval scores", path)
+            if not isinstance(metrics, dict):
+                raise _fail(f"chance[{group!r}] must be an object", path)
+            for m, v in metrics.items():
+                if m not in RETRIEVAL_METRICS or not _is_number(v):
+                    raise _fail(f"chance[{group!r}][{m!r}] = {v!r} is not a chance level", path)
+    test = obj.get("chance_test")
+    if test is not None:
+        if not isinstance(test, dict) or not isinstance(test.get("consistent"), bool):
+            raise _fail("'chance_test' must be an object with a boolean 'consistent'", path)
+        for key in ("p_values", "adjusted"):
+            for group, metrics in (test.get(key) or {}).items():
+                for m, p in (metrics or {}).items():
+                    if not (_is_number(p) and 0.0 <= p <= 1.0):
+                        raise _fail(f"chance_test[{key!r}][{group!r}][{m!r}] = {p!r} is not a p-value", path)
 
 
 def _upgrade_0_to_1(obj: dict[str, Any]) -> dict[str, Any]:
@@ -285,6 +320,9 @@ def format_table(results: Mapping[str, Any], *, show_ci: bool = False) -> str:
     if show_ci and isinstance(boot, Mapping):
         lines.append(f"[low, high]: {100 * float(boot.get('level', 0.95)):.0f}% bootstrap interval over videos, "
                      f"n={boot.get('n')}, seed={boot.get('seed')}")  # fmt: skip
+    test = results.get("chance_test")
+    if isinstance(test, Mapping) and isinstance(test.get("statement"), str):
+        lines.append(f"chance: {test['statement']}")
     sig = results.get("signature")
     if isinstance(sig, str):
         lines.append(f"signature: {sig}")

@@ -13,9 +13,15 @@ Protocols (ARCHITECTURE.md). For each text kind (``caption``, ``title``):
 ``single-reference`` only the first of each (``<vid>:<kind>:0``), for retrieval and generation alike.
 
 Bootstrap intervals resample *videos* (a video's text queries go with it), with the same seeded
-resamples for every score group. Per-category scores are aggregated from the same per-query and
-per-video statistics (ranks are always against the whole split's gallery; CIDEr always uses the
-whole split's document frequencies).
+resamples for every score group: percentile intervals, except R@K, whose interval is Clopper-Pearson
+at the effective sample size (see :mod:`create_bench.metrics.bootstrap`). Per-category scores are
+aggregated from the same per-query and per-video statistics (ranks are always against the whole
+split's gallery; CIDEr always uses the whole split's document frequencies).
+
+Retrieval groups also carry their chance levels (:mod:`create_bench.metrics.chance`: the expected
+value of each metric under random ranking, for the split's reference counts) and, with bootstrap
+intervals, a check that controls the family-wise error over all the run's retrieval numbers
+(Holm-adjusted p-values; results key ``chance_test``).
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ import numpy as np
 
 from create_bench import __version__
 from create_bench.errors import ConfigError, DataError, PredictionError
-from create_bench.metrics.bootstrap import bootstrap_cis
+from create_bench.metrics.bootstrap import Proportion, bootstrap_cis, bootstrap_samples
 from create_bench.metrics.captioning import caption_statistics, list_ids, refs_field
+from create_bench.metrics.chance import chance_check, retrieval_chance
 from create_bench.metrics.retrieval import TIE_POLICIES, RankStats, rank_statistics, ranks_from_similarity
 from create_bench.predictions import (
     GENERATIONS,
@@ -48,6 +55,17 @@ from create_bench.types import TEXT_COLUMN, TEXT_KINDS, parse_text_id, text_id
 
 PROTOCOLS = ("multi-reference", "single-reference")
 CI_LEVEL = 0.95
+#: Family-wise error rate of the check that the retrieval numbers are consistent with chance.
+CHANCE_ALPHA = 0.05
+#: How the intervals are computed (recorded in the results' ``bootstrap`` block).
+INTERVALS = {
+    "R@K": "clopper-pearson at the effective sample size (bootstrap design effect)",
+    "default": "percentile",
+}
+
+
+def _bootstrap_info(n: int, seed: int) -> dict[str, Any]:
+    return {"n": n, "seed": seed, "level": CI_LEVEL, "unit": "video", "interval": dict(INTERVALS)}
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,10 @@ class _Group:
     per_category: dict[int, dict[str, float]]
     fields: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    #: metric -> :class:`Proportion` for metrics that are means of [0, 1] per-query values (R@K)
+    proportions: dict[str, Proportion] = field(default_factory=dict)
+    #: metric -> its expected value under random ranking (retrieval groups only)
+    chance: dict[str, float] | None = None
 
 
 def _id_mismatch(what: str, missing: Sequence[str], extra: Sequence[str], split: str) -> PredictionError:
@@ -180,9 +202,10 @@ def _retrieval_groups(
     refs_counts = [len(t) for t in refs.texts[kind]]
     fields = {"ties": ties, "refs": refs_field(refs_counts)}
     extra = {"source": source, "queries": {"t2v": len(t2v), "v2t": len(v2t)}}
+    chance = retrieval_chance(refs_counts)
     return {
-        f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra),
-        f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra),
+        f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra, chance["t2v"]),
+        f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra, chance["v2t"]),
     }
 
 
@@ -194,10 +217,21 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return x / np.where(norms > 0, norms, 1.0)
 
 
-def _rank_group(stats: RankStats, owner: np.ndarray, refs: References, fields: dict, extra: dict) -> _Group:
+def _rank_group(
+    stats: RankStats, owner: np.ndarray, refs: References, fields: dict, extra: dict, chance: dict[str, float]
+) -> _Group:
     cat = refs.categories[owner]
     per_cat = {int(c): stats.subset(cat == c).summary() for c in np.unique(refs.categories)}
-    return _Group(stats.summary(), lambda w: stats.weighted_summary(w, groups=owner), per_cat, fields, extra)
+    scores = stats.summary()
+    return _Group(
+        scores,
+        lambda w: stats.weighted_summary(w, groups=owner),
+        per_cat,
+        fields,
+        extra,
+        proportions={m: Proportion(len(stats)) for m in scores if m.startswith("R@")},
+        chance=chance,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -299,6 +333,40 @@ def _score_groups(
     return {g: groups[g] for g in GROUP_ORDER if g in groups}
 
 
+@dataclass(frozen=True)
+class Uncertainty:
+    """Intervals, chance levels and the chance check of a set of scored groups.
+
+    Attributes:
+        ci: group -> metric -> 95% interval (empty without bootstrap).
+        chance: retrieval group -> metric -> chance level.
+        chance_test: :func:`create_bench.metrics.chance.chance_check` (None without bootstrap or
+            without retrieval groups).
+        samples: group -> metric -> the bootstrap resamples the two come from.
+    """
+
+    ci: dict[str, dict[str, list[float]]]
+    chance: dict[str, dict[str, float]]
+    chance_test: dict[str, Any] | None
+    samples: dict[str, dict[str, np.ndarray]]
+
+
+def uncertainty(groups: dict[str, _Group], n_videos: int, *, bootstrap: int, seed: int) -> Uncertainty:
+    """Bootstrap intervals over the ``n_videos`` videos and the chance check, for scored groups."""
+    chance = {g: dict(v.chance) for g, v in groups.items() if v.chance is not None}
+    if not bootstrap:
+        return Uncertainty({}, chance, None, {})
+    stats = {g: v.weighted for g, v in groups.items()}
+    proportions = {g: v.proportions for g, v in groups.items()}
+    samples = bootstrap_samples(stats, n_videos, n_boot=bootstrap, seed=seed)
+    ci = bootstrap_cis(stats, n_videos, level=CI_LEVEL, proportions=proportions, samples=samples)
+    check = None
+    if chance:
+        scores = {g: groups[g].scores for g in chance}
+        check = chance_check(scores, chance, samples, proportions, alpha=CHANCE_ALPHA)
+    return Uncertainty(ci, chance, check, samples)
+
+
 def score_predictions(
     predictions: str | os.PathLike[str] | Predictions,
     data_dir: str | os.PathLike[str],
@@ -351,15 +419,7 @@ def score_predictions(
     all_fields["refs"] = _merge_refs(groups)
     signature = Signature(__version__, **base, **all_fields, **boot)
 
-    ci = {}
-    if bootstrap:
-        ci = bootstrap_cis(
-            {g: groups[g].weighted for g in order},
-            len(refs.vids),
-            n_boot=bootstrap,
-            seed=seed,
-            level=CI_LEVEL,
-        )
+    unc = uncertainty(groups, len(refs.vids), bootstrap=bootstrap, seed=seed)
     per_category: dict[str, Any] = {}
     for c in sorted(full.category_names):
         entry: dict[str, Any] = {"name": full.category_names[c], "count": int((refs.categories == c).sum())}
@@ -374,8 +434,10 @@ def score_predictions(
         scores={g: groups[g].scores for g in order},
         signature=signature,
         signatures=signatures,
-        ci=ci,
-        bootstrap={"n": bootstrap, "seed": seed, "level": CI_LEVEL, "unit": "video"} if bootstrap else None,
+        ci=unc.ci,
+        bootstrap=_bootstrap_info(bootstrap, seed) if bootstrap else None,
+        chance=unc.chance or None,
+        chance_test=unc.chance_test,
         per_category=per_category,
         protocol=protocol,
         extra={"retrieval": {g: groups[g].extra for g in order if groups[g].extra}},
