@@ -7,13 +7,26 @@ Two workloads, one run:
 2. generated 30 s 720p H.264 clips (made here with PyAV in a temp dir) with a keyframe every 1 s and
    every 8 s, 8 frames per clip at the stored size.
 
-For each: frames/s and clips/s of (a) raw ``decord.VideoReader(...).get_batch`` on bytes already in
-memory, (b) ``create_bench.loader.make_loader`` with 0, 1 and 2 workers (reading the shards,
-decoding in the killable worker, batching), (c) ``decode(backend="pyav")``, (d) decoding every
-frame in order with decord. Ratios are against raw decord measured in the same run. On the clips it
-also prints the decode limit: the frames that must be decoded from each target's preceding keyframe,
-at the measured sequential decode speed. Checks (printed PASS/FAIL): loader with 0 workers
->= 0.9x raw decord; 8 frames >= 5x faster than every frame at 1 s keyframes and not slower at 8 s.
+For each: frames/s and clips/s of (a) raw ``decord.VideoReader(...).get_batch`` on the videos
+already in memory (the same sources as the loader: embedded bytes via BytesIO, or the file path),
+(b) ``create_bench.loader.make_loader`` with 0, 1 and 2 workers (reading the shards, decoding in
+the killable worker, batching), (c) ``decode(backend="pyav")``, (d) decoding every frame in order
+with decord. Before timing, the loader's frame indices are checked against the ones raw decord
+decodes and its first batch's frames against raw decord's (same sources, indices and size).
+
+Timing is made for a shared, busy machine: after one warm-up each, the variants run in rounds
+(``--repeat``, at least 3), the order rotating every round, and each variant reports its median
+and best time over the rounds; ratios to raw decord are the median over rounds of the ratio
+within the round (neighbours in time see about the same load). The load average is printed
+before and after each workload, and the CPU seconds (this process plus its decode worker) of the
+variants that run here (not in DataLoader workers), which load disturbs less than wall time.
+Each loader is made once and iterated every round, as epochs are (the clip datasets hold one
+batch each: a fresh loader per pass would time only its first batch, whose array is new memory).
+
+On the clips it also prints the decode limit: the frames that must be decoded from each target's
+preceding keyframe, at the measured sequential decode speed. Checks (printed PASS/FAIL): loader
+with 0 workers >= 0.9x raw decord; 8 frames >= 5x faster than every frame at 1 s keyframes and
+not slower at 8 s.
 
     python benchmarks/decode.py --data data/create-sample [--quick]
 """
@@ -22,6 +35,7 @@ from __future__ import annotations
 
 import io
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -38,7 +52,7 @@ from create_bench.data.build import DatasetWriter  # noqa: E402
 from create_bench.data.shards import read_table, video_source  # noqa: E402
 from create_bench.loader import make_loader  # noqa: E402
 from create_bench.video import decode, sample_indices  # noqa: E402
-from create_bench.video.decode import backend_version, gpu_available, plan_strategy  # noqa: E402
+from create_bench.video.decode import backend_version, gpu_available, plan_strategy, worker_pid  # noqa: E402
 
 POLICY = "uniform-center@8"
 CHECKS: list[tuple[str, bool]] = []
@@ -55,24 +69,58 @@ def best(fn: Callable[[], Any], repeat: int) -> float:
     return min(times)
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Best wall time of each function, the runs interleaved (a, b, c, a, b, c, ...) after one
-    warm-up each, so load from other processes on a shared machine hits all of them alike."""
+def cpu_seconds() -> float:
+    """CPU time of this process (all threads) plus its decode worker's (Linux /proc; else 0)."""
+    total = time.process_time()
+    pid = worker_pid()
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def load_line(when: str) -> None:
+    try:
+        one, five, fifteen = os.getloadavg()
+        print(
+            f"  load average {when}: {one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min; {os.cpu_count()} cores)"
+        )
+    except OSError:
+        pass
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], repeat: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU times of each function per round, after one warm-up each. The runs are
+    interleaved (a, b, c, b, c, a, c, a, b, ...: the order rotates every round) so load from other
+    processes on a shared machine hits all of them alike, and no variant always runs first."""
     for fn in fns.values():
         fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in times.items()}
+    keys = list(fns)
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(repeat):
+        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            fns[k]()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(cpu_seconds() - c0)
+    return wall, cpu
 
 
-def line(name: str, seconds: float, clips: int, frames: int, base: float | None) -> None:
-    ratio = f"  {base / seconds:6.2f}x raw decord" if base else ""
+def paired_ratio(base: list[float], other: list[float]) -> float:
+    """Median over rounds of base/other within each round (throughput of other relative to base)."""
+    return statistics.median(b / o for b, o in zip(base, other))
+
+
+def line(name: str, seconds: float, clips: int, frames: int, extra: str = "") -> None:
     print(
-        f"  {name:<34s} {seconds:8.3f} s  {clips / seconds:9.1f} clips/s  {frames / seconds:9.1f} frames/s{ratio}"
+        f"  {name:<34s} {seconds:8.3f} s  {clips / seconds:9.1f} clips/s  {frames / seconds:9.1f} frames/s{extra}"
     )
 
 
@@ -84,26 +132,31 @@ def check(name: str, ok: bool) -> None:
 # --------------------------------------------------------------------------- workloads
 
 
-def raw_decord(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | None) -> int:
+Item = tuple[bytes | str, list[int]]  # (embedded bytes or file path, frame indices)
+
+
+def _reader(src: bytes | str, size: tuple[int, int] | None) -> Any:
+    """A decord reader on the source as the loader's decoder opens it (bytes via BytesIO, or path)."""
     import decord
 
     kw = {} if size is None else {"height": size[0], "width": size[1]}
+    return decord.VideoReader(io.BytesIO(src) if isinstance(src, bytes) else src, **kw)
+
+
+def raw_decord(items: list[Item], size: tuple[int, int] | None) -> int:
     n = 0
-    for data, idx in items:
-        vr = decord.VideoReader(io.BytesIO(data), **kw)
+    for src, idx in items:
+        vr = _reader(src, size)
         n += vr.get_batch(idx).asnumpy().shape[0]
         del vr
     return n
 
 
-def every_frame(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | None, chunk: int = 32) -> int:
+def every_frame(items: list[Item], size: tuple[int, int] | None, chunk: int = 32) -> int:
     """Decode every frame in order (consecutive get_batch chunks never seek)."""
-    import decord
-
-    kw = {} if size is None else {"height": size[0], "width": size[1]}
     n = 0
-    for data, _ in items:
-        vr = decord.VideoReader(io.BytesIO(data), **kw)
+    for src, _ in items:
+        vr = _reader(src, size)
         total = len(vr)
         for s in range(0, total, chunk):
             n += vr.get_batch(list(range(s, min(total, s + chunk)))).asnumpy().shape[0]
@@ -111,12 +164,22 @@ def every_frame(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | No
     return n
 
 
-def ours(items: list[tuple[bytes, list[int]]], size: tuple[int, int] | None, backend: str, **kw: Any) -> int:
+def ours(items: list[Item], size: tuple[int, int] | None, backend: str, **kw: Any) -> int:
     return sum(decode(d, idx, size=size, backend=backend, **kw).shape[0] for d, idx in items)
 
 
+_LOADERS: dict[tuple[Any, ...], Any] = {}
+
+
 def loader_pass(data_dir: Path, split: str, size: tuple[int, int] | None, workers: int, **kw: Any) -> int:
-    loader = make_loader(data_dir, split, frames=POLICY, batch_size=8, num_workers=workers, size=size, **kw)
+    """One pass of a loader made once per configuration and iterated every round, as epochs are
+    (its spare batch arrays are reused, as over a long split; see create_bench.loader)."""
+    key = (str(data_dir), split, size, workers, tuple(sorted(kw.items())))
+    loader = _LOADERS.get(key)
+    if loader is None:
+        loader = _LOADERS[key] = make_loader(
+            data_dir, split, frames=POLICY, batch_size=8, num_workers=workers, size=size, **kw
+        )
     n = sum(int(b["frame_mask"].sum()) for b in loader)
     if loader.report.num_skipped:
         raise SystemExit(loader.report.summary())
@@ -127,14 +190,19 @@ def run_suite(
     title: str, data_dir: Path, split: str, size: tuple[int, int] | None, repeat: int
 ) -> dict[str, float]:
     rows = read_table(data_dir, split, ["vid", "num_frames", "fps", "video"]).to_pylist()
-    items = []
+    items: list[Item] = []
     for r in rows:
         src = video_source(r, data_dir)
-        data = src if isinstance(src, bytes) else Path(src).read_bytes()
-        items.append((data, sample_indices(r["num_frames"], POLICY)))
+        items.append((src if isinstance(src, bytes) else str(src), sample_indices(r["num_frames"], POLICY)))
     clips, frames = len(items), sum(len(i) for _, i in items)
     all_frames = sum(r["num_frames"] for r in rows)
-    print(f"\n== {title}: {clips} clips, {frames} sampled frames ({POLICY}), size {size or 'stored'}")
+    kinds = sorted({"embedded bytes" if isinstance(s, bytes) else "file paths" for s, _ in items})
+    print(
+        f"\n== {title}: {clips} clips ({' and '.join(kinds)}), {frames} sampled frames ({POLICY}), "
+        f"size {size or 'stored'}"
+    )
+    load_line("before")
+    check_same_work(data_dir, split, size, rows, items)
     runs: dict[str, tuple[str, Callable[[], Any]]] = {
         "raw": ("(a) raw decord get_batch", lambda: raw_decord(items, size)),
         "decode": ("    decode() in-process, auto", lambda: ours(items, size, "decord")),
@@ -147,23 +215,82 @@ def run_suite(
         ),
         "pyav": ("(c) PyAV backend, auto", lambda: ours(items, size, "pyav")),
     }
-    t = interleaved({k: fn for k, (_, fn) in runs.items()}, repeat)
+    in_workers = {"loader1", "loader2"}  # their CPU is spent in DataLoader worker processes
+    wall, cpu = interleaved({k: fn for k, (_, fn) in runs.items()}, repeat)
+    t = {k: statistics.median(v) for k, v in wall.items()}
+    print(
+        f"  {len(wall['raw'])} interleaved rounds: median wall time (best in brackets); ratio = median over "
+        "rounds of raw decord's time / the variant's in the same round; CPU s = median"
+    )
     for key, (label, _) in runs.items():
-        line(label, t[key], clips, frames, None if key == "raw" else t["raw"])
+        extra = f"  (best {min(wall[key]):.3f} s)"
+        if key != "raw":
+            extra += f"  {paired_ratio(wall['raw'], wall[key]):5.2f}x raw decord"
+        extra += (
+            f"  CPU {statistics.median(cpu[key]):6.2f} s" if key not in in_workers else "  CPU   (workers)"
+        )
+        if key in ("loader0", "loader0-inproc"):
+            extra += (
+                f" ({statistics.median(cpu['raw']) / statistics.median(cpu[key]):.2f}x raw decord per CPU s)"
+            )
+        line(label, t[key], clips, frames, extra)
     # Decoding every frame is slow: on identical copies (the generated clips) time one, scale up.
     same = all(d is items[0][0] or d == items[0][0] for d, _ in items)
     sub = items[:1] if same else items
     t["every"] = best(lambda: every_frame(sub, size), max(1, repeat - 1)) * len(items) / len(sub)
-    line("(d) decord, every frame in order", t["every"], clips, all_frames, t["raw"])
+    line(
+        "(d) decord, every frame in order",
+        t["every"],
+        clips,
+        all_frames,
+        f"  {t['raw'] / t['every']:5.2f}x raw decord",
+    )
     print(
         f"      8 frames vs every frame: {t['every'] / t['raw']:.2f}x faster (raw decord), "
         f"{t['every'] / t['decode']:.2f}x (decode())"
     )
-    check(
-        f"{title}: loader with 0 workers >= 0.9x raw decord ({t['raw'] / t['loader0']:.2f}x)",
-        t["raw"] / t["loader0"] >= 0.9,
+    own = paired_ratio(wall["decode"], wall["loader0"])
+    print(
+        f"      loader with 0 workers vs decode() in-process on the same videos: {own:.2f}x throughput "
+        "(below 1: the loader's own overhead)"
     )
+    load_line("after")
+    ratio = paired_ratio(wall["raw"], wall["loader0"])
+    check(f"{title}: loader with 0 workers >= 0.9x raw decord ({ratio:.2f}x)", ratio >= 0.9)
     return t
+
+
+def check_same_work(
+    data_dir: Path, split: str, size: tuple[int, int] | None, rows: list[dict[str, Any]], items: list[Item]
+) -> None:
+    """The loader decodes the same frames of the same sources as raw decord: same indices for
+    every video, and the frames of its first batch equal raw decord's."""
+    import decord
+
+    want = {r["vid"]: item for r, item in zip(rows, items)}
+    loader = make_loader(data_dir, split, frames=POLICY, batch_size=8, num_workers=0, size=size)
+    first = True
+    for batch in loader:
+        for i, vid in enumerate(batch["vid"]):
+            src, idx = want[vid]
+            got = batch["frame_indices"][i][batch["frame_mask"][i]].tolist()
+            if got != idx:
+                raise SystemExit(
+                    f"benchmark is unfair: loader decodes frames {got} of {vid}, raw decord {idx}"
+                )
+            if first:
+                vr = _reader(src, size)
+                ref = vr.get_batch(idx).asnumpy()
+                del vr
+                if not np.array_equal(batch["frames"][i, : len(idx)].numpy(), ref):
+                    raise SystemExit(f"benchmark is unfair: loader frames of {vid} differ from raw decord's")
+        first = False
+    if loader.report.videos != len(rows):
+        raise SystemExit(loader.report.summary())
+    print(
+        f"  same work: the loader decodes the same indices as raw decord for all {len(rows)} videos, "
+        f"frames equal on its first batch (decord {decord.__version__})"
+    )
 
 
 # --------------------------------------------------------------------------- generated clips
@@ -257,7 +384,7 @@ def keyframe_report(ds: Path, t: dict[str, float]) -> None:
     idx = sample_indices(rows[0]["num_frames"], POLICY)
     plan = plan_strategy(idx, keys)
     fps = max(pure_decode_fps(data) for _ in range(2))
-    per_clip = t["raw"] / len(rows)
+    per_clip = t["raw"] / len(rows)  # (medians)
     print(
         f"      keyframes every {keys[1] - keys[0] if len(keys) > 1 else rows[0]['num_frames']} frames; targets {idx}"
     )
@@ -277,7 +404,7 @@ def main() -> None:
     p.add_argument("--no-clips", action="store_true", help="only the CREATE-sample workload")
     args = p.parse_args()
     data = ensure_data(args.data)
-    repeat = 1 if args.quick else args.repeat
+    repeat = 1 if args.quick else max(3, args.repeat)
     seconds = 16 if args.quick else args.seconds
     copies = 2 if args.quick else 4
     print(
