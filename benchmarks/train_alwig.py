@@ -72,6 +72,7 @@ def main() -> None:
         rank=0,
         world_size=1,
         on_error="fail",
+        columns=("width", "height", "rotation"),
     )
     feats, masks, order = [], [], []
     t_decode = t_encode = t_step = 0.0

@@ -319,9 +319,15 @@ def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[st
         ):
             yield {c: rb.column(c).to_pylist() for c in cols}
         return
-    from create_bench.loader import make_loader
+    from create_bench.loader import DEFAULT_COLUMNS, make_loader
 
-    kw: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.num_workers, "on_error": "fail"}
+    # Display geometry too: a model may need to undo a resize that changed the aspect ratio.
+    kw: dict[str, Any] = {
+        "batch_size": cfg.batch_size,
+        "num_workers": cfg.num_workers,
+        "on_error": "fail",
+        "columns": (*DEFAULT_COLUMNS, "width", "height", "rotation"),
+    }
     if meta.inputs == "features":
         kw["features"] = meta.feature_set
     else:

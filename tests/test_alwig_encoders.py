@@ -10,16 +10,25 @@ import pytest
 import torch
 
 from create_bench.errors import BackendUnavailable, ConfigError, ModelError
-from create_bench.models.alwig.encoders import CLIPEncoder, FixedEncoder, build_encoder
+from create_bench.models.alwig.encoders import (
+    SHAPE_DIM,
+    CLIPEncoder,
+    FixedEncoder,
+    build_encoder,
+    connected_components,
+    shape_descriptors,
+)
 
 
-def _clip(motion: str, colour=(222, 30, 36), shape: str = "square", n: int = 4) -> torch.Tensor:
-    """n frames (uniform-center) of a rendered CREATE-sample scene: uint8 [1, n, 64, 96, 3]."""
+def _clip(
+    motion: str, colour=(222, 30, 36), shape: str = "square", n: int = 4, width: int = 96, height: int = 64
+) -> torch.Tensor:
+    """n frames (uniform-center) of a rendered CREATE-sample scene: uint8 [1, n, height, width, 3]."""
     from create_bench.data.sample_video import VideoSpec, render_frames
 
     spec = VideoSpec(
-        width=96,
-        height=64,
+        width=width,
+        height=height,
         fps=Fraction(15),
         num_frames=45,
         rotation=0,
@@ -50,12 +59,12 @@ def test_fixed_encoder_shape_determinism_and_size_independence() -> None:
     big = torch.nn.functional.interpolate(x[0].permute(0, 3, 1, 2).float(), size=(128, 192), mode="nearest")
     big = big.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
     assert (enc(big) - out).abs().mean() < 0.05
-    assert enc.signature == "fixed-v1"
+    assert enc.signature == "fixed-v2"
 
 
 def test_fixed_encoder_sees_motion_direction_and_colour() -> None:
     enc = FixedEncoder()
-    motion = slice(enc.dim - 5, enc.dim)
+    motion = slice(enc.dim - 5 - SHAPE_DIM, enc.dim - SHAPE_DIM)
     left, right = enc(_clip("left"))[0, 1:, motion], enc(_clip("right"))[0, 1:, motion]
     up, down = enc(_clip("up"))[0, 1:, motion], enc(_clip("down"))[0, 1:, motion]
     assert left[:, 0].mean() < 0 < right[:, 0].mean()  # dx
@@ -135,3 +144,64 @@ def test_clip_encoder_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown ALWIG encoder"):
         build_encoder("resnet")
     assert build_encoder("features") is None
+
+
+def _shape(shape: str, size: tuple[int, int] = (96, 96), stretch_to: int | None = None) -> torch.Tensor:
+    """Shape descriptors [T, SHAPE_DIM] of a rotating ``shape`` (optionally squashed to a square)."""
+    enc = FixedEncoder()
+    x = _clip("rotate", shape=shape, n=6, width=size[0], height=size[1])
+    if stretch_to is None:
+        return enc(x)[0, :, -SHAPE_DIM:]
+    sq = torch.nn.functional.interpolate(
+        x[0].permute(0, 3, 1, 2).float(), size=(stretch_to, stretch_to), mode="area"
+    )
+    sq = sq.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
+    return enc(sq, display_size=[size])[0, :, -SHAPE_DIM:]
+
+
+def test_connected_components_separates_blobs() -> None:
+    fg = np.zeros((1, 8, 8), dtype=bool)
+    fg[0, 1:3, 1:3] = True  # blob A
+    fg[0, 5:7, 4:8] = True  # blob B
+    fg[0, 3, 3] = True  # touches A diagonally: 8-connected to it
+    lab = connected_components(fg)[0]
+    assert (lab > 0).sum() == fg.sum()
+    assert len({int(v) for v in lab[1:3, 1:3].ravel()} | {int(lab[3, 3])}) == 1
+    assert len({int(v) for v in lab[5:7, 4:8].ravel()}) == 1 and lab[1, 1] != lab[5, 4]
+
+
+def test_shape_descriptors_tell_shapes_apart_whatever_the_rotation() -> None:
+    circle, ring, star, triangle, bar = (_shape(s) for s in ("circle", "ring", "star", "triangle", "bar"))
+    found = SHAPE_DIM - 1
+    for d in (circle, ring, star, triangle, bar):
+        assert torch.all(d[:, found] == 1)
+    hist0 = 6  # radial mass histogram, first bin: within a quarter of the mean radius of the centre
+    assert ring[:, hist0].max() < 0.01 < circle[:, hist0].min()
+    # Fourier magnitudes of the outline (1..6): 5-fold star, 3-fold triangle, none for a circle
+    assert torch.all(star[:, 4] > 2 * circle[:, 4]) and torch.all(triangle[:, 2] > 2 * circle[:, 2])
+    elong = 12  # minor / major axis: a bar is long whatever its angle
+    assert torch.all(bar[:, elong] < 0.6) and torch.all(circle[:, elong] > 0.85)
+    # rotation changes the descriptors little (the spinning star, frame to frame)
+    assert (star - star.mean(0)).abs().max() < 0.35
+
+
+def test_shape_descriptors_undo_a_squashing_resize() -> None:
+    # a circle in a wide video squashed to a square frame looks like an ellipse unless the
+    # display size is given
+    true = _shape("circle", size=(128, 64))
+    fixed = _shape("circle", size=(128, 64), stretch_to=64)
+    enc = FixedEncoder()
+    x = _clip("rotate", shape="circle", n=6, width=128, height=64)
+    sq = torch.nn.functional.interpolate(x[0].permute(0, 3, 1, 2).float(), size=(64, 64), mode="area")
+    sq = sq.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)[None]
+    naive = enc(sq)[0, :, -SHAPE_DIM:]
+    elong = 12
+    assert torch.all(fixed[:, elong] > 0.85) and torch.all(true[:, elong] > 0.85)
+    assert torch.all(naive[:, elong] < 0.7)
+    with pytest.raises(ModelError, match="display_size"):
+        enc(sq, display_size=[(0, 64)])
+
+
+def test_shape_descriptors_of_an_empty_frame() -> None:
+    d = shape_descriptors(np.zeros((2, 16, 16), dtype=bool), np.ones(2))
+    assert d.shape == (2, SHAPE_DIM) and not d.any()

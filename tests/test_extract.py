@@ -117,7 +117,7 @@ def test_local_features_match_an_independent_reference(local_reference: Path, ti
     vids = pq.read_table(files[0], columns=["vid"]).column("vid").to_pylist()
     assert vids == sorted(vids)
     meta = read_meta(files[0])
-    assert meta["encoder"] == "fixed" and meta["encoder_revision"] == "fixed-v1"
+    assert meta["encoder"] == "fixed" and meta["encoder_revision"] == "fixed-v2"
     assert meta["frames"] == "uniform-center@8/v1" and meta["split"] == SPLIT
     manifest = json.loads((local_reference / "manifest.json").read_text())
     entries = [f for f in manifest["files"] if f.get("kind") == "features"]

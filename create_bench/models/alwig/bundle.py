@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from create_bench.errors import ConfigError, ModelError
@@ -65,6 +66,24 @@ def load_weights(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
         )
 
 
+#: Row columns the fixed encoder needs next to the frames (their display geometry).
+GEOMETRY_COLUMNS = ("width", "height", "rotation")
+
+
+def display_size(batch: dict[str, Any]) -> np.ndarray:
+    """``[B, 2]`` (width, height) each video of a batch is displayed at: the stored size, turned
+    by a quarter-turn rotation (decoders return upright frames)."""
+    missing = [c for c in GEOMETRY_COLUMNS if c not in batch]
+    if missing:
+        raise ModelError(
+            f"ALWIG's fixed encoder needs the batch columns {', '.join(GEOMETRY_COLUMNS)} (missing "
+            f"{', '.join(missing)}): load with make_loader(..., columns=(..., 'width', 'height', 'rotation'))"
+        )
+    w, h, rot = (np.asarray(batch[c], dtype=np.int64).reshape(-1) for c in GEOMETRY_COLUMNS)
+    quarter = (rot % 180) == 90
+    return np.stack([np.where(quarter, h, w), np.where(quarter, w, h)], axis=1)
+
+
 def frame_features(
     encoder: FixedEncoder | CLIPEncoder | None, cfg: ALWIGConfig, batch: dict[str, Any]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,7 +100,10 @@ def frame_features(
     else:
         if "frames" not in batch:
             raise ModelError(f"ALWIG (encoder={cfg.encoder}) needs batch['frames'] uint8 [B, T, H, W, 3]")
-        feats = encoder(batch["frames"]).cpu()
+        if isinstance(encoder, FixedEncoder):
+            feats = encoder(batch["frames"], display_size=display_size(batch)).cpu()
+        else:
+            feats = encoder(batch["frames"]).cpu()
     if feats.dim() != 3:
         raise ModelError(f"frame features must be [B, T, D], got {tuple(feats.shape)}")
     mask = batch.get("frame_mask")
@@ -123,6 +145,9 @@ class ALWIG:
             eos_id=tokenizer.eos_id,
             task_ids=dict(tokenizer.task_ids),
             special_ids=tuple(sorted(tokenizer.special_ids)),
+            tag_chars=tuple(
+                tuple(tokenizer.encode(t)) if t in tags.token_to_id else () for t in tags.tokens
+            ),
         )
 
     @classmethod

@@ -74,6 +74,10 @@ class ALWIGConfig:
     max_text_len: int = 40
     #: Hash buckets of character-bigram embeddings added to the text encoder's input (0 = off).
     text_bigram_buckets: int = 8192
+    #: Add a bag-of-n-grams path (mean of the character + bigram embeddings) to the text embedding.
+    text_bow: bool = False
+    #: Add the mean of each tag's character (+ bigram) text embeddings to its tag token.
+    tag_chars: bool = False
     init_temperature: float = 0.07
     #: Upper bound of the learned logit scale 1/temperature (as in CLIP).
     max_logit_scale: float = 100.0

@@ -6,8 +6,10 @@ trains, and has a ``signature`` (what changes its output) that keys the training
 - :class:`FixedEncoder` (``fixed``): hand-made, deterministic features that need no download, so
   colour, shape, position and motion are all visible to the model: a joint RGB histogram of the
   frame and of its foreground (pixels far from the border colour), an 8x8 colour thumbnail, an 8x8
-  edge map, the signed 8x8 grey difference to the previous sampled frame, and the foreground's
-  centroid, extent and their change since the previous frame.
+  edge map, the signed 8x8 grey difference to the previous sampled frame, the foreground's
+  centroid, extent and their change since the previous frame, and (version 2) rotation- and
+  scale-invariant shape descriptors of the largest foreground object, measured in display
+  geometry (frames resized to a square are un-stretched with the video's display size).
 - :class:`CLIPEncoder` (``clip``): a local CLIP checkpoint directory, transformers format
   (``config.json`` + weights; ``CLIPModel``/``CLIPVisionModelWithProjection`` give projected image
   embeddings, ``CLIPVisionModel`` its pooled output) or open_clip format
@@ -24,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,6 +46,121 @@ def _check_frames(frames: Any) -> torch.Tensor:
     return frames
 
 
+#: Angular bins of the radial profile of :func:`shape_descriptors`.
+_ANGLES = 16
+#: Radial mass histogram edges (distance / mean outline radius).
+_RADIAL_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1e9)
+SHAPE_DIM = 6 + (len(_RADIAL_EDGES) - 1) + 7
+
+
+def connected_components(fg: np.ndarray, max_iter: int = 48) -> np.ndarray:
+    """8-connected labels of a bool mask ``[N, H, W]`` (0 = background): each round every pixel
+    takes the largest label of its 3x3 neighbourhood, until nothing changes (at most ``max_iter``
+    rounds; a longer blob may stay split, which only costs shape detail). Plain numpy: much faster
+    than torch on these small arrays."""
+    n, h, w = fg.shape
+    lab = np.where(fg, np.arange(1, h * w + 1, dtype=np.int32).reshape(1, h, w), 0).astype(np.int32)
+    m = np.empty_like(lab)
+    for i in range(max_iter):
+        np.copyto(m, lab)
+        np.maximum(m[:, 1:], lab[:, :-1], out=m[:, 1:])
+        np.maximum(m[:, :-1], lab[:, 1:], out=m[:, :-1])
+        m2 = m.copy()
+        np.maximum(m2[:, :, 1:], m[:, :, :-1], out=m2[:, :, 1:])
+        np.maximum(m2[:, :, :-1], m[:, :, 1:], out=m2[:, :, :-1])
+        m2 *= fg
+        if i % 4 == 3 and np.array_equal(m2, lab):
+            return m2
+        lab = m2
+    return lab
+
+
+def shape_descriptors(fg: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+    """Rotation-, scale- and position-invariant descriptors of the largest foreground object.
+
+    Args:
+        fg: bool ``[N, H, W]`` foreground masks.
+        aspect: ``[N]`` display width / height of each frame's video (the mask is stretched to
+            ``W x H``; coordinates are rescaled so that distances are measured as displayed).
+
+    Returns:
+        float32 ``[N, SHAPE_DIM]``: magnitudes of the Fourier coefficients 1..6 of the outline's
+        radial profile (3-fold for triangles, 4 for squares and crosses, 5 for stars, 6 for
+        hexagons), the radial mass histogram (a ring has no mass near its centre), elongation
+        (minor/major axis of the second moments), fill (area / disc of the mean radius), size,
+        profile spread, number of blobs / 3, a touches-the-border flag and a found flag. The
+        object is the largest component, those touching the border (partly outside) counting
+        a third of their area.
+    """
+    n, h, w = fg.shape
+    out = np.zeros((n, SHAPE_DIM), dtype=np.float32)
+    if n == 0:
+        return out
+    # Components on a half-resolution mask (4x fewer pixels, half the rounds), mapped back to full
+    # resolution: blobs closer than a couple of pixels merge, which CREATE-sample's never are.
+    if h % 2 == 0 and w % 2 == 0:
+        half = fg.reshape(n, h // 2, 2, w // 2, 2).any(axis=(2, 4))
+        lab = connected_components(half).repeat(2, axis=1).repeat(2, axis=2) * fg
+    else:
+        lab = connected_components(fg)
+    hw = h * w + 1
+    flat = lab.reshape(n, -1)
+    offs = (np.arange(n, dtype=np.int64) * hw)[:, None]
+    area = np.bincount((flat + offs).ravel(), minlength=n * hw).reshape(n, hw).astype(np.float64)
+    area[:, 0] = 0
+    edge = np.concatenate([lab[:, 0, :], lab[:, -1, :], lab[:, :, 0], lab[:, :, -1]], axis=1)
+    touches = np.zeros((n, hw), dtype=bool)
+    touches[np.repeat(np.arange(n), edge.shape[1]), edge.ravel()] = True
+    best = np.argmax(area * np.where(touches, 1.0 / 3.0, 1.0), axis=1)
+    found = area[np.arange(n), best] >= 4
+    blobs = (area >= 4).sum(axis=1)
+    mask = (flat == best[:, None]) & found[:, None]  # [N, H*W]
+
+    # Work on the object's pixels only, in display-geometry coordinates (the same units on both
+    # axes, geometric mean 1).
+    f, p = np.nonzero(mask)
+    sx = np.sqrt(aspect) / w
+    sy = 1.0 / np.sqrt(aspect) / h
+    yy, xx = np.divmod(p, w)
+    px, py = (xx + 0.5) * sx[f], (yy + 0.5) * sy[f]
+    a = np.bincount(f, minlength=n).astype(np.float64).clip(min=1.0)
+
+    def per_frame(v: np.ndarray) -> np.ndarray:
+        return np.bincount(f, weights=v, minlength=n) / a
+
+    cx, cy = per_frame(px), per_frame(py)
+    dx, dy = px - cx[f], py - cy[f]
+    m20, m02, m11 = per_frame(dx * dx), per_frame(dy * dy), per_frame(dx * dy)
+    half_tr = (m20 + m02) / 2
+    disc = np.sqrt(np.clip(half_tr**2 - (m20 * m02 - m11**2), 0, None))
+    elong = np.sqrt(np.clip(half_tr - disc, 0, None) / np.clip(half_tr + disc, 1e-12, None))
+    r = np.sqrt(dx * dx + dy * dy)
+    ang = ((np.arctan2(dy, dx) + np.pi) / (2 * np.pi) * _ANGLES).astype(np.int64).clip(max=_ANGLES - 1)
+    prof = np.zeros(n * _ANGLES)
+    np.maximum.at(prof, f * _ANGLES + ang, r)
+    prof = prof.reshape(n, _ANGLES)
+    mean_r = prof.mean(axis=1).clip(min=1e-6)
+    prof = prof / mean_r[:, None]
+    fourier = np.abs(np.fft.rfft(prof, axis=1))[:, 1:7] / _ANGLES
+    nbins = len(_RADIAL_EDGES) - 1
+    rbin = np.searchsorted(np.asarray(_RADIAL_EDGES[1:-1]), r / mean_r[f], side="right")
+    hist = np.bincount(f * nbins + rbin, minlength=n * nbins).reshape(n, nbins) / a[:, None]
+    fill = np.clip(a * sx * sy / (np.pi * mean_r**2), 0, 3)
+    size = np.sqrt(a / (h * w))
+    obj_touches = touches[np.arange(n), best]
+    feats = np.concatenate(
+        [
+            fourier * 4.0,
+            hist,
+            np.stack([elong, fill, size * 4.0, prof.std(axis=1), blobs / 3.0, obj_touches, found], axis=1),
+        ],
+        axis=1,
+    )
+    out[:] = feats * found[:, None]
+    out[:, -1] = found
+    return out
+
+
 class FixedEncoder:
     """Deterministic hand-made frame features (see the module docstring).
 
@@ -54,8 +172,8 @@ class FixedEncoder:
     """
 
     name = "fixed"
-    version = 1
-    WORK = 48  # working resolution
+    version = 2
+    WORK = 64  # working resolution
     BINS = 4  # per colour channel: 4**3 = 64 joint bins
     GRID = 8
     FG_THRESHOLD = 0.12  # RGB distance (0..1 per channel) from the background segment
@@ -64,7 +182,7 @@ class FixedEncoder:
 
     def __init__(self) -> None:
         nb, g2 = self.BINS**3, self.GRID**2
-        self.dim = 2 * nb + 3 * g2 + 4 * 16 + g2 + g2 + 9 + 5
+        self.dim = 2 * nb + 3 * g2 + 4 * 16 + g2 + g2 + 9 + 5 + SHAPE_DIM
 
     @property
     def signature(self) -> str:
@@ -102,45 +220,69 @@ class FixedEncoder:
         return dist > self.FG_THRESHOLD
 
     def _motion(self, fg: torch.Tensor, b: int, t: int) -> torch.Tensor:
-        """[B, T, 5]: best circular shift (dx, dy) from the previous frame, its overlap, area ratio, flag."""
+        """[B, T, 5]: best circular shift (dx, dy) from the previous frame, its overlap, area ratio, flag.
+
+        The overlap of every circular shift at once is a circular cross-correlation (FFT); the best
+        shift within +-SHIFT cells wins, ties going to the smaller shift (a static scene gives 0, 0).
+        """
         r, s = self.MOTION_RES, self.SHIFT
-        m = F.adaptive_avg_pool2d(fg.float()[:, None], r)[:, 0].reshape(b, t, r, r)
+        m = F.adaptive_avg_pool2d(fg.float()[:, None], r)[:, 0].reshape(b, t, r, r).double().numpy()
         out = torch.zeros(b, t, 5)
         if t < 2:
             return out
         prev, cur = m[:, :-1], m[:, 1:]
-        norm = (prev.flatten(2).norm(dim=2) * cur.flatten(2).norm(dim=2)).clamp(min=1e-6)
-        best = torch.full(prev.shape[:2], -1.0)
-        best_dx = torch.zeros(prev.shape[:2])
-        best_dy = torch.zeros(prev.shape[:2])
-        for dy in range(-s, s + 1):
-            for dx in range(-s, s + 1):
-                score = (torch.roll(prev, shifts=(dy, dx), dims=(2, 3)) * cur).flatten(2).sum(dim=2) / norm
-                # Prefer the smaller shift on ties (a static scene must give 0, 0).
-                score = score - 1e-4 * (abs(dx) + abs(dy))
-                better = score > best
-                best = torch.where(better, score, best)
-                best_dx = torch.where(better, torch.full_like(best_dx, dx), best_dx)
-                best_dy = torch.where(better, torch.full_like(best_dy, dy), best_dy)
-        area_prev, area_cur = prev.flatten(2).sum(dim=2), cur.flatten(2).sum(dim=2)
+        norm = np.clip(
+            np.linalg.norm(prev.reshape(b, t - 1, -1), axis=2)
+            * np.linalg.norm(cur.reshape(b, t - 1, -1), axis=2),
+            1e-6,
+            None,
+        )
+        # corr[dy, dx] = sum_yx prev[y - dy, x - dx] * cur[y, x] = (roll(prev, (dy, dx)) * cur).sum()
+        corr = np.fft.irfft2(np.conj(np.fft.rfft2(prev)) * np.fft.rfft2(cur), s=(r, r))
+        shifts = np.arange(-s, s + 1)
+        window = corr[:, :, shifts[:, None] % r, shifts[None, :] % r] / norm[:, :, None, None]
+        penalty = 1e-4 * (np.abs(shifts)[:, None] + np.abs(shifts)[None, :])
+        flat = (window - penalty).reshape(b, t - 1, -1)
+        k = flat.argmax(axis=2)
+        best = np.take_along_axis(flat, k[:, :, None], axis=2)[:, :, 0]
+        best_dy, best_dx = shifts[k // (2 * s + 1)], shifts[k % (2 * s + 1)]
+        area_prev, area_cur = prev.reshape(b, t - 1, -1).sum(2), cur.reshape(b, t - 1, -1).sum(2)
         valid = (area_prev > 0.05) & (area_cur > 0.05)
-        out[:, 1:, 0] = best_dx / s * valid
-        out[:, 1:, 1] = best_dy / s * valid
-        out[:, 1:, 2] = best.clamp(min=0) * valid
-        out[:, 1:, 3] = torch.log((area_cur + 0.5) / (area_prev + 0.5)) * 4.0
+        out[:, 1:, 0] = torch.from_numpy(best_dx / s * valid)
+        out[:, 1:, 1] = torch.from_numpy(best_dy / s * valid)
+        out[:, 1:, 2] = torch.from_numpy(np.clip(best, 0, None) * valid)
+        out[:, 1:, 3] = torch.from_numpy(np.log((area_cur + 0.5) / (area_prev + 0.5)) * 4.0)
         out[:, 1:, 4] = 1.0
         return out
 
     @torch.no_grad()
-    def __call__(self, frames: Any) -> torch.Tensor:
+    def __call__(self, frames: Any, display_size: Any = None) -> torch.Tensor:
+        """Per-frame features ``[B, T, dim]`` of uint8 frames ``[B, T, H, W, 3]``.
+
+        Args:
+            frames: the sampled frames (any size; resized to ``WORK`` x ``WORK`` here).
+            display_size: ``[B, 2]`` (width, height) each video is displayed at, so the shape
+                descriptors can undo a resize that changed the aspect ratio (e.g. to the square
+                ``frame_size`` of the sample config). None: the frames have their display aspect.
+        """
         frames = _check_frames(frames)
         b, t = frames.shape[:2]
+        if display_size is None:
+            aspect = np.full(b, frames.shape[3] / frames.shape[2], dtype=np.float64)
+        else:
+            ds = np.asarray(display_size, dtype=np.float64).reshape(-1, 2) if len(display_size) else None
+            if ds is None or ds.shape[0] != b or not np.all(ds > 0):
+                raise ModelError(
+                    f"display_size must be [{b}, 2] positive (width, height), got {display_size!r}"
+                )
+            aspect = ds[:, 0] / ds[:, 1]
         x = frames.reshape(b * t, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, H, W]
         if x.shape[-2:] != (self.WORK, self.WORK):
             x = F.interpolate(x, size=(self.WORK, self.WORK), mode="area")
         n, g, h = x.shape[0], self.GRID, self.WORK
 
         fg = self._foreground(x)  # [N, H, W]
+        shape = torch.from_numpy(shape_descriptors(fg.numpy(), np.repeat(aspect, t))).reshape(b, t, SHAPE_DIM)
         hist = self._histogram(x, None)
         fg_hist = self._histogram(x, fg)
 
@@ -217,6 +359,7 @@ class FixedEncoder:
                 diff,
                 geo.reshape(b, t, -1),
                 motion,
+                shape,
             ],
             dim=2,
         )

@@ -47,6 +47,9 @@ class VocabInfo:
     eos_id: int
     task_ids: dict[str, int]
     special_ids: tuple[int, ...]
+    #: Character ids of each tag id (empty for special and unknown-tag ids); used with
+    #: ``cfg.tag_chars``.
+    tag_chars: tuple[tuple[int, ...], ...] = ()
 
 
 class _GatherWithGrad(torch.autograd.Function):
@@ -187,6 +190,19 @@ class ALWIGNet(nn.Module):
         self.text = _encoder(d, cfg.num_heads, cfg.ffn_size, cfg.dropout, cfg.text_layers)
         self.text_out = nn.LayerNorm(d)
         self.text_proj = nn.Linear(d, cfg.embed_dim)
+        # Optional bag-of-n-grams path (fastText-like): the mean of the character (+ bigram) input
+        # embeddings, projected and added to the [CLS] output; learns word matches from few examples.
+        self.text_bow = nn.Linear(d, d) if cfg.text_bow else None
+        if cfg.tag_chars:
+            # Each tag token also gets the mean of its characters' (+ bigrams') text embeddings, so
+            # a tag and the same word in a title or caption start out close.
+            width = max([len(c) for c in vocab.tag_chars] + [1])
+            table = torch.full((vocab.num_tags, width), vocab.pad_id, dtype=torch.long)
+            for i, chars in enumerate(vocab.tag_chars[: vocab.num_tags]):
+                table[i, : len(chars)] = torch.as_tensor(chars, dtype=torch.long)
+            self.register_buffer("tag_char_ids", table, persistent=False)
+        else:
+            self.tag_char_ids = None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
         if self.bigram_embed is not None:
             nn.init.normal_(self.bigram_embed.weight, std=0.02)
@@ -265,6 +281,8 @@ class ALWIGNet(nn.Module):
         tag_pos = torch.arange(self.num_tag_tokens, device=dev)
         frame_pos = torch.arange(self.cfg.num_frames, device=dev)
         x_tag = self.tag_embed(tag_ids) + self.tag_pos(tag_pos) + self.type_embed.weight[0]
+        if self.tag_char_ids is not None:
+            x_tag = x_tag + self._tag_char_embed(tag_ids)
         mean, std = self._feature_stats()
         x_frame = self.frame_proj((feats - mean) / std)
         x_frame = x_frame + self.frame_pos(frame_pos) + self.type_embed.weight[1]
@@ -272,6 +290,21 @@ class ALWIGNet(nn.Module):
         mask = torch.cat([tag_mask, frame_mask.bool()], dim=1)
         h = self.align_out(self.align(x, src_key_padding_mask=~mask))
         return h, mask
+
+    def _tag_char_embed(self, tag_ids: torch.Tensor) -> torch.Tensor:
+        chars = self.tag_char_ids[tag_ids]  # [B, K, L]
+        b, k, n = chars.shape
+        flat = chars.reshape(b * k, n)
+        x = self._char_inputs(flat)
+        valid = (flat != self.vocab.pad_id).unsqueeze(-1).to(x.dtype)
+        return ((x * valid).sum(1) / valid.sum(1).clamp(min=1.0)).reshape(b, k, -1)
+
+    def _char_inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """Character (+ hashed bigram) input embeddings of id rows ``[N, S]``, no positions."""
+        x = self.char_embed(ids)
+        if self.bigram_embed is not None:
+            x = x + self.bigram_embed(self.bigram_ids(ids))
+        return x
 
     def video_embed(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.video_proj(hidden[:, 0]), dim=-1)
@@ -282,11 +315,16 @@ class ALWIGNet(nn.Module):
         if s > self.cfg.max_text_len + 1:
             raise ModelError(f"text ids longer than max_text_len + 1 = {self.cfg.max_text_len + 1}: {s}")
         mask = text_ids != self.vocab.pad_id
-        x = self.char_embed(text_ids) + self.text_pos(torch.arange(s, device=text_ids.device))
-        if self.bigram_embed is not None:
-            x = x + self.bigram_embed(self.bigram_ids(text_ids))
+        tok = self._char_inputs(text_ids)
+        x = tok + self.text_pos(torch.arange(s, device=text_ids.device))
         h = self.text_out(self.text(self.text_in(x), src_key_padding_mask=~mask))
-        return F.normalize(self.text_proj(h[:, 0]), dim=-1)
+        out = h[:, 0]
+        if self.text_bow is not None:
+            body = mask.clone()
+            body[:, 0] = False  # [CLS]
+            w = body.unsqueeze(-1).to(tok.dtype)
+            out = out + self.text_bow((tok * w).sum(1) / w.sum(1).clamp(min=1.0))
+        return F.normalize(self.text_proj(out), dim=-1)
 
     def bigram_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
         """Hashed (previous, current) character pairs, 1..buckets; 0 at [CLS] and padding."""
