@@ -407,7 +407,9 @@ class _FramePool:
         return np.empty(shape, dtype=np.uint8)
 
     def put(self, array: np.ndarray) -> None:
-        if self.pid == os.getpid() and len(self.arrays) < self.spare:
+        if self.pid == os.getpid() and self.spare > 0:
+            if len(self.arrays) >= self.spare:
+                self.arrays.pop(0)  # the oldest (e.g. of a frame size no longer seen) makes room
             self.arrays.append(array)
 
 
@@ -447,7 +449,7 @@ class _BatchBuffer:
         if any(self.filled.get(b) is not s["data"] for b, s in enumerate(samples)):
             return None
         out = self.array[: len(samples)]
-        weakref.finalize(out, self.pool.put, self.array)
+        weakref.finalize(out, self.pool.put, self.array).atexit = False
         self.handed_out = True
         return out
 
