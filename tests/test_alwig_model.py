@@ -323,6 +323,33 @@ def test_video_bias_option_decodes_consistently(tmp_path: Path) -> None:
     assert c.generate(h, m, "title", beam_size=2) == b.generate(h, m, "title", beam_size=2)
 
 
+def test_tag_characters_in_the_decoder_prefix(tmp_path: Path) -> None:
+    b, batch = _trained_bundle(steps=20, gen_tag_chars=True, tag_chars=True)
+    net = b.net
+    h, m = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    k = net.num_tag_tokens
+    with_tags, without = net._prefix(h, batch["tag_ids"]), net._prefix(h)
+    assert torch.equal(with_tags[:, k:], without[:, k:])  # frame positions untouched
+    # a tag position gets exactly the mean GPT-2 embedding of its characters
+    chars = b.tokenizer.encode(TAGS[2][0])  # "三角"
+    expected = net.tag_char_norm(net.gpt.transformer.wte(torch.tensor(chars)).mean(0))
+    assert torch.allclose(with_tags[2, 1] - without[2, 1], expected, atol=1e-5)
+    assert torch.equal(with_tags[5], without[5])  # a video without tags: [CLS] [SEP] only
+    # decoding reads the tags; beam 1 == greedy with them; a checkpoint round trip keeps it
+    tags = [TAGS[i % len(TAGS)] for i in range(6)]
+    tid = b.tag_tensor(tags)
+    assert net.beam_search(h, m, "title", 10, 1, 0, tag_ids=tid) == net.greedy(
+        h, m, "title", 10, 0, tag_ids=tid
+    )
+    b.save(tmp_path / "ck")
+    c = ALWIG.load(tmp_path / "ck")
+    assert c.generate(h, m, "caption", tags=tags) == b.generate(h, m, "caption", tags=tags)
+    # the no-tags ablation ignores them in the prefix too
+    nb, nbatch = _trained_bundle(steps=2, gen_tag_chars=True, use_tags=False)
+    hh, mm = nb.net.align_tokens(nbatch["feats"], nbatch["frame_mask"], nbatch["tag_ids"])
+    assert torch.equal(nb.net._prefix(hh, nbatch["tag_ids"]), nb.net._prefix(hh))
+
+
 def test_generation_does_not_depend_on_batch_composition() -> None:
     b, batch = _trained_bundle(steps=10)
     h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])

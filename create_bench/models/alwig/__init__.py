@@ -160,7 +160,8 @@ class ALWIGModel(BaseModel):
             raise ModelError(f"alwig: unknown generation kind {kind!r} (title, caption)")
         bundle = self._need()
         hidden, mask = self._align(batch)
-        texts = bundle.generate(hidden, mask, kind, **self.decode)
+        tags = [list(t or []) for t in batch.get("tags") or [[] for _ in hidden]]
+        texts = bundle.generate(hidden, mask, kind, tags=tags, **self.decode)
         # The harness rejects empty generations; a model that decodes nothing says so visibly.
         return [t if t else "[empty]" for t in texts]
 

@@ -145,9 +145,7 @@ class ALWIG:
             eos_id=tokenizer.eos_id,
             task_ids=dict(tokenizer.task_ids),
             special_ids=tuple(sorted(tokenizer.special_ids)),
-            tag_chars=tuple(
-                tuple(tokenizer.encode(t)) if t in tags.token_to_id else () for t in tags.tokens
-            ),
+            tag_chars=tuple(tuple(tokenizer.encode(t)) if t in tags.token_to_id else () for t in tags.tokens),
         )
 
     @classmethod
@@ -233,16 +231,20 @@ class ALWIG:
         max_len: int | None = None,
         no_repeat_ngram: int | None = None,
         length_penalty: float | None = None,
+        tags: Sequence[Sequence[str]] | None = None,
     ) -> list[str]:
+        """Titles or captions from alignment outputs (``tags``: the tag lists given to :meth:`align`,
+        which a ``gen_tag_chars`` decoder reads again)."""
         cfg = self.cfg
         beam = cfg.beam_size if beam_size is None else beam_size
         mlen = cfg.max_gen_len if max_len is None else max_len
         ngram = cfg.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
         lp = cfg.length_penalty if length_penalty is None else length_penalty
+        tag_ids = None if tags is None else self.tag_tensor(tags)
         if beam <= 1:
-            ids = self.net.greedy(hidden, mask, kind, mlen, ngram)
+            ids = self.net.greedy(hidden, mask, kind, mlen, ngram, tag_ids=tag_ids)
         else:
-            ids = self.net.beam_search(hidden, mask, kind, mlen, beam, ngram, lp)
+            ids = self.net.beam_search(hidden, mask, kind, mlen, beam, ngram, lp, tag_ids=tag_ids)
         return [self.tokenizer.decode(s) for s in ids]
 
     # ------------------------------------------------------------------------------ checkpoints

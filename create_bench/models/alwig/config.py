@@ -96,6 +96,9 @@ class ALWIGConfig:
     max_gen_len: int = 32
     #: Also add the projected video embedding ([CLS] output) to every decoder input embedding.
     gen_video_bias: bool = False
+    #: Add the mean GPT-2 embedding of each tag's characters to the tag positions of the decoder
+    #: prefix, so the decoder can copy tag words (the output layer is tied to those embeddings).
+    gen_tag_chars: bool = False
     #: GPT-2 activation (transformers name) of a randomly initialised decoder.
     gpt_activation: str = "gelu_new"
 

@@ -193,7 +193,7 @@ class ALWIGNet(nn.Module):
         # Optional bag-of-n-grams path (fastText-like): the mean of the character (+ bigram) input
         # embeddings, projected and added to the [CLS] output; learns word matches from few examples.
         self.text_bow = nn.Linear(d, d) if cfg.text_bow else None
-        if cfg.tag_chars:
+        if cfg.tag_chars or cfg.gen_tag_chars:
             # Each tag token also gets the mean of its characters' (+ bigrams') text embeddings, so
             # a tag and the same word in a title or caption start out close.
             width = max([len(c) for c in vocab.tag_chars] + [1])
@@ -226,6 +226,9 @@ class ALWIGNet(nn.Module):
         if self.video_cond is not None:  # start as the plain prefix model (a large bias drowns the tokens)
             nn.init.zeros_(self.video_cond.weight)
             nn.init.zeros_(self.video_cond.bias)
+        # GPT-2 token embeddings are tiny (std 0.02) next to the layer-normed prefix: the tag
+        # characters' mean embedding gets its own LayerNorm, so it is as loud as the rest.
+        self.tag_char_norm = nn.LayerNorm(width) if cfg.gen_tag_chars else None
         n_pos = int(gcfg.n_positions)
         if n_pos < self.prefix_len + cfg.max_gen_len + 2:
             raise ModelError(
@@ -337,14 +340,37 @@ class ALWIGNet(nn.Module):
         return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
 
     # ---------------------------------------------------------------------------------- generation
-    def _prefix(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.prefix_proj(hidden)
+    def _prefix(self, hidden: torch.Tensor, tag_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder prefix: every alignment output projected to the GPT-2 width; with
+        ``cfg.gen_tag_chars`` (and ``tag_ids``) each tag position also gets the (layer-normed) mean
+        of the GPT-2 token embeddings of the tag's characters, so the decoder can copy a tag's word
+        (its output layer is tied to those embeddings)."""
+        prefix = self.prefix_proj(hidden)
+        if self.cfg.gen_tag_chars and self.cfg.use_tags and tag_ids is not None:
+            if tag_ids.shape != (hidden.shape[0], self.num_tag_tokens):
+                raise ModelError(
+                    f"tag ids must be [{hidden.shape[0]}, {self.num_tag_tokens}], got {tuple(tag_ids.shape)}"
+                )
+            chars = self.tag_char_ids[tag_ids]  # [B, K, L]
+            emb = self.gpt.transformer.wte(chars)
+            valid = (chars != self.vocab.pad_id).unsqueeze(-1).to(emb.dtype)
+            tag_part = (emb * valid).sum(2) / valid.sum(2).clamp(min=1.0)
+            tag_part = self.tag_char_norm(tag_part) * (valid.sum(2) > 0).to(emb.dtype)
+            prefix = torch.cat(
+                [prefix[:, : self.num_tag_tokens] + tag_part, prefix[:, self.num_tag_tokens :]], 1
+            )
+        return prefix
 
     def _cond(self, hidden: torch.Tensor) -> torch.Tensor | None:
         return self.video_cond(hidden[:, 0]) if self.video_cond is not None else None
 
     def gen_losses(
-        self, hidden: torch.Tensor, mask: torch.Tensor, seqs: torch.Tensor, index: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        seqs: torch.Tensor,
+        index: torch.Tensor,
+        tag_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token cross-entropy of target sequences given the prefixes.
 
@@ -352,12 +378,14 @@ class ALWIGNet(nn.Module):
             hidden, mask: alignment outputs [B, P, d] and validity [B, P].
             seqs: long [M, L]: ``task chars [EOS]`` padded with [PAD].
             index: long [M]: which video (row of ``hidden``) each sequence belongs to.
+            tag_ids: the ``[B, max_tags + 2]`` tag ids given to :meth:`align_tokens` (used with
+                ``cfg.gen_tag_chars``).
 
         Returns:
             token losses [M, L-1] (0 at padding) and the target mask [M, L-1].
         """
         inputs, labels = seqs[:, :-1], seqs[:, 1:]
-        prefix = self._prefix(hidden)[index]
+        prefix = self._prefix(hidden, tag_ids)[index]
         cond = self._cond(hidden)
         pmask = mask[index]
         tok = self.gpt.transformer.wte(inputs)
@@ -415,7 +443,7 @@ class ALWIGNet(nn.Module):
                 if index is None:  # every video of the batch trains this kind
                     index = torch.arange(b, device=hidden.device)
                 if len(index):
-                    lk, mk = self.gen_losses(hidden, mask, seqs, index)
+                    lk, mk = self.gen_losses(hidden, mask, seqs, index, batch["tag_ids"])
                     lsum, msum = lk.sum(), mk.sum()
                 else:  # this rank has no video of this kind; the collective below still runs
                     lsum, msum = hidden.new_zeros(()), torch.zeros((), dtype=torch.long, device=hidden.device)
@@ -452,7 +480,9 @@ class ALWIGNet(nn.Module):
                 if bad:
                     logp[r, bad] = -math.inf
 
-    def _start(self, hidden: torch.Tensor, mask: torch.Tensor, kind: str) -> tuple[torch.Tensor, Any]:
+    def _start(
+        self, hidden: torch.Tensor, mask: torch.Tensor, kind: str, tag_ids: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, Any]:
         if kind not in self.vocab.task_ids:
             raise ModelError(f"unknown generation kind {kind!r} (title, caption)")
         n = hidden.shape[0]
@@ -461,7 +491,7 @@ class ALWIGNet(nn.Module):
         tok = self.gpt.transformer.wte(task)
         if cond is not None:
             tok = tok + cond[:, None, :]
-        emb = torch.cat([self._prefix(hidden), tok], dim=1)
+        emb = torch.cat([self._prefix(hidden, tag_ids), tok], dim=1)
         attn = torch.cat([mask, torch.ones_like(task, dtype=torch.bool)], dim=1).long()
         pos = torch.arange(emb.shape[1], device=emb.device).expand(n, -1)
         out = self.gpt(
@@ -482,10 +512,16 @@ class ALWIGNet(nn.Module):
 
     @torch.no_grad()
     def greedy(
-        self, hidden: torch.Tensor, mask: torch.Tensor, kind: str, max_len: int, no_repeat_ngram: int = 0
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        kind: str,
+        max_len: int,
+        no_repeat_ngram: int = 0,
+        tag_ids: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Greedy decoding: the most likely next character until [EOS] (forced at ``max_len``)."""
-        logp, state = self._start(hidden, mask, kind)
+        logp, state = self._start(hidden, mask, kind, tag_ids)
         n = hidden.shape[0]
         seqs: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
@@ -513,6 +549,7 @@ class ALWIGNet(nn.Module):
         beam_size: int,
         no_repeat_ngram: int = 0,
         length_penalty: float = 1.0,
+        tag_ids: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Beam search; a video is done once ``beam_size`` hypotheses ended (so beam 1 == greedy).
 
@@ -522,7 +559,9 @@ class ALWIGNet(nn.Module):
         k = beam_size
         n = hidden.shape[0]
         hidden, mask = hidden.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
-        logp, state = self._start(hidden, mask, kind)
+        if tag_ids is not None:
+            tag_ids = tag_ids.repeat_interleave(k, 0)
+        logp, state = self._start(hidden, mask, kind, tag_ids)
         vsize = logp.shape[-1]
         scores = torch.full((n, k), -math.inf, device=hidden.device)
         scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not pick duplicates

@@ -407,19 +407,18 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
     net, cfg = bundle.net, bundle.cfg
     was_training = net.training
     net.eval()
-    hid, msk, vemb = [], [], []
+    hid, msk, vemb, tid = [], [], [], []
     for i in range(0, len(data), batch_size):
         rows = list(range(i, min(i + batch_size, len(data))))
+        tid.append(bundle.tag_tensor([data.tags[r] for r in rows]))
         h, m = net.align_tokens(
-            data.feats[rows].to(bundle.device),
-            data.mask[rows].to(bundle.device),
-            bundle.tag_tensor([data.tags[r] for r in rows]),
+            data.feats[rows].to(bundle.device), data.mask[rows].to(bundle.device), tid[-1]
         )
         hid.append(h)
         msk.append(m)
         vemb.append(net.video_embed(h))
     video = torch.cat(vemb)
-    hidden, mask = torch.cat(hid), torch.cat(msk)
+    hidden, mask, tag_ids = torch.cat(hid), torch.cat(msk), torch.cat(tid)
     out: dict[str, float] = {}
     align_total, gen_total, wsum = 0.0, 0.0, 0.0
     weights = {"caption": cfg.caption_weight, "title": cfg.title_weight}
@@ -459,7 +458,9 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
         tok_loss, tok_n = 0.0, 0
         for i in range(0, len(gtexts), batch_size):
             seqs = bundle.seq_tensor(gtexts[i : i + batch_size], kind)
-            losses, tmask = net.gen_losses(hidden, mask, seqs, gowner[i : i + batch_size].to(bundle.device))
+            losses, tmask = net.gen_losses(
+                hidden, mask, seqs, gowner[i : i + batch_size].to(bundle.device), tag_ids
+            )
             tok_loss += float(losses.sum())
             tok_n += int(tmask.sum())
         gen = tok_loss / max(1, tok_n)
