@@ -28,7 +28,7 @@ difference of :data:`PYAV_HSCALE_MEAN_TOLERANCE` for that width-only case.
 **Strategy.** Decoding frame ``t`` means decoding from the keyframe before ``t``. ``strategy="seek"``
 jumps to each target's keyframe when it lies past the current position (decord's ``get_batch``
 does this, and does not re-seek inside a GOP); ``"sequential"`` decodes every frame from the start
-up to the last target. ``"auto"`` (default) estimates both costs in frames from the keyframe
+up to the last target (converting only the targets to RGB). ``"auto"`` (default) estimates both costs in frames from the keyframe
 index (:func:`plan_strategy`) and picks the cheaper. Both give the same frames.
 
 **Robustness.** decord can hang or crash in native code on broken files; :func:`decode_with_timeout`
@@ -83,9 +83,10 @@ PYAV_TOLERANCE = 2
 PYAV_HSCALE_MEAN_TOLERANCE = 6.0
 #: Estimated cost of one seek (decoder flush and restart, demuxer reposition), in decoded frames.
 SEEK_COST_FRAMES = 6.0
-#: Relative cost of a frame the sequential path decodes and throws away (decord's sequential
-#: path converts every frame; discarding saves the conversion but not the decode).
-SEQUENTIAL_FRAME_COST = 1.15
+#: Relative cost of a frame the sequential path decodes on the way to a target. Both backends
+#: decode such frames without converting them (decord's ``skip_frames``; PyAV converts targets
+#: only), the same work as decoding forward from a keyframe after a seek.
+SEQUENTIAL_FRAME_COST = 1.0
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
 #: Where decoded frames go (see ``decode(out=...)``): an array, or a callable that is given the
@@ -497,24 +498,26 @@ def _decord_seek(vr: Any, uniq: list[int], out: FrameSink | None = None) -> np.n
 
 
 def _decord_sequential(vr: Any, uniq: list[int], sink: FrameSink | None = None) -> np.ndarray:
-    # next() decodes (and converts) each frame in order from the start: no seeks, no flushes.
+    # Every frame in order from the start: no seeks, no flushes. Frames before a target are
+    # decoded but skipped (skip_frames: no RGB conversion, no copy, no Python per frame; they
+    # cost as much as the frames a seek decodes forward from its keyframe); next() converts the
+    # target.
     vr.seek(0)
-    first = _fix_rows(vr.next().asnumpy())
-    shape = (len(uniq), *first.shape)
-    out = _sink_array(sink, shape)
-    if out is None:
-        out = np.empty(shape, dtype=np.uint8)
-    j, frame, i = 0, first, 0
-    while True:
-        while j < len(uniq) and uniq[j] == i:
-            out[j] = frame
-            j += 1
-        if j == len(uniq):
-            return out
-        i += 1
-        frame = vr.next().asnumpy()
-        if frame.shape[-1] != 3:
-            frame = _fix_rows(frame)
+    out: np.ndarray | None = None
+    pos = 0  # the frame next() returns
+    for j, t in enumerate(uniq):  # sorted, unique
+        if t > pos:
+            vr.skip_frames(t - pos)
+        frame = _fix_rows(vr.next().asnumpy())
+        if out is None:
+            shape = (len(uniq), *frame.shape)
+            out = _sink_array(sink, shape)
+            if out is None:
+                out = np.empty(shape, dtype=np.uint8)
+        out[j] = frame
+        pos = t + 1
+    assert out is not None  # uniq is never empty
+    return out
 
 
 # --------------------------------------------------------------------------- pyav
