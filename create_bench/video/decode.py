@@ -56,7 +56,9 @@ from __future__ import annotations
 import atexit
 import bisect
 import io
+import math
 import os
+import select
 import sys
 import threading
 import types
@@ -810,6 +812,7 @@ class _DecodeWorker:
         self.tx: Any = None
         self.rx: Any = None
         self.arena: Any = None
+        self.poller: Any = None  # select.poll on the result pipe (Connection.poll builds one per call)
         self.owner = -1
         self.next_id = 0
 
@@ -849,6 +852,9 @@ class _DecodeWorker:
             os.close(res_w)
         self.tx = Connection(req_w, readable=False)
         self.rx = Connection(res_r, writable=False)
+        if hasattr(select, "poll"):
+            self.poller = select.poll()
+            self.poller.register(res_r, select.POLLIN)
         self.owner = os.getpid()
         # Wait for the worker's imports, so a per-video timeout never counts the start-up.
         try:
@@ -872,7 +878,9 @@ class _DecodeWorker:
                 except OSError:
                     pass
         # In a forked child the pipes belong to the parent's worker: just forget them.
-        self.proc = self.tx = self.rx = self.arena = None  # (no view of the arena outlives a copy)
+        self.proc = self.tx = self.rx = self.arena = self.poller = (
+            None  # (no view of the arena outlives a copy)
+        )
         self.owner = -1
 
     def _ensure(self) -> None:
@@ -971,6 +979,13 @@ class _DecodeWorker:
                 raise ConfigError(message)
             yield VideoDecodeError(message, vid=vid, source=_label(src))
 
+    def _readable(self, timeout: float) -> bool:
+        """A result (or EOF: the worker died) can be read within ``timeout`` seconds."""
+        if self.poller is None:
+            return bool(self.rx.poll(timeout))
+        # Milliseconds, rounded up (a 0.4 ms wait must not become a non-blocking check).
+        return bool(self.poller.poll(math.ceil(timeout * 1000)))
+
     def _take_frames(
         self, shape: tuple[int, ...], dtype: str, at: int | None, out: FrameSink | None
     ) -> np.ndarray:
@@ -999,7 +1014,7 @@ class _DecodeWorker:
 
         while True:
             try:
-                if not self.rx.poll(max(0.0, deadline - time.monotonic())):
+                if not self._readable(max(0.0, deadline - time.monotonic())):
                     return None
                 got_id, status, payload = self.rx.recv()
                 if status == "ok":
