@@ -17,7 +17,10 @@ decodes and its first batch's frames against raw decord's (same sources, indices
 Timing is made for a shared, busy machine: after one warm-up each, the variants run in rounds
 (``--repeat``, at least 3), the order rotating every round, and each variant reports its median
 and best time over the rounds; ratios to raw decord are the median over rounds of the ratio
-within the round (neighbours in time see about the same load). The load average is printed
+within the round (neighbours in time see about the same load). The checked pair, raw decord and
+the loader with 0 workers, always runs back to back (order alternating) and gets more rounds
+(``--pair-repeat``, default 7): a single pass varies by +-15% under the load of a busy 2-core
+machine, and the median of 3 ratios alone can miss 0.9 by chance. The load average is printed
 before and after each workload, and the CPU seconds (this process plus its decode worker) of the
 variants that run here (not in DataLoader workers), which load disturbs less than wall time.
 Each loader is made once and iterated every round, as epochs are (the clip datasets hold one
@@ -94,18 +97,34 @@ def load_line(when: str) -> None:
 
 
 def interleaved(
-    fns: dict[str, Callable[[], Any]], repeat: int
+    fns: dict[str, Callable[[], Any]],
+    repeat: int,
+    pair: tuple[str, str] | None = None,
+    pair_repeat: int = 0,
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall and CPU times of each function per round, after one warm-up each. The runs are
     interleaved (a, b, c, b, c, a, c, a, b, ...: the order rotates every round) so load from other
-    processes on a shared machine hits all of them alike, and no variant always runs first."""
+    processes on a shared machine hits all of them alike, and no variant always runs first. The
+    two functions of ``pair`` (the checked ratio) always run back to back, their order
+    alternating, so their ratio in a round compares runs under the same load; they get extra
+    rounds of their own up to ``pair_repeat``."""
     for fn in fns.values():
         fn()
-    keys = list(fns)
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
+    others = [k for k in fns if not pair or k not in pair]
     for r in range(repeat):
-        for k in keys[r % len(keys) :] + keys[: r % len(keys)]:
+        order = others[r % len(others) :] + others[: r % len(others)] if others else []
+        if pair:
+            at = r % (len(order) + 1)
+            order[at:at] = list(pair) if r % 2 == 0 else list(reversed(pair))
+        for k in order:
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            fns[k]()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(cpu_seconds() - c0)
+    for r in range(repeat, pair_repeat if pair else 0):
+        for k in list(pair) if r % 2 == 0 else list(reversed(pair)):
             c0, t0 = cpu_seconds(), time.perf_counter()
             fns[k]()
             wall[k].append(time.perf_counter() - t0)
@@ -187,7 +206,7 @@ def loader_pass(data_dir: Path, split: str, size: tuple[int, int] | None, worker
 
 
 def run_suite(
-    title: str, data_dir: Path, split: str, size: tuple[int, int] | None, repeat: int
+    title: str, data_dir: Path, split: str, size: tuple[int, int] | None, repeat: int, pair_repeat: int
 ) -> dict[str, float]:
     rows = read_table(data_dir, split, ["vid", "num_frames", "fps", "video"]).to_pylist()
     items: list[Item] = []
@@ -216,11 +235,14 @@ def run_suite(
         "pyav": ("(c) PyAV backend, auto", lambda: ours(items, size, "pyav")),
     }
     in_workers = {"loader1", "loader2"}  # their CPU is spent in DataLoader worker processes
-    wall, cpu = interleaved({k: fn for k, (_, fn) in runs.items()}, repeat)
+    wall, cpu = interleaved(
+        {k: fn for k, (_, fn) in runs.items()}, repeat, pair=("raw", "loader0"), pair_repeat=pair_repeat
+    )
     t = {k: statistics.median(v) for k, v in wall.items()}
     print(
-        f"  {len(wall['raw'])} interleaved rounds: median wall time (best in brackets); ratio = median over "
-        "rounds of raw decord's time / the variant's in the same round; CPU s = median"
+        f"  {len(wall['decode'])} interleaved rounds ({len(wall['raw'])} for raw decord and the loader with 0 "
+        "workers, back to back): median wall time (best in brackets); ratio = median over rounds of raw "
+        "decord's time / the variant's in the same round; CPU s = median"
     )
     for key, (label, _) in runs.items():
         extra = f"  (best {min(wall[key]):.3f} s)"
@@ -402,16 +424,23 @@ def main() -> None:
     p.add_argument("--size", type=int, default=224, help="square decode size on CREATE-sample (default 224)")
     p.add_argument("--seconds", type=int, default=30, help="length of the generated clips (default 30)")
     p.add_argument("--no-clips", action="store_true", help="only the CREATE-sample workload")
+    p.add_argument(
+        "--pair-repeat",
+        type=int,
+        default=7,
+        help="rounds of the checked pair, raw decord and the loader with 0 workers (default 7)",
+    )
     args = p.parse_args()
     data = ensure_data(args.data)
     repeat = 1 if args.quick else max(3, args.repeat)
+    pair_repeat = 1 if args.quick else max(repeat, args.pair_repeat)
     seconds = 16 if args.quick else args.seconds
     copies = 2 if args.quick else 4
     print(
         f"decoders: {backend_version('decord')}, {backend_version('pyav')}; cores {os.cpu_count()}; "
         f"GPU decode: {'available' if gpu_available() else 'not available (decord built without CUDA): GPU rows skipped'}"
     )
-    run_suite("CREATE-sample test split", data, "test", (args.size, args.size), repeat)
+    run_suite("CREATE-sample test split", data, "test", (args.size, args.size), repeat, pair_repeat)
     with tempfile.TemporaryDirectory(prefix="decode-bench-") as tmpd:
         if args.no_clips:
             seconds = 0
@@ -419,7 +448,9 @@ def main() -> None:
             print(f"\n== generating {seconds} s 720p clips (PyAV, libx264)")
         datasets = clip_dataset(Path(tmpd), seconds, copies) if seconds else {}
         for gop_s, ds in datasets.items():
-            t = run_suite(f"{seconds} s 720p clips, keyframe every {gop_s} s", ds, "test", None, repeat)
+            t = run_suite(
+                f"{seconds} s 720p clips, keyframe every {gop_s} s", ds, "test", None, repeat, pair_repeat
+            )
             keyframe_report(ds, t)
             speedup = t["every"] / t["decode"]
             if gop_s == 1:
