@@ -119,17 +119,20 @@ def read_features(path: str | os.PathLike[str], feature_set: str, split: str) ->
 
 
 @dataclass(frozen=True)
-class _Unit:
+class RowGroup:
+    """One row group of one Parquet file (the unit every reader here partitions)."""
+
     file: Path
     row_group: int
     rows: int
 
 
-def _units(files: Sequence[Path]) -> list[_Unit]:
+def row_groups(files: Sequence[str | Path]) -> list[RowGroup]:
+    """The row groups of ``files``, in file order (footers only; no data is read)."""
     units = []
     for f in files:
         md = pq.ParquetFile(f).metadata
-        units += [_Unit(f, i, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
+        units += [RowGroup(Path(f), i, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
     return units
 
 
@@ -182,7 +185,7 @@ def iter_batches(
     info = open_dataset(path)
     files = info.files(split)
     cols = _check_columns(files, columns)
-    units = _units(files)
+    units = row_groups(files)
     rng = None
     if shuffle_seed is not None:
         rng = np.random.default_rng([shuffle_seed, epoch])

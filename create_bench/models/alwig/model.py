@@ -298,9 +298,7 @@ class ALWIGNet(nn.Module):
         chars = self.tag_char_ids[tag_ids]  # [B, K, L]
         b, k, n = chars.shape
         flat = chars.reshape(b * k, n)
-        x = self._char_inputs(flat)
-        valid = (flat != self.vocab.pad_id).unsqueeze(-1).to(x.dtype)
-        return ((x * valid).sum(1) / valid.sum(1).clamp(min=1.0)).reshape(b, k, -1)
+        return _masked_mean(self._char_inputs(flat), flat != self.vocab.pad_id).reshape(b, k, -1)
 
     def _char_inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """Character (+ hashed bigram) input embeddings of id rows ``[N, S]``, no positions."""
@@ -325,8 +323,7 @@ class ALWIGNet(nn.Module):
         if self.text_bow is not None:
             body = mask.clone()
             body[:, 0] = False  # [CLS]
-            w = body.unsqueeze(-1).to(tok.dtype)
-            out = out + self.text_bow((tok * w).sum(1) / w.sum(1).clamp(min=1.0))
+            out = out + self.text_bow(_masked_mean(tok, body))
         return F.normalize(self.text_proj(out), dim=-1)
 
     def bigram_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
@@ -352,10 +349,9 @@ class ALWIGNet(nn.Module):
                     f"tag ids must be [{hidden.shape[0]}, {self.num_tag_tokens}], got {tuple(tag_ids.shape)}"
                 )
             chars = self.tag_char_ids[tag_ids]  # [B, K, L]
-            emb = self.gpt.transformer.wte(chars)
-            valid = (chars != self.vocab.pad_id).unsqueeze(-1).to(emb.dtype)
-            tag_part = (emb * valid).sum(2) / valid.sum(2).clamp(min=1.0)
-            tag_part = self.tag_char_norm(tag_part) * (valid.sum(2) > 0).to(emb.dtype)
+            valid = chars != self.vocab.pad_id
+            tag_part = _masked_mean(self.gpt.transformer.wte(chars), valid, dim=2)
+            tag_part = self.tag_char_norm(tag_part) * valid.any(2, keepdim=True).to(tag_part.dtype)
             prefix = torch.cat(
                 [prefix[:, : self.num_tag_tokens] + tag_part, prefix[:, self.num_tag_tokens :]], 1
             )
@@ -616,6 +612,12 @@ def _reorder(cache: Any, index: torch.Tensor) -> Any:
         cache.reorder_cache(index)
         return cache
     return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)  # legacy tuples
+
+
+def _masked_mean(x: torch.Tensor, valid: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Mean of ``x`` over ``dim`` where ``valid`` (x without its last axis) is True; 0 where none is."""
+    w = valid.unsqueeze(-1).to(x.dtype)
+    return (x * w).sum(dim) / w.sum(dim).clamp(min=1.0)
 
 
 def pad_ids(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tensor:

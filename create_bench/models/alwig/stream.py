@@ -48,6 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from create_bench.data.shards import row_groups
 from create_bench.errors import ConfigError, DataError
 
 #: Columns of the data shards a training phase reads (the video bytes never).
@@ -61,30 +62,12 @@ KeepFn = Callable[[str, list[str], list[str]], bool]
 
 # ------------------------------------------------------------------------------------ pure order
 @dataclass(frozen=True)
-class Unit:
-    """One row group of one feature file."""
-
-    file: Path
-    row_group: int
-    rows: int
-
-
-@dataclass(frozen=True)
 class Piece:
     """Rows ``[lo, hi)`` of unit number ``unit``."""
 
     unit: int
     lo: int
     hi: int
-
-
-def feature_units(files: Sequence[Path]) -> list[Unit]:
-    """The row groups of ``files``, in file order."""
-    units = []
-    for f in files:
-        md = pq.ParquetFile(f).metadata
-        units += [Unit(Path(f), i, md.row_group(i).num_rows) for i in range(md.num_row_groups)]
-    return units
 
 
 def assign_lanes(unit_rows: Sequence[int], lanes: int, seed: Sequence[int]) -> list[list[Piece]]:
@@ -278,7 +261,7 @@ class LaneStream:
         self.lanes, self.rank, self.world_size = lanes, rank, world_size
         self._files: OrderedDict[Path, pq.ParquetFile] = OrderedDict()
         info = open_dataset(data_dir)
-        self.units = feature_units(info.feature_files(feature_set, split))
+        self.units = row_groups(info.feature_files(feature_set, split))
         total = sum(u.rows for u in self.units)
         if total != info.num_rows(split):
             raise DataError(
