@@ -11,10 +11,16 @@ For each: frames/s and clips/s of (a) raw ``decord.VideoReader(...).get_batch`` 
 already in memory (the same sources as the loader: embedded bytes via BytesIO, or the file path),
 (b) ``create_bench.loader.make_loader`` with 0, 1 and 2 workers (reading the shards, decoding in
 the killable worker, batching), (c) ``decode(backend="pyav")``, (d) decoding every frame in order
-with decord. Before timing, the loader's frame indices are checked against the ones raw decord
-decodes and its first batch's frames against raw decord's (same sources, indices and size).
+with decord, and, where an NVDEC backend runs (``create_bench.video.gpu``), (e) ``decode(ctx="gpu")``
+and the loader with ``ctx="gpu"``, after checking that the GPU frames of every video are within
+``GPU_TOLERANCE`` of the CPU frames. Before timing, the loader's frame indices are checked against
+the ones raw decord decodes and its first batch's frames against raw decord's (same sources,
+indices and size). ``decode()`` and the loader use the ``auto`` strategy (seek, sequential, or the
+targets split over parallel single-threaded readers; see ``create_bench.video.decode``), raw
+decord its own ``get_batch``.
 
-Timing is made for a shared, busy machine: after one warm-up each, the variants run in rounds
+Timing is made for a shared, busy machine: after one warm-up each, the variants (every-frame
+decoding included: on the clips one copy is timed and scaled) run in rounds
 (``--repeat``, at least 3), the order rotating every round, and each variant reports its median
 and best time over the rounds; ratios to raw decord are the median over rounds of the ratio
 within the round (neighbours in time see about the same load). The checked pair, raw decord and
@@ -55,21 +61,16 @@ from create_bench.data.build import DatasetWriter  # noqa: E402
 from create_bench.data.shards import read_table, video_source  # noqa: E402
 from create_bench.loader import make_loader  # noqa: E402
 from create_bench.video import decode, sample_indices  # noqa: E402
-from create_bench.video.decode import backend_version, gpu_available, plan_strategy, worker_pid  # noqa: E402
+from create_bench.video.decode import (  # noqa: E402
+    backend_version,
+    choose_strategy,
+    gpu_available,
+    plan_strategy,
+    worker_pid,
+)
 
 POLICY = "uniform-center@8"
 CHECKS: list[tuple[str, bool]] = []
-
-
-def best(fn: Callable[[], Any], repeat: int) -> float:
-    """Best wall time of ``repeat`` runs after one warm-up run."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def cpu_seconds() -> float:
@@ -205,8 +206,33 @@ def loader_pass(data_dir: Path, split: str, size: tuple[int, int] | None, worker
     return n
 
 
+def check_gpu_frames(items: list[Item], size: tuple[int, int] | None) -> None:
+    """NVDEC frames equal the CPU frames (decode() with decord) within GPU_TOLERANCE, every video."""
+    from create_bench.video.gpu import GPU_TOLERANCE, select_gpu_backend
+
+    worst, means = 0, []
+    for src, idx in items:
+        a = decode(src, idx, size=size, ctx="gpu").astype(np.int16)
+        b = decode(src, idx, size=size).astype(np.int16)
+        if a.shape != b.shape:
+            raise SystemExit(f"GPU frames have shape {a.shape}, CPU frames {b.shape}")
+        d = np.abs(a - b)
+        worst, means = max(worst, int(d.max())), [*means, float(d.mean())]
+    print(
+        f"  GPU frames ({select_gpu_backend(0)} NVDEC) vs CPU decord frames, all {len(items)} videos: "
+        f"max |diff| {worst}, mean |diff| {statistics.mean(means):.3f} (tolerance {GPU_TOLERANCE})"
+    )
+    check(f"GPU frames within {GPU_TOLERANCE} levels of the CPU frames (max {worst})", worst <= GPU_TOLERANCE)
+
+
 def run_suite(
-    title: str, data_dir: Path, split: str, size: tuple[int, int] | None, repeat: int, pair_repeat: int
+    title: str,
+    data_dir: Path,
+    split: str,
+    size: tuple[int, int] | None,
+    repeat: int,
+    pair_repeat: int,
+    gpu: bool = False,
 ) -> dict[str, float]:
     rows = read_table(data_dir, split, ["vid", "num_frames", "fps", "video"]).to_pylist()
     items: list[Item] = []
@@ -234,10 +260,26 @@ def run_suite(
         ),
         "pyav": ("(c) PyAV backend, auto", lambda: ours(items, size, "pyav")),
     }
+    # Decoding every frame is slow: on identical copies (the generated clips) one is timed and the
+    # time scaled up; it runs in the same interleaved rounds as the rest, so its ratios compare
+    # runs under the same load.
+    same = all(d is items[0][0] or d == items[0][0] for d, _ in items)
+    sub = items[:1] if same else items
+    scale = len(items) / len(sub)
+    runs["every"] = ("(d) decord, every frame in order", lambda: every_frame(sub, size))
+    if gpu:
+        check_gpu_frames(items, size)
+        runs["gpu"] = ("(e) decode(ctx='gpu'), NVDEC", lambda: ours(items, size, "decord", ctx="gpu"))
+        runs["gpu-loader0"] = (
+            "(e) loader, 0 workers, ctx='gpu'",
+            lambda: loader_pass(data_dir, split, size, 0, ctx="gpu"),
+        )
     in_workers = {"loader1", "loader2"}  # their CPU is spent in DataLoader worker processes
     wall, cpu = interleaved(
         {k: fn for k, (_, fn) in runs.items()}, repeat, pair=("raw", "loader0"), pair_repeat=pair_repeat
     )
+    wall["every"] = [x * scale for x in wall["every"]]
+    cpu["every"] = [x * scale for x in cpu["every"]]
     t = {k: statistics.median(v) for k, v in wall.items()}
     print(
         f"  {len(wall['decode'])} interleaved rounds ({len(wall['raw'])} for raw decord and the loader with 0 "
@@ -245,6 +287,8 @@ def run_suite(
         "decord's time / the variant's in the same round; CPU s = median"
     )
     for key, (label, _) in runs.items():
+        if key == "every":
+            continue
         extra = f"  (best {min(wall[key]):.3f} s)"
         if key != "raw":
             extra += f"  {paired_ratio(wall['raw'], wall[key]):5.2f}x raw decord"
@@ -256,21 +300,26 @@ def run_suite(
                 f" ({statistics.median(cpu['raw']) / statistics.median(cpu[key]):.2f}x raw decord per CPU s)"
             )
         line(label, t[key], clips, frames, extra)
-    # Decoding every frame is slow: on identical copies (the generated clips) time one, scale up.
-    same = all(d is items[0][0] or d == items[0][0] for d, _ in items)
-    sub = items[:1] if same else items
-    t["every"] = best(lambda: every_frame(sub, size), max(1, repeat - 1)) * len(items) / len(sub)
     line(
         "(d) decord, every frame in order",
         t["every"],
         clips,
         all_frames,
-        f"  {t['raw'] / t['every']:5.2f}x raw decord",
+        f"  (best {min(wall['every']):.3f} s)  {paired_ratio(wall['raw'], wall['every']):5.2f}x raw decord"
+        + (f"  [one clip timed, x{scale:.0f}]" if scale > 1 else ""),
     )
+    t["every/raw"] = paired_ratio(wall["every"], wall["raw"])
+    t["every/decode"] = paired_ratio(wall["every"], wall["decode"])
     print(
-        f"      8 frames vs every frame: {t['every'] / t['raw']:.2f}x faster (raw decord), "
-        f"{t['every'] / t['decode']:.2f}x (decode())"
+        f"      8 frames vs every frame (median over rounds of the ratio within a round): "
+        f"{t['every/raw']:.2f}x faster (raw decord), {t['every/decode']:.2f}x (decode())"
     )
+    if gpu:
+        print(
+            f"      NVDEC vs CPU: decode(ctx='gpu') {paired_ratio(wall['decode'], wall['gpu']):.2f}x decode() "
+            f"on the CPU; loader with ctx='gpu' {paired_ratio(wall['loader0'], wall['gpu-loader0']):.2f}x "
+            "the CPU loader (0 workers)"
+        )
     own = paired_ratio(wall["decode"], wall["loader0"])
     print(
         f"      loader with 0 workers vs decode() in-process on the same videos: {own:.2f}x throughput "
@@ -415,7 +464,7 @@ def keyframe_report(ds: Path, t: dict[str, float]) -> None:
         f"({plan.seek_frames} when targets in one GOP share the decode; {plan.seeks} seeks) at "
         f"{fps:.0f} frames/s sequential decode (no RGB conversion) = {plan.limit_frames / fps:.3f} s/clip "
         f"({plan.seek_frames / fps:.3f} s shared); measured {per_clip:.3f} s/clip raw decord, "
-        f"{t['decode'] / len(rows):.3f} s/clip decode() [strategy {plan.strategy}]"
+        f"{t['decode'] / len(rows):.3f} s/clip decode() [strategy {choose_strategy(idx, keys, 0)[0]}]"
     )
 
 
@@ -436,11 +485,22 @@ def main() -> None:
     pair_repeat = 1 if args.quick else max(repeat, args.pair_repeat)
     seconds = 16 if args.quick else args.seconds
     copies = 2 if args.quick else 4
+    gpu = gpu_available()
+    if gpu:
+        from create_bench.video.gpu import select_gpu_backend
+
+        gpu_line = f"available ({select_gpu_backend(0)} NVDEC): rows (e)"
+    else:
+        from create_bench.video.gpu import gpu_decode_status
+
+        gpu_line = "not available, rows (e) skipped: " + "; ".join(
+            f"{k}: {v}" for k, v in gpu_decode_status().items()
+        )
     print(
         f"decoders: {backend_version('decord')}, {backend_version('pyav')}; cores {os.cpu_count()}; "
-        f"GPU decode: {'available' if gpu_available() else 'not available (decord built without CUDA): GPU rows skipped'}"
+        f"GPU decode: {gpu_line}"
     )
-    run_suite("CREATE-sample test split", data, "test", (args.size, args.size), repeat, pair_repeat)
+    run_suite("CREATE-sample test split", data, "test", (args.size, args.size), repeat, pair_repeat, gpu)
     with tempfile.TemporaryDirectory(prefix="decode-bench-") as tmpd:
         if args.no_clips:
             seconds = 0
@@ -449,10 +509,16 @@ def main() -> None:
         datasets = clip_dataset(Path(tmpd), seconds, copies) if seconds else {}
         for gop_s, ds in datasets.items():
             t = run_suite(
-                f"{seconds} s 720p clips, keyframe every {gop_s} s", ds, "test", None, repeat, pair_repeat
+                f"{seconds} s 720p clips, keyframe every {gop_s} s",
+                ds,
+                "test",
+                None,
+                repeat,
+                pair_repeat,
+                gpu,
             )
             keyframe_report(ds, t)
-            speedup = t["every"] / t["decode"]
+            speedup = t["every/decode"]
             if gop_s == 1:
                 check(
                     f"8 frames >= 5x faster than every frame at 1 s keyframes ({speedup:.2f}x)", speedup >= 5

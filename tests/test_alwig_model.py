@@ -529,3 +529,41 @@ def test_library_never_imports_training_code() -> None:
             "create_bench.scoring",
         ):
             assert banned not in src, (py, banned)
+
+
+# ----------------------------------------------------------------------------------------- CUDA
+@pytest.mark.gpu
+def test_cuda_matches_cpu_and_round_trips(tmp_path: Path) -> None:
+    """The same model and batch on CUDA: loss and gradients equal the CPU's within float32
+    (TF32 off) tolerance; greedy decoding gives the same texts; a CUDA checkpoint loads on CPU."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    b, _ = _trained_bundle(steps=10)
+    b.net.train()
+    batch = toy_batch(b)
+    cpu_out = b.net(batch)
+    cpu_out["loss"].backward()
+    cpu_grads = {n: p.grad.clone() for n, p in b.net.named_parameters() if p.grad is not None}
+    b.net.zero_grad(set_to_none=True)
+    b.to("cuda")
+    gpu_out = b.net({k: v.to("cuda") for k, v in batch.items()})
+    gpu_out["loss"].backward()
+    for k in ("loss", "align", "gen"):
+        assert float(gpu_out[k]) == pytest.approx(float(cpu_out[k]), rel=1e-4, abs=1e-5), k
+    for n, p in b.net.named_parameters():
+        if n in cpu_grads:
+            ref = cpu_grads[n]
+            err = float((p.grad.cpu() - ref).norm() / ref.norm().clamp_min(1e-12))
+            assert err < 1e-3, (n, err)
+    b.net.eval()
+    with torch.no_grad():
+        h, m = b.net.align_tokens(batch["feats"].cuda(), batch["frame_mask"].cuda(), batch["tag_ids"].cuda())
+        on_gpu = b.generate(h, m, "caption", beam_size=1)
+    b.save(tmp_path / "ck")
+    c = ALWIG.load(tmp_path / "ck")  # CPU
+    c.net.eval()
+    with torch.no_grad():
+        h2, m2 = c.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+        assert c.generate(h2, m2, "caption", beam_size=1) == on_gpu

@@ -28,8 +28,14 @@ difference of :data:`PYAV_HSCALE_MEAN_TOLERANCE` for that width-only case.
 **Strategy.** Decoding frame ``t`` means decoding from the keyframe before ``t``. ``strategy="seek"``
 jumps to each target's keyframe when it lies past the current position (decord's ``get_batch``
 does this, and does not re-seek inside a GOP); ``"sequential"`` decodes every frame from the start
-up to the last target (converting only the targets to RGB). ``"auto"`` (default) estimates both costs in frames from the keyframe
-index (:func:`plan_strategy`) and picks the cheaper. Both give the same frames.
+up to the last target (converting only the targets to RGB). ``"parallel"`` splits the sorted
+targets into contiguous runs (GOP-aligned, balanced by estimated cost: :func:`plan_parallel`) and
+decodes each run with its own single-threaded reader in its own thread (decord and PyAV release the
+GIL while decoding): a seek has to decode serially from its keyframe, so FFmpeg's frame threads
+barely help a seek-bound plan, while independent readers use every core. Its thread budget is
+``num_threads`` (0: the cores this process may use, at most :data:`MAX_PARALLEL_READERS`; 1: never
+parallel). ``"auto"`` (default) estimates the costs in frames from the keyframe index
+(:func:`plan_strategy`, :func:`plan_parallel`) and picks the cheapest. All give the same frames.
 
 **Robustness.** decord can hang or crash in native code on broken files; :func:`decode_with_timeout`
 (or ``decode(..., timeout=s)``) runs the decode in a separate worker process that is killed after
@@ -45,8 +51,9 @@ shared-memory ring and the caller copies from there into ``out`` (one more copy;
 
 **GPU.** ``ctx="gpu"`` (or ``"gpu:N"``/``"cuda:N"``) decodes with NVDEC through
 :mod:`create_bench.video.gpu`: decord's CUDA reader where the installed decord was built with CUDA,
-else PyNvVideoCodec. The PyPI decord wheels are CPU-only; where neither backend can run,
-:class:`BackendUnavailable` is raised with a message giving each backend's reason.
+else NVDEC through PyAV's FFmpeg (``backend="pyav"`` asks for this one), else PyNvVideoCodec. The
+PyPI decord wheels are CPU-only; where no backend can run, :class:`BackendUnavailable` is raised
+with a message giving each backend's reason.
 
 decord's global bridge is never touched: we always call ``.asnumpy()``.
 """
@@ -64,6 +71,7 @@ import threading
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +86,7 @@ from create_bench.errors import (
 )
 
 BACKENDS = ("decord", "pyav")
-STRATEGIES = ("auto", "seek", "sequential")
+STRATEGIES = ("auto", "seek", "sequential", "parallel")
 #: Max per-value difference allowed between the decord and pyav backends (see module doc).
 PYAV_TOLERANCE = 2
 #: Mean absolute difference allowed between the backends for a width-only resize (see module doc).
@@ -89,6 +97,15 @@ SEEK_COST_FRAMES = 6.0
 #: decode such frames without converting them (decord's ``skip_frames``; PyAV converts targets
 #: only), the same work as decoding forward from a keyframe after a seek.
 SEQUENTIAL_FRAME_COST = 1.0
+#: Estimated cost of opening one more reader for the parallel strategy (container parse, index,
+#: decoder set-up), in decoded frames: about 30 ms for a 720p H.264 clip here, 8-10 frames.
+OPEN_COST_FRAMES = 10.0
+#: ``"auto"`` picks ``"parallel"`` only when its estimated wall cost is below this share of the
+#: best single-reader plan (threads share memory bandwidth and the machine may be busy).
+PARALLEL_GAIN = 0.75
+#: Most readers the parallel strategy uses (``num_threads=0``: the cores this process may use, up
+#: to this many).
+MAX_PARALLEL_READERS = 4
 
 Source = bytes | bytearray | memoryview | str | os.PathLike
 #: Where decoded frames go (see ``decode(out=...)``): an array, or a callable that is given the
@@ -223,6 +240,129 @@ def plan_strategy(targets: Sequence[int], key_indices: Sequence[int]) -> DecodeP
     return plan
 
 
+def _target_costs(uniq: list[int], keys: list[int]) -> tuple[list[float], list[float]]:
+    """Per sorted target ``t_i``: the cost of a reader starting at it (``start``: a seek to its
+    keyframe, unless that is frame 0, and decoding from there) and the marginal cost of reaching it
+    from ``t_{i-1}`` in the same reader (``step``: decoding forward inside a GOP, else a seek), in
+    decoded frames, following :func:`plan_strategy`'s seek model."""
+    start, step = [], []
+    for i, t in enumerate(uniq):
+        key = keys[bisect.bisect_right(keys, t) - 1]
+        start.append(t - key + 1 + (SEEK_COST_FRAMES if key > 0 else 0.0))
+        if i == 0:
+            step.append(start[-1])
+            continue
+        pos = uniq[i - 1] + 1
+        cur_key = keys[bisect.bisect_right(keys, pos) - 1]
+        if key == cur_key or key <= pos:
+            step.append(float(t - pos + 1))
+        else:
+            step.append(t - key + 1 + SEEK_COST_FRAMES)
+    return start, step
+
+
+def plan_parallel(
+    targets: Sequence[int], key_indices: Sequence[int], readers: int
+) -> tuple[list[list[int]], float] | None:
+    """Split sorted unique targets into at most ``readers`` contiguous runs, one reader each.
+
+    Minimises the estimated wall cost (the costliest run; every run after the first also pays
+    :data:`OPEN_COST_FRAMES` for its reader) by dynamic programming over the split points. Returns
+    ``(runs, wall_cost)``, or None when one run is best (or ``readers < 2``).
+
+    >>> runs, cost = plan_parallel([50, 150, 250, 350], key_indices=[0, 100, 200, 300], readers=2)
+    >>> runs, cost
+    ([[50, 150], [250, 350]], 124.0)
+    """
+    uniq = sorted(set(int(t) for t in targets))
+    n, k = len(uniq), min(int(readers), len(uniq))
+    if k < 2:
+        return None
+    keys = sorted(set(int(x) for x in key_indices)) or [0]
+    if keys[0] != 0:
+        keys = [0] + keys
+    start, step = _target_costs(uniq, keys)
+    pre = [0.0]
+    for c in step:
+        pre.append(pre[-1] + c)
+
+    def run_cost(i: int, j: int) -> float:  # targets i..j-1 in one fresh reader
+        return start[i] + pre[j] - pre[i + 1] + (OPEN_COST_FRAMES if i > 0 else 0.0)
+
+    inf = float("inf")
+    # best[m][j]: least wall cost of the first j targets in m runs; cut[m][j]: where the last starts
+    best = [[inf] * (n + 1) for _ in range(k + 1)]
+    cut = [[0] * (n + 1) for _ in range(k + 1)]
+    best[0][0] = 0.0
+    for m in range(1, k + 1):
+        for j in range(m, n + 1):
+            for i in range(m - 1, j):
+                c = max(best[m - 1][i], run_cost(i, j))
+                if c < best[m][j]:
+                    best[m][j], cut[m][j] = c, i
+    m = min(range(1, k + 1), key=lambda mm: (best[mm][n], mm))
+    if m < 2:
+        return None
+    runs, j = [], n
+    for mm in range(m, 0, -1):
+        i = cut[mm][j]
+        runs.append(uniq[i:j])
+        j = i
+    return runs[::-1], best[m][n]
+
+
+def parallel_budget(num_threads: int) -> int:
+    """Readers the parallel strategy may use: ``num_threads`` when set, else the cores this
+    process may run on, at most :data:`MAX_PARALLEL_READERS`."""
+    if num_threads > 0:
+        return int(num_threads)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_PARALLEL_READERS, cores))
+
+
+def choose_strategy(uniq: list[int], keys: list[int], num_threads: int) -> tuple[str, list[list[int]] | None]:
+    """``"auto"``'s choice for sorted ``uniq``: ``("parallel", runs)`` when splitting the targets
+    over readers is estimated to cost under :data:`PARALLEL_GAIN` of the best single-reader plan,
+    else ``(plan_strategy(...).strategy, None)``."""
+    plan = plan_strategy(uniq, keys)
+    single = min(plan.seek_cost, plan.sequential_cost)
+    par = plan_parallel(uniq, keys, parallel_budget(num_threads))
+    if par is not None and par[1] < PARALLEL_GAIN * single:
+        return "parallel", par[0]
+    return plan.strategy, None
+
+
+def _in_threads(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Run ``jobs`` concurrently (the first in this thread) and return their results in order;
+    the first job's exception (in job order) is raised after all have finished."""
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException | None] = [None] * len(jobs)
+
+    def run(i: int) -> None:
+        try:
+            results[i] = jobs[i]()
+        except BaseException as e:  # re-raised below, in the caller's thread
+            errors[i] = e.with_traceback(None)  # no frames (and their locals) kept alive
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, len(jobs))]
+    for th in threads:
+        th.start()
+    run(0)
+    for th in threads:
+        th.join()
+    first = next((e for e in errors if e is not None), None)
+    errors.clear()  # no reference cycle (error -> traceback -> this frame -> errors -> error)
+    if first is not None:
+        try:
+            raise first
+        finally:
+            first = None
+    return results
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -249,7 +389,8 @@ def decode(
         num_threads: decoder threads; 0 lets FFmpeg choose.
         ctx: ``"cpu"`` or ``"gpu[:N]"`` (decord built with CUDA only).
         vid: the video id, used in error messages.
-        strategy: ``"auto"``, ``"seek"`` or ``"sequential"`` (see module doc; same frames).
+        strategy: ``"auto"``, ``"seek"``, ``"sequential"`` or ``"parallel"`` (see module doc;
+            same frames).
         timeout: when set, decode in a killable worker process with this many seconds per call.
         out: where to put the frames, saving a copy (a caller filling a batch passes its slot):
             a C-contiguous writable ``uint8`` array, used when the frames have exactly its shape,
@@ -284,24 +425,32 @@ def decode(
         raise ConfigError(f"unknown decode strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
     hw = normalize_size(size)
     dev = _parse_ctx(ctx)
+    if strategy == "parallel" and dev[0] != "cpu":
+        raise ConfigError("strategy='parallel' decodes on the CPU only")
     wanted = _check_indices(indices, vid)
     src = _normalize_source(source, vid)
     uniq = sorted(set(wanted))
     out = _once(out)
     # Sorted unique indices (what the loader asks) decode straight into ``out``.
     direct = out if wanted == uniq else None
-    if backend == "decord" and dev[0] == "gpu":
-        # NVDEC: decord built with CUDA, else PyNvVideoCodec (create_bench.video.gpu picks one).
+    if dev[0] == "gpu":
+        # NVDEC (create_bench.video.gpu): backend="decord" takes the first GPU backend that runs
+        # here (a CUDA-built decord, PyAV's FFmpeg with the cuda hwaccel, PyNvVideoCodec);
+        # backend="pyav" asks for PyAV's NVDEC path only.
         from create_bench.video.gpu import decode_gpu_frames
 
-        frames = decode_gpu_frames(src, uniq, hw, dev[1], vid)
+        global _CUDA_USED
+        try:
+            frames = decode_gpu_frames(src, uniq, hw, dev[1], vid, "auto" if backend == "decord" else "pyav")
+        except BackendUnavailable:
+            raise  # refused before any CUDA call
+        except BaseException:
+            _CUDA_USED = True  # a CUDA context may exist now
+            raise
+        _CUDA_USED = True
     elif backend == "decord":
         frames = _decode_decord(src, uniq, hw, num_threads, dev, vid, strategy, direct)
     else:
-        if dev[0] != "cpu":
-            raise BackendUnavailable(
-                "the pyav backend decodes on the CPU only; use backend='decord' for ctx='gpu'"
-            )
         frames = _decode_pyav(src, uniq, hw, num_threads, vid, strategy)
     if wanted != uniq:
         pos = {t: i for i, t in enumerate(uniq)}
@@ -379,12 +528,12 @@ def backend_version(backend: str = "decord") -> str:
 
 
 def gpu_available() -> bool:
-    """True when the installed decord can decode on a CUDA device (checked by opening a tiny context)."""
-    try:
-        _decord_ctx(("gpu", 0))
-    except BackendUnavailable:
-        return False
-    return True
+    """True when ``decode(..., ctx="gpu")`` can run here: some NVDEC backend of
+    :mod:`create_bench.video.gpu` (a CUDA-built decord, PyAV's cuda hwaccel, PyNvVideoCodec) works
+    on CUDA device 0 (probed once)."""
+    from create_bench.video.gpu import gpu_decode_available
+
+    return gpu_decode_available(0)
 
 
 # --------------------------------------------------------------------------- decord
@@ -447,11 +596,22 @@ def _decode_decord(
             raise VideoDecodeError(
                 f"frame index {uniq[-1]} out of range: the video has {n} frames", vid=vid, source=_label(src)
             )
-        if strategy == "auto":
+        runs = None
+        if strategy == "auto" and dev[0] == "cpu":
+            strategy, runs = choose_strategy(uniq, list(vr.get_key_indices()), num_threads)
+        elif strategy == "auto":
             strategy = plan_strategy(uniq, list(vr.get_key_indices())).strategy
+        elif strategy == "parallel":
+            if dev[0] != "cpu":
+                raise ConfigError("strategy='parallel' decodes on the CPU only")
+            par = plan_parallel(uniq, list(vr.get_key_indices()), parallel_budget(num_threads))
+            runs = par[0] if par is not None else [uniq]
         try:
             if strategy == "seek":
                 frames = _decord_seek(vr, uniq, out)
+            elif strategy == "parallel":
+                assert runs is not None
+                frames = _decord_parallel(vr, src, runs, hw, ctx, vid, out)
             else:
                 frames = _decord_sequential(vr, uniq, out)
         except VideoDecodeError:
@@ -499,6 +659,56 @@ def _decord_seek(vr: Any, uniq: list[int], out: FrameSink | None = None) -> np.n
     return np.stack([_fix_rows(vr[i].asnumpy()) for i in uniq])
 
 
+def _decord_parallel(
+    vr: Any,
+    src: bytes | str,
+    runs: list[list[int]],
+    hw: tuple[int, int] | None,
+    ctx: Any,
+    vid: str | None,
+    out: FrameSink | None = None,
+) -> np.ndarray:
+    """Each run of targets with its own reader (``vr`` takes the first), all in threads (decord's
+    calls release the GIL); the frames are decord's ``get_batch`` frames, copied into one array."""
+    uniq = [t for run in runs for t in run]
+    if len(runs) < 2:
+        return _decord_seek(vr, uniq, out)
+
+    def job(i: int) -> Any:
+        if i == 0:
+            return vr.get_batch(runs[0])
+        reader = _open_decord(src, hw, 1, ctx, vid)
+        try:
+            return reader.get_batch(runs[i])
+        finally:
+            # Free the reader now, also when get_batch raised: an exception's traceback would keep
+            # this frame (and the reader) alive until a GC pass, which may run in a forked child,
+            # where decord's destructor joins a decoding thread that does not exist (segfault).
+            del reader
+
+    try:
+        batches = _in_threads([partial(job, i) for i in range(len(runs))])
+    except VideoDecodeError:
+        raise
+    except Exception as e:
+        if "must exactly match" not in str(e):
+            raise
+        return _decord_seek(vr, uniq, out)  # narrow frames: the one-reader repair path
+    shape = (len(uniq), *tuple(batches[0].shape)[1:])
+    if any(tuple(b.shape)[1:] != shape[1:] for b in batches):
+        raise VideoDecodeError(
+            f"decord readers disagree on the frame size: {[tuple(b.shape) for b in batches]}", vid=vid
+        )
+    dest = _sink_array(out, shape)
+    if dest is None:
+        dest = np.empty(shape, dtype=np.uint8)
+    a = 0
+    for b, run in zip(batches, runs):
+        _nd_into(b, dest[a : a + len(run)])
+        a += len(run)
+    return dest
+
+
 def _decord_sequential(vr: Any, uniq: list[int], sink: FrameSink | None = None) -> np.ndarray:
     # Every frame in order from the start: no seeks, no flushes. Frames before a target are
     # decoded but skipped (skip_frames: no RGB conversion, no copy, no Python per frame; they
@@ -532,11 +742,21 @@ def _decode_pyav(
     num_threads: int,
     vid: str | None,
     strategy: str,
+    hwaccel: int | None = None,
 ) -> np.ndarray:
+    """PyAV on the CPU, or with ``hwaccel=N`` on NVDEC of CUDA device N (one reader, no parallel
+    strategy; frames are downloaded to the host and converted as on the CPU)."""
     import av
 
+    kw: dict[str, Any] = {}
+    if hwaccel is not None:
+        from create_bench.video.gpu import pyav_hwaccel
+
+        kw["hwaccel"] = pyav_hwaccel(hwaccel)
+        if strategy == "parallel":
+            raise ConfigError("strategy='parallel' decodes on the CPU only")
     try:
-        container = av.open(io.BytesIO(src) if isinstance(src, bytes) else src, mode="r")
+        container = av.open(io.BytesIO(src) if isinstance(src, bytes) else src, mode="r", **kw)
     except Exception as e:
         raise VideoDecodeError(
             f"cannot open video with PyAV: {_first_line(e)}", vid=vid, source=_label(src)
@@ -556,11 +776,20 @@ def _decode_pyav(
                     vid=vid,
                     source=_label(src),
                 )
-            if strategy == "auto":
+            runs = None
+            if strategy == "auto" and hwaccel is not None:
                 strategy = plan_strategy(uniq, keys).strategy
+            elif strategy == "auto":
+                strategy, runs = choose_strategy(uniq, keys, num_threads)
+            elif strategy == "parallel":
+                par = plan_parallel(uniq, keys, parallel_budget(num_threads))
+                runs = par[0] if par is not None else [uniq]
             if strategy == "sequential":
                 keys = [0]  # one seek to the start, then decode straight through
-            frames = _pyav_decode_targets(container, stream, uniq, hw, pts, keys)
+            if strategy == "parallel" and runs is not None and len(runs) > 1:
+                frames = _pyav_parallel(container, stream, src, runs, hw, pts, keys)
+            else:
+                frames = _pyav_decode_targets(container, stream, uniq, hw, pts, keys)
         except VideoDecodeError:
             raise
         except Exception as e:
@@ -626,6 +855,37 @@ class _Converter:
         nodes += [g.add("format", "rgb24"), g.add("buffersink")]
         g.link_nodes(*nodes).configure()
         return g
+
+
+def _pyav_parallel(
+    container: Any,
+    stream: Any,
+    src: bytes | str,
+    runs: list[list[int]],
+    hw: tuple[int, int] | None,
+    pts: list[int],
+    keys: list[int],
+) -> list[np.ndarray]:
+    """Each run of targets with its own container and single-threaded decoder (``container``
+    takes the first), in threads: PyAV releases the GIL while FFmpeg decodes."""
+    import av
+
+    def job(i: int) -> list[np.ndarray]:
+        if i == 0:
+            return _pyav_decode_targets(container, stream, runs[0], hw, pts, keys)
+        with av.open(io.BytesIO(src) if isinstance(src, bytes) else src, mode="r") as c:
+            s = c.streams.video[0]
+            s.thread_count = 1
+            return _pyav_decode_targets(c, s, runs[i], hw, pts, keys)
+
+    stream.thread_count = 1
+    parts = _in_threads([partial(job, i) for i in range(len(runs))])
+    frames: list[np.ndarray] = []
+    for run, part in zip(runs, parts):
+        frames.extend(part)
+        if len(part) < len(run):
+            break  # the caller reports the first target that did not decode
+    return frames
 
 
 def _pyav_index(container: Any, stream: Any) -> tuple[list[int], list[int]]:
@@ -824,7 +1084,11 @@ class _DecodeWorker:
         for fd in (req_w, res_w):
             _grow_pipe(fd)
         try:
-            if hasattr(os, "fork") and os.environ.get("CREATE_BENCH_DECODE_WORKER", "fork") == "fork":
+            if (
+                hasattr(os, "fork")
+                and os.environ.get("CREATE_BENCH_DECODE_WORKER", "fork") == "fork"
+                and not _cuda_in_this_process()
+            ):
                 # Fork: instant start with decord/PyAV already imported. os.fork (not
                 # multiprocessing) also works inside daemonic DataLoader workers.
                 import mmap
@@ -1120,6 +1384,22 @@ def _die_with_parent() -> None:
         pass
 
 
+#: Set once this process decoded on NVDEC itself (``ctx="gpu"`` without a timeout).
+_CUDA_USED = False
+
+
+def _cuda_in_this_process() -> bool:
+    """True when this process may hold a CUDA context (its own NVDEC decodes, or torch's): a
+    forked child could not use CUDA then, so the decode worker starts as a fresh interpreter."""
+    if _CUDA_USED:
+        return True
+    torch = sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # a stub or partly imported torch
+        return False
+
+
 # One worker per thread: calls from different threads never share a pipe, and the kernel's
 # parent-death signal (sent when the *thread* that forked a worker exits) matches that lifetime.
 _WORKERS = threading.local()
@@ -1280,6 +1560,9 @@ __all__ = [
     "decode_with_timeout",
     "gpu_available",
     "normalize_size",
+    "choose_strategy",
+    "parallel_budget",
+    "plan_parallel",
     "plan_strategy",
 ]
 

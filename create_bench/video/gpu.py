@@ -2,11 +2,19 @@
 
 ``decode(source, indices, ctx="gpu:N")`` (and :func:`decode_gpu`, the same call) returns what the
 CPU path returns (``uint8 [T, H, W, 3]`` RGB, in the order of ``indices``) but decodes on an NVIDIA
-GPU; ``create-bench extract --decode-device cuda`` selects it. Two backends, tried in this order:
+GPU; ``create-bench extract --decode-device cuda`` selects it. Three backends, tried in this order:
 
 - ``decord``: decord's NVDEC reader, where the installed decord was built with CUDA
   (``-DUSE_CUDA=ON``; the PyPI wheels are CPU-only). Resize happens in decord's pipeline, so the
   frames follow the CPU path's resize semantics.
+- ``pyav``: NVDEC through the FFmpeg inside PyAV's wheels (built with the ``cuda`` hwaccel; it
+  loads the driver's ``libcuda``/``libnvcuvid`` at run time), with no software fallback. This is
+  the one that needs nothing beyond our own dependencies and an NVIDIA driver. H.264 decoding is
+  bit-exact, so NVDEC's YUV planes equal the software decoder's; they are downloaded to the host
+  (NV12) and converted/resized by the same FFmpeg filters as the CPU ``pyav`` backend, so the
+  frames match the CPU frames up to the NV12-vs-YUV420P conversion path. The availability probe
+  decodes a tiny clip and requires the decoded frame to live on the GPU (``format == "cuda"``),
+  so a silent software decode cannot pass for NVDEC.
 - ``pynvvideocodec``: NVIDIA's ``PyNvVideoCodec`` package (PyPI ``pynvvideocodec``), whose
   ``SimpleDecoder`` gives random access by frame index and RGB output on the device. It reads files,
   so bytes are spilled to a temporary file first. ``size`` is applied on the GPU with bilinear
@@ -20,16 +28,18 @@ Nothing here runs at import time.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from create_bench.errors import BackendUnavailable, ConfigError, VideoDecodeError
 
-GPU_BACKENDS = ("auto", "decord", "pynvvideocodec")
+GPU_BACKENDS = ("auto", "decord", "pyav", "pynvvideocodec")
 #: Max per-value difference expected between GPU frames and the CPU decord frames of the same
 #: video and indices: NVDEC's YUV->RGB conversion and the resize filter differ from FFmpeg's.
 GPU_TOLERANCE = 8
@@ -82,21 +92,122 @@ def _pynv_reason(device: int) -> str | None:
     return None
 
 
+_PYAV_PROBE: dict[int, str | None] = {}
+
+
+def _probe_clip() -> bytes:
+    """A tiny H.264 clip (4 frames, 128x96) made in memory with PyAV's libx264."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 128, 96, "yuv420p"
+        for i in range(4):
+            img = np.full((96, 128, 3), 40 * i, dtype=np.uint8)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    return buf.getvalue()
+
+
+def pyav_hwaccel(device: int, on_device: bool = False) -> Any:
+    """PyAV's CUDA (NVDEC) decode settings for ``device``, with no software fallback."""
+    from av.codec.hwaccel import HWAccel
+
+    return HWAccel("cuda", device=str(device), allow_software_fallback=False, is_hw_owned=on_device)
+
+
+def _pyav_probe_here(device: int) -> str | None:
+    """Decode the probe clip on NVDEC in this process: None, or why it failed."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(_probe_clip()), "r", hwaccel=pyav_hwaccel(device, on_device=True)) as c:
+            fmt = next(c.decode(c.streams.video[0])).format.name
+    except Exception as e:  # no driver/libcuda/libnvcuvid: FFmpeg reports EPERM, ENOSYS, ...
+        return (
+            f"PyAV's FFmpeg could not decode on CUDA device {device} (no NVIDIA driver, libcuda or "
+            f"libnvcuvid?): {type(e).__name__}: {str(e)[:200]}"
+        )
+    if fmt != "cuda":
+        return f"PyAV decoded the probe clip in software (frame format {fmt}), not on NVDEC"
+    return None
+
+
+def _pyav_reason(device: int) -> str | None:
+    """None when PyAV's FFmpeg decodes H.264 on NVDEC on ``device``, else why not.
+
+    The probe decodes a tiny clip in a child interpreter (once per process and device): creating a
+    CUDA context here would make every decode worker forked later unable to use CUDA.
+    """
+    if device in _PYAV_PROBE:
+        return _PYAV_PROBE[device]
+    import ctypes.util
+
+    try:
+        import av
+        from av.codec.hwaccel import hwdevices_available
+    except ImportError as e:
+        reason: str | None = f"PyAV without hardware decoding support ({e})"
+    else:
+        if "cuda" not in hwdevices_available():
+            reason = f"the FFmpeg inside PyAV {av.__version__} was built without the cuda hwaccel"
+        elif ctypes.util.find_library("cuda") is None and not Path("/usr/local/nvidia").is_dir():
+            reason = "no NVIDIA driver here (libcuda not found), so PyAV's cuda hwaccel cannot run"
+        else:
+            reason = _in_child(
+                "from create_bench.video.gpu import _pyav_probe_here as f; import sys; "
+                "r = f(int(sys.argv[1])); print('OK' if r is None else 'NO ' + r)",
+                device,
+            )
+    _PYAV_PROBE[device] = reason
+    return reason
+
+
+def _in_child(code: str, device: int) -> str | None:
+    """Run a probe in a fresh interpreter; None when it printed OK, else its reason."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", code, str(device)], capture_output=True, text=True, timeout=120, env=env
+        )
+    except subprocess.TimeoutExpired:
+        return "the NVDEC probe did not finish in 120 s"
+    out = r.stdout.strip().splitlines()
+    if r.returncode == 0 and out and out[-1] == "OK":
+        return None
+    if out and out[-1].startswith("NO "):
+        return out[-1][3:]
+    return (
+        f"the NVDEC probe failed (exit {r.returncode}): {(r.stderr.strip().splitlines() or ['?'])[-1][:200]}"
+    )
+
+
 def gpu_decode_status(device: int | str = 0) -> dict[str, str | None]:
-    """Why each GPU backend can or cannot run: ``{"decord": None | reason, "pynvvideocodec": ...}``."""
+    """Why each GPU backend can or cannot run: ``{"decord": None | reason, "pyav": ..., "pynvvideocodec": ...}``."""
     idx = _device_index(device)
-    return {"decord": _decord_reason(idx), "pynvvideocodec": _pynv_reason(idx)}
+    return {"decord": _decord_reason(idx), "pyav": _pyav_reason(idx), "pynvvideocodec": _pynv_reason(idx)}
+
+
+_REASONS = {"decord": _decord_reason, "pyav": _pyav_reason, "pynvvideocodec": _pynv_reason}
 
 
 def select_gpu_backend(device: int | str = 0, backend: str = "auto") -> str:
-    """The GPU backend that will run (``"decord"`` or ``"pynvvideocodec"``), or BackendUnavailable."""
+    """The GPU backend that will run (``"decord"``, ``"pyav"`` or ``"pynvvideocodec"``), or BackendUnavailable."""
     if backend not in GPU_BACKENDS:
         raise ConfigError(f"unknown GPU decode backend {backend!r} (known: {', '.join(GPU_BACKENDS)})")
     idx = _device_index(device)
-    order = ["decord", "pynvvideocodec"] if backend == "auto" else [backend]
+    order = ["decord", "pyav", "pynvvideocodec"] if backend == "auto" else [backend]
     reasons = []
     for name in order:
-        reason = _decord_reason(idx) if name == "decord" else _pynv_reason(idx)
+        reason = _REASONS[name](idx)
         if reason is None:
             return name
         reasons.append(f"{name}: {reason}")
@@ -150,14 +261,23 @@ def decode_gpu(
 
 
 def decode_gpu_frames(
-    src: bytes | str, uniq: list[int], hw: tuple[int, int] | None, device: int, vid: str | None
+    src: bytes | str,
+    uniq: list[int],
+    hw: tuple[int, int] | None,
+    device: int,
+    vid: str | None,
+    backend: str = "auto",
 ) -> np.ndarray:
     """The GPU path of :func:`create_bench.video.decode` (``ctx="gpu"``): sorted unique ``uniq``."""
-    name = select_gpu_backend(device)
+    name = select_gpu_backend(device, backend)
     if name == "decord":  # pragma: no cover - needs a CUDA-enabled decord
         from create_bench.video.decode import _decode_decord
 
         return _decode_decord(src, uniq, hw, 0, ("gpu", device), vid, "seek")
+    if name == "pyav":  # pragma: no cover - needs an NVIDIA GPU
+        from create_bench.video.decode import _decode_pyav
+
+        return _decode_pyav(src, uniq, hw, 1, vid, "auto", hwaccel=device)
     return _decode_pynv(src, uniq, size=hw, device=device, vid=vid)
 
 
@@ -209,5 +329,6 @@ __all__ = [
     "decode_gpu_frames",
     "gpu_decode_available",
     "gpu_decode_status",
+    "pyav_hwaccel",
     "select_gpu_backend",
 ]
