@@ -208,8 +208,9 @@ def loader_pass(data_dir: Path, split: str, size: tuple[int, int] | None, worker
 
 def check_gpu_frames(items: list[Item], size: tuple[int, int] | None) -> None:
     """NVDEC frames equal the CPU frames (decode() with decord) within GPU_TOLERANCE, every video."""
-    from create_bench.video.gpu import GPU_TOLERANCE, select_gpu_backend
+    from create_bench.video.gpu import CPU_FALLBACKS, GPU_TOLERANCE, select_gpu_backend
 
+    before = sum(CPU_FALLBACKS.values())
     worst, means = 0, []
     for src, idx in items:
         a = decode(src, idx, size=size, ctx="gpu").astype(np.int16)
@@ -220,7 +221,9 @@ def check_gpu_frames(items: list[Item], size: tuple[int, int] | None) -> None:
         worst, means = max(worst, int(d.max())), [*means, float(d.mean())]
     print(
         f"  GPU frames ({select_gpu_backend(0)} NVDEC) vs CPU decord frames, all {len(items)} videos: "
-        f"max |diff| {worst}, mean |diff| {statistics.mean(means):.3f} (tolerance {GPU_TOLERANCE})"
+        f"max |diff| {worst}, mean |diff| {statistics.mean(means):.3f} (tolerance {GPU_TOLERANCE}); "
+        f"{sum(CPU_FALLBACKS.values()) - before} videos NVDEC cannot decode went to the CPU "
+        f"({dict(CPU_FALLBACKS) or 'none'})"
     )
     check(f"GPU frames within {GPU_TOLERANCE} levels of the CPU frames (max {worst})", worst <= GPU_TOLERANCE)
 

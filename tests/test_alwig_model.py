@@ -552,11 +552,19 @@ def test_cuda_matches_cpu_and_round_trips(tmp_path: Path) -> None:
     gpu_out["loss"].backward()
     for k in ("loss", "align", "gen"):
         assert float(gpu_out[k]) == pytest.approx(float(cpu_out[k]), rel=1e-4, abs=1e-5), k
+    # Per parameter, relative to the whole gradient's norm: a parameter whose gradient is nearly
+    # zero (a sum that cancels, e.g. the temperature's) has no meaningful relative error of its own.
+    total = torch.cat([g.flatten() for g in cpu_grads.values()]).norm()
     for n, p in b.net.named_parameters():
         if n in cpu_grads:
             ref = cpu_grads[n]
-            err = float((p.grad.cpu() - ref).norm() / ref.norm().clamp_min(1e-12))
-            assert err < 1e-3, (n, err)
+            err = float((p.grad.cpu() - ref).norm())
+            assert err <= 1e-4 * float(total) + 1e-3 * float(ref.norm()), (
+                n,
+                err,
+                float(ref.norm()),
+                float(total),
+            )
     b.net.eval()
     with torch.no_grad():
         h, m = b.net.align_tokens(batch["feats"].cuda(), batch["frame_mask"].cuda(), batch["tag_ids"].cuda())

@@ -197,19 +197,45 @@ def test_gpu_context_fails_clearly_without_cuda(edge):
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["bframes-gop", "rotate-90", "vfr", "audio"])
 def test_gpu_frames_match_cpu(edge, name):
-    from create_bench.video.gpu import GPU_TOLERANCE, gpu_decode_status
+    from create_bench.video.gpu import GPU_TOLERANCE, gpu_decode_status, select_gpu_backend
 
     if not gpu_available():
         pytest.skip(f"no NVDEC backend here: {gpu_decode_status()}")
-    idx = sample_indices(24, "uniform-center@8")
+    idx = sample_indices(EDGE_SPECS[name]["n"], "uniform-center@8")
     for size in (None, (48, 64)):
         a = decode(edge[name], idx, ctx="gpu", size=size)
         b = decode(edge[name], idx, size=size)
         assert a.shape == b.shape
         diff = np.abs(a.astype(int) - b)
         assert diff.max() <= GPU_TOLERANCE and diff.mean() < 1.5, (name, size, diff.max(), diff.mean())
+        if select_gpu_backend(0) == "pyav":  # bit-exact H.264 planes, the CPU backend's conversion
+            gpu = decode(edge[name], idx, ctx="gpu", size=size, backend="pyav")
+            assert np.array_equal(gpu, decode(edge[name], idx, size=size, backend="pyav"))
         # through the killable worker (a fresh interpreter once CUDA is used here), same frames
         assert np.array_equal(decode(edge[name], idx, ctx="gpu", size=size, timeout=120), a)
+
+
+def test_nvdec_refusal_names_what_nvdec_cannot_decode(edge):
+    from create_bench.video.gpu import nvdec_refusal
+
+    assert nvdec_refusal(edge["plain"]) is None and nvdec_refusal(edge["rotate-90"]) is None
+    assert nvdec_refusal(edge["odd-size"]) == "h264 yuv444p"  # 4:4:4: NVDEC's H.264 is 4:2:0 only
+    assert nvdec_refusal(edge["narrow"]) == "h264 32x32 frames"  # under H.264's 48x16 minimum
+    assert nvdec_refusal(b"junk" * 100) is None  # the decoder itself reports a broken file
+
+
+@pytest.mark.gpu
+def test_gpu_path_decodes_what_nvdec_cannot_on_the_cpu(edge):
+    from create_bench.video.gpu import CPU_FALLBACKS
+
+    if not gpu_available():
+        pytest.skip("no NVDEC backend here")
+    before = CPU_FALLBACKS["h264 yuv444p"]
+    idx = [0, 7, 19]
+    assert np.array_equal(
+        decode(edge["odd-size"], idx, ctx="gpu"), decode(edge["odd-size"], idx, backend="pyav")
+    )
+    assert CPU_FALLBACKS["h264 yuv444p"] == before + 1
 
 
 def test_decord_bridge_is_never_set(edge):

@@ -750,11 +750,16 @@ def _decode_pyav(
 
     kw: dict[str, Any] = {}
     if hwaccel is not None:
-        from create_bench.video.gpu import pyav_hwaccel
+        from create_bench.video.gpu import note_cpu_fallback, nvdec_refusal, pyav_hwaccel
 
-        kw["hwaccel"] = pyav_hwaccel(hwaccel)
         if strategy == "parallel":
             raise ConfigError("strategy='parallel' decodes on the CPU only")
+        refusal = nvdec_refusal(src, vid)
+        if refusal is None:
+            kw["hwaccel"] = pyav_hwaccel(hwaccel)
+        else:  # a stream NVDEC cannot decode (H.264 4:4:4, tiny frames): the CPU decodes it
+            note_cpu_fallback(refusal, vid)
+            hwaccel = None
     try:
         container = av.open(io.BytesIO(src) if isinstance(src, bytes) else src, mode="r", **kw)
     except Exception as e:
@@ -813,6 +818,11 @@ def frame_rotation(frame: Any) -> int:
     return rot if rot in (0, 90, 180, 270) else 0
 
 
+#: Semi-planar layouts (what NVDEC frames are downloaded as) -> the planar layout a software
+#: decoder returns for the same stream.
+_PLANAR_OF = {"nv12": "yuv420p", "p010le": "yuv420p10le", "p016le": "yuv420p16le"}
+
+
 class _Converter:
     """RGB conversion with decord's filter chain: rotate by the display matrix (transpose), then
     ``scale=W:H:flags=bilinear`` -> rgb24. Without rotation or resize, a plain ``to_ndarray``
@@ -823,8 +833,14 @@ class _Converter:
         self.plain: bool | None = None
 
     def __call__(self, frame: Any) -> np.ndarray:
+        rot = frame_rotation(frame) if self.plain is None else 0
+        planar = _PLANAR_OF.get(frame.format.name)
+        if planar is not None:
+            # NVDEC frames come down as NV12/P010. Their planes are the software decoder's (H.264
+            # decoding is bit-exact), but libswscale converts semi-planar input to RGB differently
+            # (up to ~50 levels): deinterleaving the chroma first (lossless) gives the CPU's frames.
+            frame = frame.reformat(format=planar)
         if self.plain is None:
-            rot = frame_rotation(frame)
             self.plain = self.hw is None and rot == 0
             if not self.plain:
                 self.graph = self._build(frame, rot)

@@ -21,6 +21,10 @@ GPU; ``create-bench extract --decode-device cuda`` selects it. Three backends, t
   interpolation (``torch.nn.functional.interpolate``, no antialias), which is close to but not
   bit-identical with FFmpeg's ``scale`` filter: compare with :data:`GPU_TOLERANCE`.
 
+Streams NVDEC cannot decode (:data:`NVDEC_FORMATS`: H.264 4:4:4, frames under 48x16, ...) are
+decoded on the CPU by the GPU path's ``pyav`` backend, counted in :data:`CPU_FALLBACKS` and logged
+once per reason; the frames are the same either way.
+
 Where neither exists (no CUDA-enabled decord, no PyNvVideoCodec or no CUDA device), every entry
 point raises :class:`BackendUnavailable` with a message that lists why each backend was refused.
 Nothing here runs at import time.
@@ -29,8 +33,10 @@ Nothing here runs at import time.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,57 @@ GPU_BACKENDS = ("auto", "decord", "pyav", "pynvvideocodec")
 #: Max per-value difference expected between GPU frames and the CPU decord frames of the same
 #: video and indices: NVDEC's YUV->RGB conversion and the resize filter differ from FFmpeg's.
 GPU_TOLERANCE = 8
+
+
+#: What NVDEC decodes (NVIDIA's Video Codec SDK support matrix, the part common to the GPUs since
+#: Turing): codec -> software pixel formats, and the smallest and largest frame.
+NVDEC_FORMATS = {
+    "h264": {"yuv420p", "yuvj420p"},
+    "hevc": {"yuv420p", "yuvj420p", "yuv420p10le", "yuv420p12le"},
+    "vp9": {"yuv420p", "yuv420p10le", "yuv420p12le"},
+    "av1": {"yuv420p", "yuv420p10le"},
+    "mpeg2video": {"yuv420p"},
+    "mpeg4": {"yuv420p"},
+}
+NVDEC_MIN_SIZE = (16, 48)  # (height, width): H.264's minimum; HEVC/VP9/AV1 need at least this too
+NVDEC_MAX_SIZE = (4096, 4096)
+#: Videos the GPU path decoded on the CPU instead, by reason (see :func:`note_cpu_fallback`).
+CPU_FALLBACKS: Counter[str] = Counter()
+
+
+def nvdec_refusal(src: bytes | str, vid: str | None = None) -> str | None:
+    """None when NVDEC can decode the video's stream, else why not (codec, pixel format, size).
+
+    A stream outside :data:`NVDEC_FORMATS` makes FFmpeg's cuda hwaccel fail at the first packet
+    ("Invalid data found"), so the GPU path asks first and hands such a video to the CPU decoder.
+    """
+    import av
+
+    try:
+        with av.open(io.BytesIO(src) if isinstance(src, bytes) else src, "r") as c:
+            if not c.streams.video:
+                return None  # the decoder reports the missing stream, naming the vid
+            s = c.streams.video[0]
+            name, fmt = s.codec_context.name, s.codec_context.pix_fmt
+            h, w = int(s.codec_context.height or 0), int(s.codec_context.width or 0)
+    except Exception:
+        return None  # unreadable: the decoder raises VideoDecodeError naming the vid
+    if name not in NVDEC_FORMATS:
+        return f"codec {name}"
+    if fmt not in NVDEC_FORMATS[name]:
+        return f"{name} {fmt}"
+    if not (NVDEC_MIN_SIZE[0] <= h <= NVDEC_MAX_SIZE[0] and NVDEC_MIN_SIZE[1] <= w <= NVDEC_MAX_SIZE[1]):
+        return f"{name} {w}x{h} frames"
+    return None
+
+
+def note_cpu_fallback(reason: str, vid: str | None) -> None:
+    """Count a video the GPU path decoded on the CPU; the first of each reason is logged."""
+    CPU_FALLBACKS[reason] += 1
+    if CPU_FALLBACKS[reason] == 1:
+        logging.getLogger(__name__).warning(
+            "NVDEC cannot decode %s (video %s and others like it): decoded on the CPU", reason, vid or "?"
+        )
 
 
 def _device_index(device: int | str) -> int:
@@ -323,12 +380,16 @@ def _decode_pynv(
 
 
 __all__ = [
+    "CPU_FALLBACKS",
     "GPU_BACKENDS",
+    "NVDEC_FORMATS",
     "GPU_TOLERANCE",
     "decode_gpu",
     "decode_gpu_frames",
     "gpu_decode_available",
     "gpu_decode_status",
+    "note_cpu_fallback",
+    "nvdec_refusal",
     "pyav_hwaccel",
     "select_gpu_backend",
 ]

@@ -593,6 +593,8 @@ def setup_world(device: str) -> tuple[World, str]:
             raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = f"cuda:{local}" if world.distributed else device
+        if device == "cuda":
+            device = f"cuda:{torch.cuda.current_device()}"  # set_device needs an index
         torch.cuda.set_device(torch.device(device))
     elif device != "cpu":
         raise ConfigError(f"device must be cpu or cuda[:N], got {device!r}")
