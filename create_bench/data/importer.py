@@ -246,8 +246,8 @@ def build_from_release(
         for (src, i, row, vpath), meta in zip(todo, _probe_all([str(t[3]) for t in todo], workers)):
             vid = row["vid"]
             if isinstance(meta, Exception):
-                exc = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)
-                fail_or_skip(VideoDecodeError(f"undecodable video {vpath}: {exc}", vid=vid), src, i, vid)
+                why = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)
+                fail_or_skip(VideoDecodeError(f"undecodable video {vpath}: {why}", vid=vid), src, i, vid)
                 continue
             row.update(meta)
             if video_storage == "embed":

@@ -99,7 +99,7 @@ def shape_descriptors(fg: np.ndarray, aspect: np.ndarray) -> np.ndarray:
     # Components on a half-resolution mask (4x fewer pixels, half the rounds), mapped back to full
     # resolution: blobs closer than a couple of pixels merge, which CREATE-sample's never are.
     if h % 2 == 0 and w % 2 == 0:
-        half = fg.reshape(n, h // 2, 2, w // 2, 2).any(axis=(2, 4))
+        half = np.asarray(fg.reshape(n, h // 2, 2, w // 2, 2).any(axis=(2, 4)), dtype=bool)
         lab = connected_components(half).repeat(2, axis=1).repeat(2, axis=2) * fg
     else:
         lab = connected_components(fg)

@@ -295,6 +295,7 @@ class ALWIGNet(nn.Module):
         return h, mask
 
     def _tag_char_embed(self, tag_ids: torch.Tensor) -> torch.Tensor:
+        assert self.tag_char_ids is not None  # only called when the tag-character table exists
         chars = self.tag_char_ids[tag_ids]  # [B, K, L]
         b, k, n = chars.shape
         flat = chars.reshape(b * k, n)
@@ -348,6 +349,7 @@ class ALWIGNet(nn.Module):
                 raise ModelError(
                     f"tag ids must be [{hidden.shape[0]}, {self.num_tag_tokens}], got {tuple(tag_ids.shape)}"
                 )
+            assert self.tag_char_ids is not None and self.tag_char_norm is not None  # gen_tag_chars
             chars = self.tag_char_ids[tag_ids]  # [B, K, L]
             valid = chars != self.vocab.pad_id
             tag_part = _masked_mean(self.gpt.transformer.wte(chars), valid, dim=2)
