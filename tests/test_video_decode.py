@@ -229,7 +229,7 @@ def test_gpu_path_decodes_what_nvdec_cannot_on_the_cpu(edge):
     from create_bench.video.gpu import CPU_FALLBACKS
 
     if not gpu_available():
-        pytest.skip("no NVDEC backend here")
+        pytest.skip("no GPU: no NVDEC backend here")
     before = CPU_FALLBACKS["h264 yuv444p"]
     idx = [0, 7, 19]
     assert np.array_equal(
@@ -349,6 +349,19 @@ def test_plan_parallel_splits_targets_into_balanced_contiguous_runs():
         ]
         assert wall == pytest.approx(max(costs))
         assert wall <= plan_strategy(t, keys).seek_cost + 1e-9  # never worse than one reader
+    # many targets (fps@ policies): the cost-share split keeps the same guarantees
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        keys = sorted({0, *r.integers(0, 20000, 300).tolist()})
+        t = sorted(set(r.integers(0, 20000, 200).tolist()))
+        par = plan_parallel(t, keys, 4)
+        assert par is not None
+        runs, wall = par
+        assert 2 <= len(runs) <= 4 and [x for run in runs for x in run] == t
+        costs = [
+            plan_strategy(r, keys).seek_cost + (OPEN_COST_FRAMES if i else 0) for i, r in enumerate(runs)
+        ]
+        assert wall == pytest.approx(max(costs)) and wall < plan_strategy(t, keys).seek_cost
     assert plan_parallel([5, 500], [0, 100, 400], readers=1) is None
     assert plan_parallel([5], [0], readers=4) is None
 

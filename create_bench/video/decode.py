@@ -103,6 +103,8 @@ OPEN_COST_FRAMES = 10.0
 #: ``"auto"`` picks ``"parallel"`` only when its estimated wall cost is below this share of the
 #: best single-reader plan (threads share memory bandwidth and the machine may be busy).
 PARALLEL_GAIN = 0.75
+#: Up to this many targets :func:`plan_parallel` finds the best split exactly (O(readers x n^2)).
+PARALLEL_DP_TARGETS = 48
 #: Most readers the parallel strategy uses (``num_threads=0``: the cores this process may use, up
 #: to this many).
 MAX_PARALLEL_READERS = 4
@@ -267,7 +269,9 @@ def plan_parallel(
     """Split sorted unique targets into at most ``readers`` contiguous runs, one reader each.
 
     Minimises the estimated wall cost (the costliest run; every run after the first also pays
-    :data:`OPEN_COST_FRAMES` for its reader) by dynamic programming over the split points. Returns
+    :data:`OPEN_COST_FRAMES` for its reader) by dynamic programming over the split points (over
+    :data:`PARALLEL_DP_TARGETS` targets, quadratic time would show: the runs are cut where the
+    running cost crosses equal shares of the total instead). Returns
     ``(runs, wall_cost)``, or None when one run is best (or ``readers < 2``).
 
     >>> runs, cost = plan_parallel([50, 150, 250, 350], key_indices=[0, 100, 200, 300], readers=2)
@@ -289,6 +293,22 @@ def plan_parallel(
     def run_cost(i: int, j: int) -> float:  # targets i..j-1 in one fresh reader
         return start[i] + pre[j] - pre[i + 1] + (OPEN_COST_FRAMES if i > 0 else 0.0)
 
+    if n > PARALLEL_DP_TARGETS:  # many targets: cut where the running cost crosses m/k of the total
+        starts_of: dict[int, list[int]] = {}
+        for m in range(2, k + 1):
+            cuts = [0]
+            for q in range(1, m):
+                i = bisect.bisect_left(pre, pre[n] * q / m, lo=cuts[-1] + 1)
+                cuts.append(min(max(i - 1, cuts[-1] + 1), n - (m - q)))
+            starts_of[m] = cuts
+        costs = {
+            m: max(run_cost(a, b) for a, b in zip(cuts, [*cuts[1:], n])) for m, cuts in starts_of.items()
+        }
+        m = min(costs, key=lambda mm: (costs[mm], mm))
+        if costs[m] >= run_cost(0, n):
+            return None
+        cuts = starts_of[m]
+        return [uniq[a:b] for a, b in zip(cuts, [*cuts[1:], n])], costs[m]
     inf = float("inf")
     # best[m][j]: least wall cost of the first j targets in m runs; cut[m][j]: where the last starts
     best = [[inf] * (n + 1) for _ in range(k + 1)]
