@@ -774,7 +774,7 @@ def _decode_pyav(
 
         if strategy == "parallel":
             raise ConfigError("strategy='parallel' decodes on the CPU only")
-        refusal = nvdec_refusal(src, vid)
+        refusal = nvdec_refusal(src)
         if refusal is None:
             kw["hwaccel"] = pyav_hwaccel(hwaccel)
         else:  # a stream NVDEC cannot decode (H.264 4:4:4, tiny frames): the CPU decodes it
