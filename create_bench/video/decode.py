@@ -355,6 +355,24 @@ def choose_strategy(uniq: list[int], keys: list[int], num_threads: int) -> tuple
     return plan.strategy, None
 
 
+def resolve_strategy(
+    strategy: str, uniq: list[int], keys: list[int], num_threads: int, on_cpu: bool = True
+) -> tuple[str, list[list[int]] | None]:
+    """The strategy a decode of sorted ``uniq`` runs, and for ``"parallel"`` its runs of targets
+    (one run when splitting does not pay). ``"auto"`` considers the parallel strategy on the CPU
+    only (:func:`choose_strategy`); a GPU decoder has no parallel strategy."""
+    if strategy == "parallel":
+        if not on_cpu:
+            raise ConfigError("strategy='parallel' decodes on the CPU only")
+        par = plan_parallel(uniq, keys, parallel_budget(num_threads))
+        return strategy, par[0] if par is not None else [uniq]
+    if strategy != "auto":
+        return strategy, None
+    if on_cpu:
+        return choose_strategy(uniq, keys, num_threads)
+    return plan_strategy(uniq, keys).strategy, None
+
+
 def _in_threads(jobs: list[Callable[[], Any]]) -> list[Any]:
     """Run ``jobs`` concurrently (the first in this thread) and return their results in order;
     the first job's exception (in job order) is raised after all have finished."""
@@ -616,16 +634,9 @@ def _decode_decord(
             raise VideoDecodeError(
                 f"frame index {uniq[-1]} out of range: the video has {n} frames", vid=vid, source=_label(src)
             )
-        runs = None
-        if strategy == "auto" and dev[0] == "cpu":
-            strategy, runs = choose_strategy(uniq, list(vr.get_key_indices()), num_threads)
-        elif strategy == "auto":
-            strategy = plan_strategy(uniq, list(vr.get_key_indices())).strategy
-        elif strategy == "parallel":
-            if dev[0] != "cpu":
-                raise ConfigError("strategy='parallel' decodes on the CPU only")
-            par = plan_parallel(uniq, list(vr.get_key_indices()), parallel_budget(num_threads))
-            runs = par[0] if par is not None else [uniq]
+        strategy, runs = resolve_strategy(
+            strategy, uniq, list(vr.get_key_indices()), num_threads, on_cpu=dev[0] == "cpu"
+        )
         try:
             if strategy == "seek":
                 frames = _decord_seek(vr, uniq, out)
@@ -772,8 +783,6 @@ def _decode_pyav(
     if hwaccel is not None:
         from create_bench.video.gpu import note_cpu_fallback, nvdec_refusal, pyav_hwaccel
 
-        if strategy == "parallel":
-            raise ConfigError("strategy='parallel' decodes on the CPU only")
         refusal = nvdec_refusal(src)
         if refusal is None:
             kw["hwaccel"] = pyav_hwaccel(hwaccel)
@@ -801,17 +810,11 @@ def _decode_pyav(
                     vid=vid,
                     source=_label(src),
                 )
-            runs = None
-            if strategy == "auto" and hwaccel is not None:
-                strategy = plan_strategy(uniq, keys).strategy
-            elif strategy == "auto":
-                strategy, runs = choose_strategy(uniq, keys, num_threads)
-            elif strategy == "parallel":
-                par = plan_parallel(uniq, keys, parallel_budget(num_threads))
-                runs = par[0] if par is not None else [uniq]
+            strategy, runs = resolve_strategy(strategy, uniq, keys, num_threads, on_cpu=hwaccel is None)
             if strategy == "sequential":
                 keys = [0]  # one seek to the start, then decode straight through
-            if strategy == "parallel" and runs is not None and len(runs) > 1:
+            if strategy == "parallel":
+                assert runs is not None
                 frames = _pyav_parallel(container, stream, src, runs, hw, pts, keys)
             else:
                 frames = _pyav_decode_targets(container, stream, uniq, hw, pts, keys)
@@ -905,6 +908,9 @@ def _pyav_parallel(
     """Each run of targets with its own container and single-threaded decoder (``container``
     takes the first), in threads: PyAV releases the GIL while FFmpeg decodes."""
     import av
+
+    if len(runs) < 2:
+        return _pyav_decode_targets(container, stream, [t for run in runs for t in run], hw, pts, keys)
 
     def job(i: int) -> list[np.ndarray]:
         if i == 0:
@@ -1600,6 +1606,7 @@ __all__ = [
     "parallel_budget",
     "plan_parallel",
     "plan_strategy",
+    "resolve_strategy",
 ]
 
 
