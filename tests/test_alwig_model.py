@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from create_bench.errors import ConfigError, ModelError
 from create_bench.models.alwig.bundle import ALWIG, read_record
@@ -78,6 +79,9 @@ def toy_batch(bundle: ALWIG, n: int = 6, seed: int = 0) -> dict[str, torch.Tenso
         "frame_mask": mask,
         "tag_ids": bundle.tag_tensor([TAGS[i % len(TAGS)] for i in range(n)]),
     }
+    chars = bundle.tag_char_tensor([TAGS[i % len(TAGS)] for i in range(n)])
+    if chars is not None:
+        batch["tag_chars"] = chars
     for kind in ("caption", "title"):
         batch[f"{kind}_text"] = bundle.text_tensor(texts)
         batch[f"{kind}_key"] = bundle.key_tensor(texts)
@@ -350,6 +354,119 @@ def test_tag_characters_in_the_decoder_prefix(tmp_path: Path) -> None:
     assert torch.equal(nb.net._prefix(hh, nbatch["tag_ids"]), nb.net._prefix(hh))
 
 
+def test_tag_char_tensor_follows_the_tag_slots() -> None:
+    assert tiny_bundle().tag_char_tensor(TAGS) is None  # neither feature: nothing to build
+    b = tiny_bundle(tag_lexical=True, max_tag_chars=3)
+    tags = [["三角", "Ｘ", "", "方块块块"], ["没见过的词"], []]
+    chars, ids = b.tag_char_tensor(tags), b.tag_tensor(tags)
+    assert chars.shape == (3, b.cfg.max_tags + 2, 3)
+    pad = b.tokenizer.pad_id
+    has_chars = (chars != pad).any(-1)
+    tag_slots = (ids != b.tags.pad_id) & (ids != b.tags.cls_id) & (ids != b.tags.sep_id)
+    assert torch.equal(has_chars, tag_slots & has_chars) and has_chars[0, 1:4].all()
+    assert chars[0, 1].tolist() == [*b.tokenizer.encode("三角"), pad]
+    assert chars[0, 2, 0] == b.tokenizer.encode("x")[0]  # normalised like tag_tensor ("Ｘ" -> "x")
+    assert chars[0, 3].tolist() == b.tokenizer.encode("方块块")  # cut at max_tag_chars
+    assert ids[1, 1] != b.tags.token_to_id.get("没见过的词")  # an unseen tag: one unknown id ...
+    assert (chars[1, 1] != pad).sum() == 3  # ... but its characters are kept (3 of 5: the cut)
+    assert not has_chars[2].any()
+
+
+def test_lexical_channel_matches_a_tag_and_the_same_word() -> None:
+    b = tiny_bundle(tag_lexical=True)
+    net = b.net.eval()
+    batch = toy_batch(b)
+    h, _ = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    with pytest.raises(ModelError, match="tag characters"):
+        net.video_embed(h)  # never silently "no tags"
+    with torch.no_grad():
+        # a tag and a text of the same characters get the same lexical vector (bigrams included)
+        chars = b.tag_char_tensor([["红色的球"]])
+        text = b.text_tensor(["红色的球"])[:, 1:]
+        tag_side = net._lexical(chars, chars != b.tokenizer.pad_id)
+        text_side = net._lexical(text, text != b.tokenizer.pad_id)
+        assert torch.allclose(tag_side, text_side, atol=1e-6)
+        # the tags change the video embedding; a video without tags gets no lexical part
+        v = net.video_embed(h, batch["tag_chars"])
+        other = b.tag_char_tensor([["狗"]] * 6)
+        assert not torch.allclose(v[0], net.video_embed(h, other)[0])
+        assert torch.allclose(v[5], F.normalize(net.video_proj(h[5:6, 0]), dim=-1)[0], atol=1e-6)
+    # the no-tags ablation ignores them (and needs none)
+    nb = tiny_bundle(tag_lexical=True, use_tags=False)
+    nbatch = toy_batch(nb)
+    hh, _ = nb.net.align_tokens(nbatch["feats"], nbatch["frame_mask"], nbatch["tag_ids"])
+    assert torch.equal(nb.net.video_embed(hh), nb.net.video_embed(hh, nbatch["tag_chars"]))
+
+
+def test_copy_mechanism_is_a_distribution_and_decodes_consistently(tmp_path: Path) -> None:
+    b, batch = _trained_bundle(steps=10, copy_tags=True)
+    net = b.net.eval()
+    tags = [TAGS[i % len(TAGS)] for i in range(6)]
+    h, m = net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
+    with torch.no_grad():
+        logp, _ = net._start(h, m, "title", batch["tag_ids"], batch["tag_chars"])
+        assert torch.allclose(logp.exp().sum(-1), torch.ones(6), atol=1e-5)
+        # the training path (log p of the labels) equals the decoding path's full distribution
+        source = net._copy_source(net._prefix(h), batch["tag_chars"])
+        logits = torch.randn(6, 3, net.vocab.vocab_size)
+        states = torch.randn(6, 3, net.gpt.config.n_embd)
+        labels = torch.randint(0, net.vocab.vocab_size, (6, 3))
+        labels[0, 0] = batch["tag_chars"][0, 1, 0]  # a character the first video can copy
+        full = net._copy_mix(logits, states, source)
+        assert torch.allclose(
+            net._copy_mix(logits, states, source, labels), full.gather(-1, labels[..., None])[..., 0]
+        )
+        # a video without tags (row 5) gets the plain decoder distribution
+        assert torch.allclose(full[5], F.log_softmax(logits[5], -1), atol=1e-6)
+    with pytest.raises(ModelError, match="tag characters"):
+        b.generate(h, m, "title")
+    tid, chars = b.tag_tensor(tags), b.tag_char_tensor(tags)
+    for ngram in (0, 2):
+        greedy = net.greedy(h, m, "title", 10, ngram, tag_ids=tid, tag_chars=chars)
+        assert net.beam_search(h, m, "title", 10, 1, ngram, tag_ids=tid, tag_chars=chars) == greedy
+    b.save(tmp_path / "ck")
+    c = ALWIG.load(tmp_path / "ck")
+    assert c.generate(h, m, "caption", beam_size=2, tags=tags) == b.generate(
+        h, m, "caption", beam_size=2, tags=tags
+    )
+
+
+def test_copy_mechanism_copies_tags_never_seen_in_training() -> None:
+    """Targets "看<tag>了" with 48 random two-character tags; after training, 12 new tags (never a
+    tag in training, so one unknown tag id) are copied exactly: the pointer, not the vocabulary."""
+    import random
+
+    rng = random.Random(0)
+    chars = sorted(set("".join(TEXTS)))
+    train_tags = [["".join(rng.sample(chars, 2))] for _ in range(48)]
+    test_tags = [["".join(rng.sample(chars, 2))] for _ in range(12)]
+    test_tags = [t for t in test_tags if t not in train_tags]
+    b = ALWIG.create(tiny_cfg(copy_tags=True, use_align=False), [*TEXTS, "看了"], train_tags)
+    assert all(b.tags.token_to_id.get(t[0]) is None for t in test_tags)
+
+    def batch_of(tags: list[list[str]]) -> dict[str, torch.Tensor]:
+        n = len(tags)
+        return {
+            "feats": torch.zeros(n, 4, FDIM),
+            "frame_mask": torch.ones(n, 4, dtype=torch.bool),
+            "tag_ids": b.tag_tensor(tags),
+            "tag_chars": b.tag_char_tensor(tags),
+            "title_seq": b.seq_tensor([f"看{t[0]}了" for t in tags], "title"),
+        }
+
+    torch.manual_seed(0)
+    train = batch_of(train_tags)
+    opt = torch.optim.Adam(b.net.parameters(), 1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        b.net(train)["loss"].backward()
+        opt.step()
+    b.net.eval()
+    test = batch_of(test_tags)
+    h, m = b.net.align_tokens(test["feats"], test["frame_mask"], test["tag_ids"])
+    assert b.generate(h, m, "title", beam_size=1, tags=test_tags) == [f"看{t[0]}了" for t in test_tags]
+
+
 def test_generation_does_not_depend_on_batch_composition() -> None:
     b, batch = _trained_bundle(steps=10)
     h, m = b.net.align_tokens(batch["feats"], batch["frame_mask"], batch["tag_ids"])
@@ -467,15 +584,19 @@ def _ddp_worker(rank: int, world_size: int, port: int, tmp: str) -> None:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("kinds_per_video", [2, 1])
-def test_ddp_two_processes_match_single_process_gradients(tmp_path: Path, kinds_per_video: int) -> None:
+@pytest.mark.parametrize(
+    "kinds_per_video,extra", [(2, {}), (1, {}), (2, {"copy_tags": True, "tag_lexical": True})]
+)
+def test_ddp_two_processes_match_single_process_gradients(
+    tmp_path: Path, kinds_per_video: int, extra: dict
+) -> None:
     """The training path (text_choices -> make_batch -> forward) on 2 gloo ranks, half the batch
     each, gives the gradients of one process on the whole batch."""
     import torch.multiprocessing as mp
 
     from create_bench.models.alwig.train import SplitData, make_batch, text_choices
 
-    b = tiny_bundle(gen_kinds_per_video=kinds_per_video)
+    b = tiny_bundle(gen_kinds_per_video=kinds_per_video, **extra)
     toy = toy_batch(b, n=6)
     caps = [TEXTS[i] + "很快" * (i % 3) for i in range(6)]  # unequal lengths: the token mean must be global
     data = SplitData(

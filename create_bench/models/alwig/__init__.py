@@ -149,8 +149,9 @@ class ALWIGModel(BaseModel):
 
         bundle = self._need()
         hidden, _ = self._align(batch)
+        tags = [list(t or []) for t in batch.get("tags") or [[] for _ in hidden]]
         with torch.no_grad():
-            return bundle.net.video_embed(hidden).float().cpu().numpy()
+            return bundle.video_embed(hidden, tags).float().cpu().numpy()
 
     def encode_texts(self, texts: list[str]) -> Any:
         return self._need().encode_texts(list(texts), batch_size=self.batch_size).numpy()

@@ -26,7 +26,7 @@ from create_bench.fsutil import atomic_path, atomic_write_json
 from create_bench.models.alwig.config import ALWIGConfig
 from create_bench.models.alwig.encoders import CLIPEncoder, FixedEncoder, build_encoder
 from create_bench.models.alwig.model import ALWIGNet, VocabInfo, pad_ids
-from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab, normalize_text
+from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab, normalize_tag, normalize_text
 
 CHECKPOINT_FORMAT = "alwig-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -186,6 +186,23 @@ class ALWIG:
         rows = [self.tags.encode(t, self.cfg.max_tags) for t in tag_lists]
         return pad_ids(rows, self.cfg.max_tags + 2, self.tags.pad_id).to(self.device)
 
+    def tag_char_tensor(self, tag_lists: Sequence[Sequence[str]]) -> torch.Tensor | None:
+        """Characters of each tag, ``[B, max_tags + 2, max_tag_chars]`` laid out like
+        :meth:`tag_tensor` (slot 0 [CLS], tag ``j`` at slot ``j + 1``), padded with the character
+        [PAD]; read from the tag strings, so unseen tags keep their characters. None when the
+        config uses neither the lexical channel nor the copy mechanism."""
+        cfg = self.cfg
+        if not (cfg.tag_lexical or cfg.copy_tags):
+            return None
+        out = torch.full((len(tag_lists), cfg.max_tags + 2, cfg.max_tag_chars), self.tokenizer.pad_id)
+        for r, tags in enumerate(tag_lists):
+            kept = [t for t in (normalize_tag(x) for x in tags) if t][: cfg.max_tags]
+            for j, tag in enumerate(kept):
+                ids = self.tokenizer.encode(tag, cfg.max_tag_chars)
+                if ids:
+                    out[r, j + 1, : len(ids)] = torch.as_tensor(ids)
+        return out.to(self.device)
+
     def text_tensor(self, texts: Sequence[str]) -> torch.Tensor:
         """``[CLS] chars`` for the text encoder, padded to the longest in ``texts``."""
         tok = self.tokenizer
@@ -214,6 +231,12 @@ class ALWIG:
         return self.net.align_tokens(feats, mask, self.tag_tensor(tag_lists))
 
     @torch.no_grad()
+    def video_embed(self, hidden: torch.Tensor, tag_lists: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Video embeddings [B, embed_dim] of alignment outputs (``tag_lists``: the tags given to
+        :meth:`align`, which the lexical channel reads)."""
+        return self.net.video_embed(hidden, self.tag_char_tensor(tag_lists))
+
+    @torch.no_grad()
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         out = []
         for i in range(0, len(texts), batch_size):
@@ -234,17 +257,20 @@ class ALWIG:
         tags: Sequence[Sequence[str]] | None = None,
     ) -> list[str]:
         """Titles or captions from alignment outputs (``tags``: the tag lists given to :meth:`align`,
-        which a ``gen_tag_chars`` decoder reads again)."""
+        which ``gen_tag_chars`` and ``copy_tags`` decoders read again; required by ``copy_tags``)."""
         cfg = self.cfg
         beam = cfg.beam_size if beam_size is None else beam_size
         mlen = cfg.max_gen_len if max_len is None else max_len
         ngram = cfg.no_repeat_ngram if no_repeat_ngram is None else no_repeat_ngram
         lp = cfg.length_penalty if length_penalty is None else length_penalty
         tag_ids = None if tags is None else self.tag_tensor(tags)
+        chars = None if tags is None else self.tag_char_tensor(tags)
         if beam <= 1:
-            ids = self.net.greedy(hidden, mask, kind, mlen, ngram, tag_ids=tag_ids)
+            ids = self.net.greedy(hidden, mask, kind, mlen, ngram, tag_ids=tag_ids, tag_chars=chars)
         else:
-            ids = self.net.beam_search(hidden, mask, kind, mlen, beam, ngram, lp, tag_ids=tag_ids)
+            ids = self.net.beam_search(
+                hidden, mask, kind, mlen, beam, ngram, lp, tag_ids=tag_ids, tag_chars=chars
+            )
         return [self.tokenizer.decode(s) for s in ids]
 
     # ------------------------------------------------------------------------------ checkpoints

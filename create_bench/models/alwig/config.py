@@ -78,6 +78,13 @@ class ALWIGConfig:
     text_bow: bool = False
     #: Add the mean of each tag's character (+ bigram) text embeddings to its tag token.
     tag_chars: bool = False
+    #: Lexical channel: add to both embeddings one shared projection of the layer-normed mean
+    #: character (+ bigram) embedding of the text, and of the video's tags (read from the tag
+    #: strings, so a tag unseen in training counts too), so a tag word and the same word in a
+    #: query match from the start.
+    tag_lexical: bool = False
+    #: Characters of each tag the lexical channel and the copy mechanism read.
+    max_tag_chars: int = 8
     init_temperature: float = 0.07
     #: Upper bound of the learned logit scale 1/temperature (as in CLIP).
     max_logit_scale: float = 100.0
@@ -99,6 +106,10 @@ class ALWIGConfig:
     #: Add the mean GPT-2 embedding of each tag's characters to the tag positions of the decoder
     #: prefix, so the decoder can copy tag words (the output layer is tied to those embeddings).
     gen_tag_chars: bool = False
+    #: Copy mechanism (pointer-generator): each step mixes the decoder's distribution with an
+    #: attention over the characters of the video's tags, so a tag word (the object's name) can be
+    #: copied into a title or caption even when too rare to have been learned.
+    copy_tags: bool = False
     #: GPT-2 activation (transformers name) of a randomly initialised decoder.
     gpt_activation: str = "gelu_new"
 
@@ -261,6 +272,7 @@ def _check_values(cfg: ALWIGConfig) -> None:
         "min_char_count",
         "min_tag_count",
         "max_vocab",
+        "max_tag_chars",
     ):
         need(getattr(cfg, name) >= 1, f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in (

@@ -203,6 +203,9 @@ class ALWIGNet(nn.Module):
             self.register_buffer("tag_char_ids", table, persistent=False)
         else:
             self.tag_char_ids = None
+        # Optional lexical channel (cfg.tag_lexical): one projection shared by both embeddings.
+        self.lex_norm = nn.LayerNorm(d) if cfg.tag_lexical else None
+        self.lex_proj = nn.Linear(d, cfg.embed_dim, bias=False) if cfg.tag_lexical else None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
         if self.bigram_embed is not None:
             nn.init.normal_(self.bigram_embed.weight, std=0.02)
@@ -229,6 +232,24 @@ class ALWIGNet(nn.Module):
         # GPT-2 token embeddings are tiny (std 0.02) next to the layer-normed prefix: the tag
         # characters' mean embedding gets its own LayerNorm, so it is as loud as the rest.
         self.tag_char_norm = nn.LayerNorm(width) if cfg.gen_tag_chars else None
+        # Optional copy mechanism (cfg.copy_tags): a pointer over the tags' characters. A source
+        # character's key reads the character, the one before it in its tag (so the pointer can
+        # walk along a word), its place in the tag and the alignment output of its tag's slot
+        # (which tag the video agrees with); a gate decides between generating and copying.
+        self.copy = (
+            nn.ModuleDict(
+                {
+                    "query": nn.Linear(width, width),
+                    "key": nn.Linear(width, width),
+                    "prev": nn.Linear(width, width, bias=False),
+                    "slot": nn.Linear(width, width, bias=False),
+                    "pos": nn.Embedding(cfg.max_tag_chars, width),
+                    "gate": nn.Linear(width, 1),
+                }
+            )
+            if cfg.copy_tags
+            else None
+        )
         n_pos = int(gcfg.n_positions)
         if n_pos < self.prefix_len + cfg.max_gen_len + 2:
             raise ModelError(
@@ -308,8 +329,39 @@ class ALWIGNet(nn.Module):
             x = x + self.bigram_embed(self.bigram_ids(ids))
         return x
 
-    def video_embed(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.video_proj(hidden[:, 0]), dim=-1)
+    def _check_tag_chars(self, tag_chars: torch.Tensor | None, b: int, what: str) -> torch.Tensor | None:
+        """The tag characters ``[B, max_tags + 2, max_tag_chars]`` a feature reads (None when tags
+        are ablated); a missing tensor is an error, not silently "no tags"."""
+        if not self.cfg.use_tags:
+            return None
+        if tag_chars is None:
+            raise ModelError(f"ALWIG with {what} needs the tag characters (tag_chars / tags=)")
+        want = (b, self.num_tag_tokens, self.cfg.max_tag_chars)
+        if tuple(tag_chars.shape) != want:
+            raise ModelError(f"tag characters must be {list(want)}, got {list(tag_chars.shape)}")
+        return tag_chars
+
+    def _lexical(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The lexical channel of character-id rows ``[N, S]`` (or tag rows ``[N, K, L]``) -> [N, embed_dim]."""
+        assert self.lex_norm is not None and self.lex_proj is not None  # cfg.tag_lexical
+        if ids.dim() == 3:  # per tag, so no bigram spans two tags
+            n, k, n_chars = ids.shape
+            x = self._char_inputs(ids.reshape(n * k, n_chars)).reshape(n, k * n_chars, -1)
+            valid = valid.reshape(n, k * n_chars)
+        else:
+            x = self._char_inputs(ids)
+        out = self.lex_proj(self.lex_norm(_masked_mean(x, valid)))
+        return out * valid.any(1, keepdim=True).to(out.dtype)
+
+    def video_embed(self, hidden: torch.Tensor, tag_chars: torch.Tensor | None = None) -> torch.Tensor:
+        """Video embeddings of alignment outputs; ``tag_chars`` (``[B, max_tags + 2,
+        max_tag_chars]``, see ``ALWIG.tag_char_tensor``) feed the lexical channel."""
+        out = self.video_proj(hidden[:, 0])
+        if self.lex_proj is not None:
+            chars = self._check_tag_chars(tag_chars, hidden.shape[0], "tag_lexical")
+            if chars is not None:
+                out = out + self._lexical(chars, chars != self.vocab.pad_id)
+        return F.normalize(out, dim=-1)
 
     def text_embed(self, text_ids: torch.Tensor) -> torch.Tensor:
         """``text_ids`` long [N, S]: ``[CLS] chars`` padded with [PAD]; returns [N, embed_dim]."""
@@ -325,7 +377,10 @@ class ALWIGNet(nn.Module):
             body = mask.clone()
             body[:, 0] = False  # [CLS]
             out = out + self.text_bow(_masked_mean(tok, body))
-        return F.normalize(self.text_proj(out), dim=-1)
+        out = self.text_proj(out)
+        if self.lex_proj is not None:  # the characters after [CLS], read as a tag's are
+            out = out + self._lexical(text_ids[:, 1:], mask[:, 1:])
+        return F.normalize(out, dim=-1)
 
     def bigram_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
         """Hashed (previous, current) character pairs, 1..buckets; 0 at [CLS] and padding."""
@@ -359,6 +414,63 @@ class ALWIGNet(nn.Module):
             )
         return prefix
 
+    def _copy_source(
+        self, prefix: torch.Tensor, tag_chars: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Keys ``[B, S, W]``, character ids ``[B, S]`` and validity ``[B, S]`` of the copy source
+        (every tag's characters, S = (max_tags + 2) * max_tag_chars), or None without ``copy_tags``."""
+        if self.copy is None:
+            return None
+        b = prefix.shape[0]
+        chars = self._check_tag_chars(tag_chars, b, "copy_tags")
+        if chars is None:  # tags ablated: nothing to copy from
+            chars = torch.full(
+                (b, self.num_tag_tokens, self.cfg.max_tag_chars), self.vocab.pad_id, device=prefix.device
+            )
+        _, k, n_chars = chars.shape
+        prev = F.pad(chars[:, :, :-1], (1, 0), value=self.vocab.pad_id)
+        src, prev = chars.reshape(b, k * n_chars), prev.reshape(b, k * n_chars)
+        wte = self.gpt.transformer.wte
+        pos = torch.arange(n_chars, device=prefix.device).repeat(k)
+        key = (
+            self.copy["key"](wte(src))
+            + self.copy["prev"](wte(prev))
+            + self.copy["slot"](prefix[:, :k].repeat_interleave(n_chars, dim=1))
+            + self.copy["pos"](pos)
+        )
+        return key, src, src != self.vocab.pad_id
+
+    def _copy_mix(
+        self,
+        logits: torch.Tensor,
+        h: torch.Tensor,
+        source: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        labels: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Pointer-generator log-probabilities: p = g * softmax(logits) + (1 - g) * copy attention
+        summed per character, g = sigmoid(gate(h)); g = 1 for a video with no tag characters.
+
+        ``logits`` [N, L, V] and decoder states ``h`` [N, L, W] with the source of each of the N
+        rows. Returns log p of ``labels`` [N, L] when given (training), else all of [N, L, V].
+        """
+        assert self.copy is not None  # cfg.copy_tags
+        key, src, valid = source
+        q = self.copy["query"](h)
+        att = torch.einsum("nlw,nsw->nls", q, key) / math.sqrt(q.shape[-1])
+        att = att.masked_fill(~valid[:, None, :], -1e9).softmax(-1) * valid[:, None, :]
+        g = self.copy["gate"](h).squeeze(-1)
+        has = valid.any(-1, keepdim=True)  # [N, 1]
+        lg, lc = F.logsigmoid(g), F.logsigmoid(-g)
+        lp = F.log_softmax(logits, dim=-1)
+        if labels is not None:
+            lp_y = lp.gather(-1, labels[..., None]).squeeze(-1)
+            p_copy = (att * (src[:, None, :] == labels[..., None])).sum(-1)
+            mixed = torch.logaddexp(lg + lp_y, lc + torch.log(p_copy.clamp_min(1e-30)))
+            return torch.where(has, mixed, lp_y)
+        p_copy = torch.zeros_like(lp).scatter_add_(2, src[:, None, :].expand(-1, lp.shape[1], -1), att)
+        mixed = torch.logaddexp(lg[..., None] + lp, lc[..., None] + torch.log(p_copy.clamp_min(1e-30)))
+        return torch.where(has[..., None], mixed, lp)
+
     def _cond(self, hidden: torch.Tensor) -> torch.Tensor | None:
         return self.video_cond(hidden[:, 0]) if self.video_cond is not None else None
 
@@ -369,6 +481,7 @@ class ALWIGNet(nn.Module):
         seqs: torch.Tensor,
         index: torch.Tensor,
         tag_ids: torch.Tensor | None = None,
+        tag_chars: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-token cross-entropy of target sequences given the prefixes.
 
@@ -378,12 +491,16 @@ class ALWIGNet(nn.Module):
             index: long [M]: which video (row of ``hidden``) each sequence belongs to.
             tag_ids: the ``[B, max_tags + 2]`` tag ids given to :meth:`align_tokens` (used with
                 ``cfg.gen_tag_chars``).
+            tag_chars: the videos' tag characters ``[B, max_tags + 2, max_tag_chars]`` (the copy
+                source of ``cfg.copy_tags``).
 
         Returns:
             token losses [M, L-1] (0 at padding) and the target mask [M, L-1].
         """
         inputs, labels = seqs[:, :-1], seqs[:, 1:]
-        prefix = self._prefix(hidden, tag_ids)[index]
+        full_prefix = self._prefix(hidden, tag_ids)
+        source = self._copy_source(full_prefix, tag_chars)
+        prefix = full_prefix[index]
         cond = self._cond(hidden)
         pmask = mask[index]
         tok = self.gpt.transformer.wte(inputs)
@@ -395,11 +512,20 @@ class ALWIGNet(nn.Module):
         attn = torch.cat([pmask, in_mask], dim=1).long()
         pos = torch.arange(emb.shape[1], device=emb.device).expand(emb.shape[0], -1)
         out = self.gpt(
-            inputs_embeds=emb, attention_mask=attn, position_ids=pos, logits_to_keep=inputs.shape[1]
+            inputs_embeds=emb,
+            attention_mask=attn,
+            position_ids=pos,
+            logits_to_keep=inputs.shape[1],
+            output_hidden_states=source is not None,
         )
         logits = out.logits.float()
         target_mask = labels != self.vocab.pad_id
-        losses = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none") * target_mask
+        if source is None:
+            losses = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+        else:
+            h = out.hidden_states[-1][:, -inputs.shape[1] :].float()
+            losses = -self._copy_mix(logits, h, tuple(x[index] for x in source), labels)  # type: ignore[arg-type]
+        losses = losses * target_mask
         return losses, target_mask
 
     # --------------------------------------------------------------------------------- training step
@@ -424,7 +550,7 @@ class ALWIGNet(nn.Module):
         zero = hidden.new_zeros(())
         align = zero
         if cfg.use_align and cfg.align_weight > 0:
-            video = self.video_embed(hidden)
+            video = self.video_embed(hidden, batch.get("tag_chars"))
             scale = self.scale()
             for k in kinds:
                 lk = contrastive_loss(
@@ -441,7 +567,9 @@ class ALWIGNet(nn.Module):
                 if index is None:  # every video of the batch trains this kind
                     index = torch.arange(b, device=hidden.device)
                 if len(index):
-                    lk, mk = self.gen_losses(hidden, mask, seqs, index, batch["tag_ids"])
+                    lk, mk = self.gen_losses(
+                        hidden, mask, seqs, index, batch["tag_ids"], batch.get("tag_chars")
+                    )
                     lsum, msum = lk.sum(), mk.sum()
                 else:  # this rank has no video of this kind; the collective below still runs
                     lsum, msum = hidden.new_zeros(()), torch.zeros((), dtype=torch.long, device=hidden.device)
@@ -479,7 +607,12 @@ class ALWIGNet(nn.Module):
                     logp[r, bad] = -math.inf
 
     def _start(
-        self, hidden: torch.Tensor, mask: torch.Tensor, kind: str, tag_ids: torch.Tensor | None = None
+        self,
+        hidden: torch.Tensor,
+        mask: torch.Tensor,
+        kind: str,
+        tag_ids: torch.Tensor | None = None,
+        tag_chars: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, Any]:
         if kind not in self.vocab.task_ids:
             raise ModelError(f"unknown generation kind {kind!r} (title, caption)")
@@ -489,24 +622,45 @@ class ALWIGNet(nn.Module):
         tok = self.gpt.transformer.wte(task)
         if cond is not None:
             tok = tok + cond[:, None, :]
-        emb = torch.cat([self._prefix(hidden, tag_ids), tok], dim=1)
+        prefix = self._prefix(hidden, tag_ids)
+        source = self._copy_source(prefix, tag_chars)
+        emb = torch.cat([prefix, tok], dim=1)
         attn = torch.cat([mask, torch.ones_like(task, dtype=torch.bool)], dim=1).long()
         pos = torch.arange(emb.shape[1], device=emb.device).expand(n, -1)
         out = self.gpt(
-            inputs_embeds=emb, attention_mask=attn, position_ids=pos, use_cache=True, logits_to_keep=1
+            inputs_embeds=emb,
+            attention_mask=attn,
+            position_ids=pos,
+            use_cache=True,
+            logits_to_keep=1,
+            output_hidden_states=source is not None,
         )
-        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn, cond)
+        return self._next_logp(out, source), (out.cache, attn, cond, source)
+
+    def _next_logp(self, out: Any, source: Any) -> torch.Tensor:
+        """Log-probabilities [N, V] of the next character from a decoder output (copy mixed in)."""
+        logits = out.logits[:, -1:].float()
+        if source is None:
+            return F.log_softmax(logits[:, 0], dim=-1)
+        return self._copy_mix(logits, out.hidden_states[-1][:, -1:].float(), source)[:, 0]
 
     def _step(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        cache, attn, cond = state
+        cache, attn, cond, source = state
         n = tokens.shape[0]
         attn = torch.cat([attn, attn.new_ones(n, 1)], dim=1)
         pos = torch.full((n, 1), attn.shape[1] - 1, dtype=torch.long, device=tokens.device)
         emb = self.gpt.transformer.wte(tokens[:, None])
         if cond is not None:
             emb = emb + cond[:, None, :]
-        out = self.gpt(inputs_embeds=emb, cache=cache, attention_mask=attn, position_ids=pos, use_cache=True)
-        return F.log_softmax(out.logits[:, -1].float(), dim=-1), (out.cache, attn, cond)
+        out = self.gpt(
+            inputs_embeds=emb,
+            cache=cache,
+            attention_mask=attn,
+            position_ids=pos,
+            use_cache=True,
+            output_hidden_states=source is not None,
+        )
+        return self._next_logp(out, source), (out.cache, attn, cond, source)
 
     @torch.no_grad()
     def greedy(
@@ -517,9 +671,10 @@ class ALWIGNet(nn.Module):
         max_len: int,
         no_repeat_ngram: int = 0,
         tag_ids: torch.Tensor | None = None,
+        tag_chars: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Greedy decoding: the most likely next character until [EOS] (forced at ``max_len``)."""
-        logp, state = self._start(hidden, mask, kind, tag_ids)
+        logp, state = self._start(hidden, mask, kind, tag_ids, tag_chars)
         n = hidden.shape[0]
         seqs: list[list[int]] = [[] for _ in range(n)]
         done = [False] * n
@@ -548,6 +703,7 @@ class ALWIGNet(nn.Module):
         no_repeat_ngram: int = 0,
         length_penalty: float = 1.0,
         tag_ids: torch.Tensor | None = None,
+        tag_chars: torch.Tensor | None = None,
     ) -> list[list[int]]:
         """Beam search; a video is done once ``beam_size`` hypotheses ended (so beam 1 == greedy).
 
@@ -559,7 +715,9 @@ class ALWIGNet(nn.Module):
         hidden, mask = hidden.repeat_interleave(k, 0), mask.repeat_interleave(k, 0)
         if tag_ids is not None:
             tag_ids = tag_ids.repeat_interleave(k, 0)
-        logp, state = self._start(hidden, mask, kind, tag_ids)
+        if tag_chars is not None:
+            tag_chars = tag_chars.repeat_interleave(k, 0)
+        logp, state = self._start(hidden, mask, kind, tag_ids, tag_chars)
         vsize = logp.shape[-1]
         scores = torch.full((n, k), -math.inf, device=hidden.device)
         scores[:, 0] = 0.0  # all beams start equal: keep one so the first step does not pick duplicates
@@ -599,7 +757,13 @@ class ALWIGNet(nn.Module):
             if all(done):
                 break
             flat = src.reshape(-1)
-            state = (_reorder(state[0], flat), state[1][flat], None if state[2] is None else state[2][flat])
+            cache, attn, cond, source = state
+            state = (
+                _reorder(cache, flat),
+                attn[flat],
+                None if cond is None else cond[flat],
+                None if source is None else tuple(x[flat] for x in source),
+            )
             scores, seqs = new_scores, new_seqs
             logp, state = self._step(new_tok.reshape(-1), state)
         out = []

@@ -373,11 +373,15 @@ def make_batch(
     ``gen_kind``/``tags`` choices of :func:`text_choices` when present)."""
     idx = torch.as_tensor(list(rows), dtype=torch.long)
     tags = texts.get("tags")
+    tag_lists = list(tags) if tags is not None else [data.tags[i] for i in rows]
     batch: dict[str, Any] = {
         "feats": data.feats[idx].to(bundle.device),
         "frame_mask": data.mask[idx].to(bundle.device),
-        "tag_ids": bundle.tag_tensor(list(tags) if tags is not None else [data.tags[i] for i in rows]),
+        "tag_ids": bundle.tag_tensor(tag_lists),
     }
+    chars = bundle.tag_char_tensor(tag_lists)
+    if chars is not None:
+        batch["tag_chars"] = chars
     gen_kind = texts.get("gen_kind")
     for kind, items in texts.items():
         if kind in ("gen_kind", "tags"):
@@ -407,18 +411,22 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
     net, cfg = bundle.net, bundle.cfg
     was_training = net.training
     net.eval()
-    hid, msk, vemb, tid = [], [], [], []
+    hid, msk, vemb, tid, tch = [], [], [], [], []
     for i in range(0, len(data), batch_size):
         rows = list(range(i, min(i + batch_size, len(data))))
         tid.append(bundle.tag_tensor([data.tags[r] for r in rows]))
+        chars = bundle.tag_char_tensor([data.tags[r] for r in rows])
         h, m = net.align_tokens(
             data.feats[rows].to(bundle.device), data.mask[rows].to(bundle.device), tid[-1]
         )
         hid.append(h)
         msk.append(m)
-        vemb.append(net.video_embed(h))
+        vemb.append(net.video_embed(h, chars))
+        if chars is not None:
+            tch.append(chars)
     video = torch.cat(vemb)
     hidden, mask, tag_ids = torch.cat(hid), torch.cat(msk), torch.cat(tid)
+    tag_chars = torch.cat(tch) if tch else None
     out: dict[str, float] = {}
     align_total, gen_total, wsum = 0.0, 0.0, 0.0
     weights = {"caption": cfg.caption_weight, "title": cfg.title_weight}
@@ -459,7 +467,7 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
         for i in range(0, len(gtexts), batch_size):
             seqs = bundle.seq_tensor(gtexts[i : i + batch_size], kind)
             losses, tmask = net.gen_losses(
-                hidden, mask, seqs, gowner[i : i + batch_size].to(bundle.device), tag_ids
+                hidden, mask, seqs, gowner[i : i + batch_size].to(bundle.device), tag_ids, tag_chars
             )
             tok_loss += float(losses.sum())
             tok_n += int(tmask.sum())
