@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -396,6 +397,26 @@ def test_lexical_channel_matches_a_tag_and_the_same_word() -> None:
     nbatch = toy_batch(nb)
     hh, _ = nb.net.align_tokens(nbatch["feats"], nbatch["frame_mask"], nbatch["tag_ids"])
     assert torch.equal(nb.net.video_embed(hh), nb.net.video_embed(hh, nbatch["tag_chars"]))
+
+
+def test_lexical_idf_weights_rare_characters_more(tmp_path: Path) -> None:
+    b = tiny_bundle(tag_lexical=True, lexical_idf=True)
+    idf, tok = b.net.char_idf, b.tokenizer
+    n = len(TEXTS)
+    # "色" occurs in all 6 texts, "球" in 1: idf = log((1 + N) / (1 + df)) + 1
+    assert float(idf[tok.encode("色")[0]]) == pytest.approx(1.0, rel=1e-6)
+    assert float(idf[tok.encode("球")[0]]) == pytest.approx(math.log((1 + n) / 2) + 1, rel=1e-6)
+    with torch.no_grad():  # still: a tag and a text of the same characters, the same vector
+        chars = b.tag_char_tensor([["红色的球"]])
+        text = b.text_tensor(["红色的球"])[:, 1:]
+        tag_side = b.net._lexical(chars, chars != tok.pad_id)
+        assert torch.allclose(tag_side, b.net._lexical(text, text != tok.pad_id), atol=1e-6)
+        # the weighted mean differs from the plain one
+        plain = tiny_bundle(tag_lexical=True)
+        plain.net.load_state_dict(b.net.state_dict(), strict=False)
+        assert not torch.allclose(plain.net._lexical(chars, chars != tok.pad_id), tag_side)
+    b.save(tmp_path / "ck")  # the weights are saved with the model
+    assert torch.equal(ALWIG.load(tmp_path / "ck").net.char_idf, idf)
 
 
 def test_copy_mechanism_is_a_distribution_and_decodes_consistently(tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -165,13 +166,37 @@ class ALWIG:
         if fdim is None:
             raise ConfigError("ALWIG with precomputed features needs feature_dim")
         tags = TagVocab.build(tag_lists, min_count=cfg.min_tag_count, buckets=cfg.unk_tag_buckets)
+        # Document frequencies of the characters, counted in the same single pass over the corpus
+        # (it may be a stream) as the vocabulary, for the lexical channel's IDF weights.
+        doc_freq: Counter[str] = Counter()
+        num_docs = 0
+
+        def counted(items: Iterable[str]) -> Iterator[str]:
+            nonlocal num_docs
+            for text in items:
+                num_docs += 1
+                doc_freq.update(set(normalize_text(text)))
+                yield text
+
+        want_idf = cfg.tag_lexical and cfg.lexical_idf
+        corpus = counted(texts) if want_idf else texts
         gpt = None
         if cfg.gpt_path:
             tokenizer, gpt = load_pretrained_gpt2(cfg.gpt_path)
+            if want_idf:
+                for _ in corpus:  # the vocabulary came with the GPT-2; count the corpus anyway
+                    pass
         else:
-            tokenizer = CharTokenizer.build(texts, min_count=cfg.min_char_count, max_size=cfg.max_vocab)
+            tokenizer = CharTokenizer.build(corpus, min_count=cfg.min_char_count, max_size=cfg.max_vocab)
         torch.manual_seed(cfg.seed)
         net = ALWIGNet(cfg, int(fdim), cls.vocab_info(tokenizer, tags), gpt=gpt)
+        if want_idf:
+            df = torch.zeros(len(tokenizer))
+            for ch, n in doc_freq.items():
+                ids = tokenizer.encode(ch)
+                if len(ids) == 1 and ids[0] != tokenizer.unk_id:
+                    df[ids[0]] = max(float(df[ids[0]]), float(n))
+            net.set_char_idf(df, num_docs)
         return cls(cfg, tokenizer, tags, net, encoder)
 
     def to(self, device: str | torch.device) -> ALWIG:

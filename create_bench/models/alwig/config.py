@@ -85,6 +85,10 @@ class ALWIGConfig:
     tag_lexical: bool = False
     #: Characters of each tag the lexical channel and the copy mechanism read.
     max_tag_chars: int = 8
+    #: Weight each character in the lexical channel's means by its inverse document frequency in
+    #: the training texts (as TF-IDF does), so a rare word (an object's name) counts for more than
+    #: the words every template shares.
+    lexical_idf: bool = False
     init_temperature: float = 0.07
     #: Upper bound of the learned logit scale 1/temperature (as in CLIP).
     max_logit_scale: float = 100.0

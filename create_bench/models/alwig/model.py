@@ -206,6 +206,10 @@ class ALWIGNet(nn.Module):
         # Optional lexical channel (cfg.tag_lexical): one projection shared by both embeddings.
         self.lex_norm = nn.LayerNorm(d) if cfg.tag_lexical else None
         self.lex_proj = nn.Linear(d, cfg.embed_dim, bias=False) if cfg.tag_lexical else None
+        if cfg.tag_lexical and cfg.lexical_idf:  # set from the training texts, saved with the weights
+            self.register_buffer("char_idf", torch.ones(vocab.vocab_size))
+        else:
+            self.char_idf = None
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
         if self.bigram_embed is not None:
             nn.init.normal_(self.bigram_embed.weight, std=0.02)
@@ -269,6 +273,17 @@ class ALWIGNet(nn.Module):
         mean.copy_(x.mean(0).to(mean))
         std = x.std(0, unbiased=False) if x.shape[0] > 1 else torch.ones_like(x[0])
         std_buf.copy_(std.clamp(min=1e-3).to(std_buf))
+
+    @torch.no_grad()
+    def set_char_idf(self, doc_freq: torch.Tensor, num_docs: int) -> None:
+        """``char_idf`` = log((1 + N) / (1 + df)) + 1 per token id (``doc_freq`` [vocab_size]: in how
+        many of the N training texts each token occurs)."""
+        if self.char_idf is None:
+            raise ModelError("set_char_idf needs cfg.tag_lexical and cfg.lexical_idf")
+        if tuple(doc_freq.shape) != tuple(self.char_idf.shape):
+            raise ModelError(f"doc_freq must be [{self.char_idf.shape[0]}], got {list(doc_freq.shape)}")
+        idf = torch.log((1.0 + num_docs) / (1.0 + doc_freq.double())) + 1.0
+        self.char_idf.copy_(idf.to(self.char_idf))
 
     def _feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         return cast(torch.Tensor, self.feat_mean), cast(torch.Tensor, self.feat_std)
@@ -347,10 +362,14 @@ class ALWIGNet(nn.Module):
         if ids.dim() == 3:  # per tag, so no bigram spans two tags
             n, k, n_chars = ids.shape
             x = self._char_inputs(ids.reshape(n * k, n_chars)).reshape(n, k * n_chars, -1)
-            valid = valid.reshape(n, k * n_chars)
+            ids, valid = ids.reshape(n, k * n_chars), valid.reshape(n, k * n_chars)
         else:
             x = self._char_inputs(ids)
-        out = self.lex_proj(self.lex_norm(_masked_mean(x, valid)))
+        w = valid.to(x.dtype)
+        if self.char_idf is not None:  # IDF-weighted mean
+            w = w * cast(torch.Tensor, self.char_idf)[ids].to(x.dtype)
+        mean = (x * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-6)
+        out = self.lex_proj(self.lex_norm(mean))
         return out * valid.any(1, keepdim=True).to(out.dtype)
 
     def video_embed(self, hidden: torch.Tensor, tag_chars: torch.Tensor | None = None) -> torch.Tensor:
