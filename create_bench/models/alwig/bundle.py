@@ -27,7 +27,7 @@ from create_bench.fsutil import atomic_path, atomic_write_json
 from create_bench.models.alwig.config import ALWIGConfig
 from create_bench.models.alwig.encoders import CLIPEncoder, FixedEncoder, build_encoder
 from create_bench.models.alwig.model import ALWIGNet, VocabInfo, pad_ids
-from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab, normalize_tag, normalize_text
+from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab, kept_tags, normalize_text
 
 CHECKPOINT_FORMAT = "alwig-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -221,8 +221,7 @@ class ALWIG:
             return None
         out = torch.full((len(tag_lists), cfg.max_tags + 2, cfg.max_tag_chars), self.tokenizer.pad_id)
         for r, tags in enumerate(tag_lists):
-            kept = [t for t in (normalize_tag(x) for x in tags) if t][: cfg.max_tags]
-            for j, tag in enumerate(kept):
+            for j, tag in enumerate(kept_tags(tags, cfg.max_tags)):
                 ids = self.tokenizer.encode(tag, cfg.max_tag_chars)
                 if ids:
                     out[r, j + 1, : len(ids)] = torch.as_tensor(ids)

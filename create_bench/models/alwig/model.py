@@ -442,7 +442,8 @@ class ALWIGNet(nn.Module):
             return None
         b = prefix.shape[0]
         chars = self._check_tag_chars(tag_chars, b, "copy_tags")
-        if chars is None:  # tags ablated: nothing to copy from
+        if chars is None:  # tags ablated: nothing to copy from (an empty source, not None, keeps the
+            # copy parameters in the graph with zero gradients, as DDP without unused-parameter search expects)
             chars = torch.full(
                 (b, self.num_tag_tokens, self.cfg.max_tag_chars), self.vocab.pad_id, device=prefix.device
             )

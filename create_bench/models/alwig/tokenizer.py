@@ -44,6 +44,12 @@ def normalize_tag(tag: str) -> str:
     return normalize_text(tag).lower()
 
 
+def kept_tags(tags: Iterable[str], max_tags: int | None = None) -> list[str]:
+    """The normalised tags a model reads: empty ones dropped, at most ``max_tags`` kept, in order."""
+    kept = [nt for nt in (normalize_tag(t) for t in tags) if nt]
+    return kept if max_tags is None else kept[:max_tags]
+
+
 class CharTokenizer:
     """Character-level tokenizer over a fixed token list (id = position in the list)."""
 
@@ -178,14 +184,8 @@ class TagVocab:
         return 3 + zlib.crc32(normalize_tag(tag).encode("utf-8")) % self.buckets
 
     def encode(self, tags: Iterable[str], max_tags: int | None = None) -> list[int]:
-        """``[CLS] tag ... [SEP]`` ids (empty tags dropped, at most ``max_tags`` tags kept)."""
-        ids = []
-        for t in tags:
-            nt = normalize_tag(t)
-            if nt:
-                ids.append(self.token_to_id.get(nt, self.unk_id(nt)))
-        if max_tags is not None:
-            ids = ids[:max_tags]
+        """``[CLS] tag ... [SEP]`` ids of :func:`kept_tags` (tag ``j`` at position ``j + 1``)."""
+        ids = [self.token_to_id.get(t, self.unk_id(t)) for t in kept_tags(tags, max_tags)]
         return [self.cls_id, *ids, self.sep_id]
 
     def save(self, path: str | os.PathLike[str]) -> None:
