@@ -124,7 +124,7 @@ class ALWIGModel(BaseModel):
 
         bundle = self._need()
         vids = [str(v) for v in batch["vid"]]
-        tags = [list(t or []) for t in batch.get("tags") or [[] for _ in vids]]
+        tags = _tag_lists(batch, len(vids))
         if len(tags) != len(vids):
             raise ModelError(f"alwig: batch has {len(vids)} vids but {len(tags)} tag lists")
         src = batch.get("frames") if "frames" in batch else batch.get("features")
@@ -149,7 +149,7 @@ class ALWIGModel(BaseModel):
 
         bundle = self._need()
         hidden, _ = self._align(batch)
-        tags = [list(t or []) for t in batch.get("tags") or [[] for _ in hidden]]
+        tags = _tag_lists(batch, len(hidden))
         with torch.no_grad():
             return bundle.video_embed(hidden, tags).float().cpu().numpy()
 
@@ -161,10 +161,15 @@ class ALWIGModel(BaseModel):
             raise ModelError(f"alwig: unknown generation kind {kind!r} (title, caption)")
         bundle = self._need()
         hidden, mask = self._align(batch)
-        tags = [list(t or []) for t in batch.get("tags") or [[] for _ in hidden]]
+        tags = _tag_lists(batch, len(hidden))
         texts = bundle.generate(hidden, mask, kind, tags=tags, **self.decode)
         # The harness rejects empty generations; a model that decodes nothing says so visibly.
         return [t if t else "[empty]" for t in texts]
+
+
+def _tag_lists(batch: dict[str, Any], n: int) -> list[list[str]]:
+    """Each video's tags from a model-protocol batch (no ``tags`` column: none)."""
+    return [list(t or []) for t in batch.get("tags") or [[] for _ in range(n)]]
 
 
 __all__ = ["ALWIGModel", "DEFAULT_CHECKPOINT"]

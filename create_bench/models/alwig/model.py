@@ -366,10 +366,9 @@ class ALWIGNet(nn.Module):
         else:
             x = self._char_inputs(ids)
         w = valid.to(x.dtype)
-        if self.char_idf is not None:  # IDF-weighted mean
+        if self.char_idf is not None:  # IDF-weighted mean (every IDF is >= 1)
             w = w * cast(torch.Tensor, self.char_idf)[ids].to(x.dtype)
-        mean = (x * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-6)
-        out = self.lex_proj(self.lex_norm(mean))
+        out = self.lex_proj(self.lex_norm(_masked_mean(x, w)))
         return out * valid.any(1, keepdim=True).to(out.dtype)
 
     def video_embed(self, hidden: torch.Tensor, tag_chars: torch.Tensor | None = None) -> torch.Tensor:
@@ -801,7 +800,10 @@ def _reorder(cache: Any, index: torch.Tensor) -> Any:
 
 
 def _masked_mean(x: torch.Tensor, valid: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Mean of ``x`` over ``dim`` where ``valid`` (x without its last axis) is True; 0 where none is."""
+    """Mean of ``x`` over ``dim`` where ``valid`` (x without its last axis) is True; 0 where none is.
+
+    ``valid`` may also hold weights (0 = masked; a weighted mean, correct when any non-zero total is
+    at least 1, as for counts and IDF weights)."""
     w = valid.unsqueeze(-1).to(x.dtype)
     return (x * w).sum(dim) / w.sum(dim).clamp(min=1.0)
 

@@ -414,8 +414,9 @@ def validate(bundle: ALWIG, data: SplitData, batch_size: int = 128, gen_refs: in
     hid, msk, vemb, tid, tch = [], [], [], [], []
     for i in range(0, len(data), batch_size):
         rows = list(range(i, min(i + batch_size, len(data))))
-        tid.append(bundle.tag_tensor([data.tags[r] for r in rows]))
-        chars = bundle.tag_char_tensor([data.tags[r] for r in rows])
+        tags = [data.tags[r] for r in rows]
+        tid.append(bundle.tag_tensor(tags))
+        chars = bundle.tag_char_tensor(tags)
         h, m = net.align_tokens(
             data.feats[rows].to(bundle.device), data.mask[rows].to(bundle.device), tid[-1]
         )
