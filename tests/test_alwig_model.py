@@ -419,6 +419,53 @@ def test_lexical_idf_weights_rare_characters_more(tmp_path: Path) -> None:
     assert torch.equal(ALWIG.load(tmp_path / "ck").net.char_idf, idf)
 
 
+def test_exact_match_channel_adds_the_cosine_of_idf_weighted_character_bags() -> None:
+    w = 0.3
+    b = tiny_bundle(tag_lexical=True, lexical_idf=True, exact_match=w, exact_match_dims=64)
+    net, tok = b.net.eval(), b.tokenizer
+    e, dims = b.cfg.embed_dim, 64
+    assert b.cfg.embedding_width == e + dims + 2
+    tags = [["红色的球"], ["狗"], []]
+    batch = toy_batch(b, n=3)
+    with torch.no_grad():
+        h, _ = net.align_tokens(batch["feats"], batch["frame_mask"], b.tag_tensor(tags))
+        v = net.video_embed(h, b.tag_char_tensor(tags))
+        t = b.encode_texts(["红色的球", "蓝色方块在旋转"])
+    assert v.shape == (3, e + dims + 2) and t.shape == (2, e + dims + 2)
+    assert torch.allclose(v.norm(dim=1), torch.ones(3)) and torch.allclose(t.norm(dim=1), torch.ones(2))
+    # dot product = (1 - w) x learned cosine + w x bag cosine
+    dense_v, dense_t = v[:, :e] / math.sqrt(1 - w), t[:, :e] / math.sqrt(1 - w)
+    bag_v, bag_t = v[:, e:] / math.sqrt(w), t[:, e:] / math.sqrt(w)
+    assert torch.allclose(dense_v.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(t @ v.T, (1 - w) * dense_t @ dense_v.T + w * bag_t @ bag_v.T, atol=1e-6)
+    # a tag and a text of the same characters: bag cosine 1; no shared character: 0
+    assert float(bag_t[0] @ bag_v[0]) == pytest.approx(1.0, abs=1e-6)
+    assert float(bag_t[0] @ bag_v[1]) == pytest.approx(0.0, abs=1e-6)
+    # the bag is the IDF-weighted character count ("色" is in every text: idf 1, "球" is rare)
+    idf = b.net.char_idf
+    want = torch.zeros(dims + 2)
+    for ch in "红色的球":
+        i = tok.encode(ch)[0]
+        want[i % dims] += idf[i]
+    assert torch.allclose(bag_t[0], F.normalize(want, dim=0), atol=1e-6)
+    # a video without tags matches no text exactly, and keeps unit norm (own slot)
+    assert torch.allclose(bag_t @ bag_v[2], torch.zeros(2), atol=1e-6)
+    assert float(bag_v[2, dims]) == pytest.approx(1.0)
+    # the no-tags ablation: no exact match for any video, tags passed or not
+    nb = tiny_bundle(use_tags=False, exact_match=w, exact_match_dims=64)
+    with torch.no_grad():
+        hh, _ = nb.net.align_tokens(batch["feats"], batch["frame_mask"], nb.tag_tensor(tags))
+        nv = nb.net.video_embed(hh, nb.tag_char_tensor(tags))
+        assert torch.equal(nv, nb.net.video_embed(hh))
+        assert torch.allclose(
+            nb.encode_texts(["红色的球"])[:, e:] @ nv[:, e:].T, torch.zeros(1, 3), atol=1e-6
+        )
+    with pytest.raises(ModelError, match="tag characters"):
+        net.video_embed(h)  # never silently "no tags"
+    with pytest.raises(ConfigError, match="exact_match"):
+        tiny_cfg(exact_match=1.0)
+
+
 def test_copy_mechanism_is_a_distribution_and_decodes_consistently(tmp_path: Path) -> None:
     b, batch = _trained_bundle(steps=10, copy_tags=True)
     net = b.net.eval()
@@ -516,6 +563,43 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert c.tokenizer.tokens == b.tokenizer.tokens and c.tags.tokens == b.tags.tokens
 
 
+def test_frame_groups_project_each_feature_group_separately(tmp_path: Path) -> None:
+    """cfg.frame_groups: each of the encoder's feature groups has its own linear map + LayerNorm
+    (the sum of the parts); the groups travel with the checkpoint."""
+    from create_bench.models.alwig.encoders import FixedEncoder
+    from create_bench.models.alwig.model import ALWIGNet, GroupedProjection
+
+    proj = GroupedProjection((3, 5), 4)
+    x = torch.randn(2, 7, 8)
+    want = proj.parts[0](x[..., :3]) + proj.parts[1](x[..., 3:])
+    assert torch.allclose(proj(x), want, atol=1e-6)
+    y = x.clone()
+    y[..., 3:] *= 100.0  # a loud group cannot drown a quiet one: its part stays layer-normed
+    assert float(proj.parts[1](y[..., 3:]).std()) < 3.0
+    b0 = tiny_bundle()
+    with pytest.raises(ModelError, match="do not split"):
+        ALWIGNet(tiny_cfg(frame_groups=True), FDIM, b0.net.vocab, feature_groups=(5, 5))
+
+    enc = FixedEncoder()
+    assert sum(enc.groups) == enc.dim and len(enc.groups) == 9
+    cfg = tiny_cfg(encoder="fixed", feature_set=None, feature_dim=None, frame_groups=True)
+    b = ALWIG.create(cfg, TEXTS, TAGS)
+    assert b.net.feature_groups == enc.groups
+    assert [p[0].in_features for p in b.net.frame_proj.parts] == list(enc.groups)
+    feats = enc(torch.randint(0, 256, (2, 4, 32, 32, 3), dtype=torch.uint8))
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    tags = b.tag_tensor(TAGS[:2])
+    b.save(tmp_path / "ck")
+    assert read_record(tmp_path / "ck")["feature_groups"] == list(enc.groups)
+    c = ALWIG.load(tmp_path / "ck")
+    b.net.eval()  # as loaded checkpoints are
+    with torch.no_grad():
+        assert torch.equal(b.net.align_tokens(feats, mask, tags)[0], c.net.align_tokens(feats, mask, tags)[0])
+    # Precomputed features are one group: a linear map and a LayerNorm.
+    one = tiny_bundle(frame_groups=True)
+    assert one.net.feature_groups == (FDIM,) and len(one.net.frame_proj.parts) == 1
+
+
 def test_load_rejects_broken_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="config.json missing"):
         ALWIG.load(tmp_path / "nothing")
@@ -606,7 +690,12 @@ def _ddp_worker(rank: int, world_size: int, port: int, tmp: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "kinds_per_video,extra", [(2, {}), (1, {}), (2, {"copy_tags": True, "tag_lexical": True})]
+    "kinds_per_video,extra",
+    [
+        (2, {}),
+        (1, {}),
+        (2, {"copy_tags": True, "tag_lexical": True, "exact_match": 0.3, "frame_groups": True}),
+    ],
 )
 def test_ddp_two_processes_match_single_process_gradients(
     tmp_path: Path, kinds_per_video: int, extra: dict

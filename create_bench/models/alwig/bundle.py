@@ -178,7 +178,7 @@ class ALWIG:
                 doc_freq.update(set(normalize_text(text)))
                 yield text
 
-        want_idf = cfg.tag_lexical and cfg.lexical_idf
+        want_idf = cfg.uses_char_idf
         corpus = counted(texts) if want_idf else texts
         gpt = None
         if cfg.gpt_path:
@@ -189,7 +189,8 @@ class ALWIG:
         else:
             tokenizer = CharTokenizer.build(corpus, min_count=cfg.min_char_count, max_size=cfg.max_vocab)
         torch.manual_seed(cfg.seed)
-        net = ALWIGNet(cfg, int(fdim), cls.vocab_info(tokenizer, tags), gpt=gpt)
+        groups = encoder.groups if encoder is not None else None
+        net = ALWIGNet(cfg, int(fdim), cls.vocab_info(tokenizer, tags), gpt=gpt, feature_groups=groups)
         if want_idf:
             df = torch.zeros(len(tokenizer))
             for ch, n in doc_freq.items():
@@ -215,9 +216,9 @@ class ALWIG:
         """Characters of each tag, ``[B, max_tags + 2, max_tag_chars]`` laid out like
         :meth:`tag_tensor` (slot 0 [CLS], tag ``j`` at slot ``j + 1``), padded with the character
         [PAD]; read from the tag strings, so unseen tags keep their characters. None when the
-        config uses neither the lexical channel nor the copy mechanism."""
+        config reads no tag characters (``cfg.uses_tag_chars``)."""
         cfg = self.cfg
-        if not (cfg.tag_lexical or cfg.copy_tags):
+        if not cfg.uses_tag_chars:
             return None
         out = torch.full((len(tag_lists), cfg.max_tags + 2, cfg.max_tag_chars), self.tokenizer.pad_id)
         for r, tags in enumerate(tag_lists):
@@ -256,7 +257,7 @@ class ALWIG:
 
     @torch.no_grad()
     def video_embed(self, hidden: torch.Tensor, tag_lists: Sequence[Sequence[str]]) -> torch.Tensor:
-        """Video embeddings [B, embed_dim] of alignment outputs (``tag_lists``: the tags given to
+        """Video embeddings [B, cfg.embedding_width] of alignment outputs (``tag_lists``: the tags given to
         :meth:`align`, which the lexical channel reads)."""
         return self.net.video_embed(hidden, self.tag_char_tensor(tag_lists))
 
@@ -265,7 +266,7 @@ class ALWIG:
         out = []
         for i in range(0, len(texts), batch_size):
             out.append(self.net.text_embed(self.text_tensor(texts[i : i + batch_size])).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, self.cfg.embed_dim)
+        return torch.cat(out) if out else torch.zeros(0, self.cfg.embedding_width)
 
     @torch.no_grad()
     def generate(
@@ -318,6 +319,7 @@ class ALWIG:
             "version": CHECKPOINT_VERSION,
             "config": self.cfg.to_dict(),
             "feature_dim": self.net.feature_dim,
+            "feature_groups": list(self.net.feature_groups),
             "encoder_signature": self.encoder_signature(),
             "vocab_source": self.tokenizer.source,
             "gpt_config": self.net.gpt.config.to_dict(),
@@ -340,7 +342,13 @@ class ALWIG:
 
         gcfg = GPT2Config.from_dict(record["gpt_config"])
         gpt = GPT2LMHeadModel(gcfg)
-        net = ALWIGNet(cfg, int(record["feature_dim"]), cls.vocab_info(tokenizer, tags), gpt=gpt)
+        net = ALWIGNet(
+            cfg,
+            int(record["feature_dim"]),
+            cls.vocab_info(tokenizer, tags),
+            gpt=gpt,
+            feature_groups=record.get("feature_groups"),
+        )
         load_weights(net, d / "model.safetensors")
         net.eval()
         encoder = (

@@ -51,6 +51,12 @@ class ALWIGConfig:
     num_frames: int = 8
     #: Frame size (H, W) the loader resizes to; None keeps the stored size (``features`` ignores it).
     frame_size: tuple[int, int] | None = (64, 64)
+    #: Project each of the encoder's feature groups (the fixed encoder's colour histograms,
+    #: thumbnail, edges, shape crop, frame difference, geometry, motion and shape descriptors)
+    #: with its own linear map and LayerNorm, and sum them, instead of one linear map of the whole
+    #: vector; a small group (19 shape descriptors beside 526 other dimensions) then counts as much
+    #: as a large one. Precomputed and CLIP features are one group.
+    frame_groups: bool = False
 
     # -- tags (token type 0) --
     use_tags: bool = True
@@ -89,6 +95,13 @@ class ALWIGConfig:
     #: the training texts (as TF-IDF does), so a rare word (an object's name) counts for more than
     #: the words every template shares.
     lexical_idf: bool = False
+    #: Weight w of the exact-match channel (0 = off): a fixed, unlearned IDF-weighted bag of the
+    #: characters of the text and of the video's tags (tag strings, as the lexical channel reads
+    #: them), hashed into ``exact_match_dims`` buckets and appended to both embeddings, so that the
+    #: similarity is (1 - w) x the learned cosine + w x the cosine of the two bags. A rare word
+    #: shared by a query and a tag then counts exactly, where the learned channels only come close.
+    exact_match: float = 0.0
+    exact_match_dims: int = 1024
     init_temperature: float = 0.07
     #: Upper bound of the learned logit scale 1/temperature (as in CLIP).
     max_logit_scale: float = 100.0
@@ -157,6 +170,22 @@ class ALWIGConfig:
     def __post_init__(self) -> None:
         _check_types(self)
         _check_values(self)
+
+    @property
+    def uses_char_idf(self) -> bool:
+        """Whether the model keeps IDF weights of the characters (computed from the training texts)."""
+        return (self.tag_lexical and self.lexical_idf) or self.exact_match > 0
+
+    @property
+    def uses_tag_chars(self) -> bool:
+        """Whether the model reads the characters of the tag strings (lexical channel, copy
+        mechanism, exact-match channel)."""
+        return self.tag_lexical or self.copy_tags or self.exact_match > 0
+
+    @property
+    def embedding_width(self) -> int:
+        """Width of the video and text embeddings (the exact-match bag is appended)."""
+        return self.embed_dim + (self.exact_match_dims + 2 if self.exact_match > 0 else 0)
 
     def replace(self, **changes: Any) -> ALWIGConfig:
         """A copy with ``changes`` applied (validated; unknown names rejected)."""
@@ -277,6 +306,7 @@ def _check_values(cfg: ALWIGConfig) -> None:
         "min_tag_count",
         "max_vocab",
         "max_tag_chars",
+        "exact_match_dims",
     ):
         need(getattr(cfg, name) >= 1, f"{name} must be >= 1, got {getattr(cfg, name)}")
     for name in (
@@ -292,6 +322,7 @@ def _check_values(cfg: ALWIGConfig) -> None:
         cfg.hidden_size % cfg.num_heads == 0,
         f"hidden_size ({cfg.hidden_size}) must be divisible by num_heads ({cfg.num_heads})",
     )
+    need(0.0 <= cfg.exact_match < 1.0, f"exact_match must be in [0, 1), got {cfg.exact_match}")
     need(
         cfg.gpt_width % cfg.gpt_heads == 0,
         f"gpt_width ({cfg.gpt_width}) must be divisible by gpt_heads ({cfg.gpt_heads})",

@@ -182,7 +182,9 @@ class FixedEncoder:
 
     def __init__(self) -> None:
         nb, g2 = self.BINS**3, self.GRID**2
-        self.dim = 2 * nb + 3 * g2 + 4 * 16 + g2 + g2 + 9 + 5 + SHAPE_DIM
+        #: Sizes of the consecutive feature groups, in output order (see ``__call__``).
+        self.groups = (nb, nb, 3 * g2, 4 * 16, g2, g2, 9, 5, SHAPE_DIM)
+        self.dim = sum(self.groups)
 
     @property
     def signature(self) -> str:
@@ -453,6 +455,11 @@ class CLIPEncoder:
     @property
     def signature(self) -> str:
         return self._sig
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """One feature group: a CLIP embedding is not made of separate parts."""
+        return (self.dim,)
 
     def to(self, device: str | torch.device) -> CLIPEncoder:
         self.device = torch.device(device)

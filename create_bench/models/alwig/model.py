@@ -7,6 +7,9 @@
   (``max_tags + 2`` and ``num_frames``) so that the prefix layout never depends on the batch.
 - **Text encoder**: a character-level Transformer over ``[CLS] + characters``; its [CLS] output,
   projected and L2-normalised, is the text embedding.
+- Options beyond the paper (see the package README): per-group frame projections
+  (``frame_groups``), a lexical channel (``tag_lexical``), an exact-match channel appended to both
+  embeddings (``exact_match``) and a copy mechanism in the decoder (``copy_tags``).
 - **Alignment loss**: symmetric contrastive loss on cosine similarity times a learned logit scale
   (1 / temperature, clamped to ``max_logit_scale``). Identical texts in a batch count as positives
   of each other (templated captions repeat), so no equal pair is pushed apart.
@@ -155,10 +158,31 @@ def build_gpt2(cfg: ALWIGConfig, vocab: VocabInfo) -> nn.Module:
     return GPT2LMHeadModel(gcfg)
 
 
+class GroupedProjection(nn.Module):
+    """``[..., sum(groups)] -> [..., out]``: each consecutive group of input dimensions gets its own
+    linear map and LayerNorm, and the results are summed (``cfg.frame_groups``)."""
+
+    def __init__(self, groups: Sequence[int], out: int):
+        super().__init__()
+        self.groups = tuple(groups)
+        self.parts = nn.ModuleList(nn.Sequential(nn.Linear(g, out), nn.LayerNorm(out)) for g in self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces = torch.split(x, list(self.groups), dim=-1)
+        return torch.stack([part(p) for part, p in zip(self.parts, pieces, strict=True)]).sum(0)
+
+
 class ALWIGNet(nn.Module):
     """The trainable part of ALWIG (the frozen frame encoder lives outside)."""
 
-    def __init__(self, cfg: ALWIGConfig, feature_dim: int, vocab: VocabInfo, gpt: nn.Module | None = None):
+    def __init__(
+        self,
+        cfg: ALWIGConfig,
+        feature_dim: int,
+        vocab: VocabInfo,
+        gpt: nn.Module | None = None,
+        feature_groups: Sequence[int] | None = None,
+    ):
         super().__init__()
         self.cfg, self.vocab, self.feature_dim = cfg, vocab, feature_dim
         d = cfg.hidden_size
@@ -169,7 +193,15 @@ class ALWIGNet(nn.Module):
         # split (set once by training, saved with the weights): hand-made features mix scales.
         self.register_buffer("feat_mean", torch.zeros(feature_dim))
         self.register_buffer("feat_std", torch.ones(feature_dim))
-        self.frame_proj = nn.Linear(feature_dim, d)
+        # cfg.frame_groups: one linear map + LayerNorm per feature group (sizes from the encoder).
+        self.feature_groups = tuple(int(g) for g in feature_groups or (feature_dim,))
+        if sum(self.feature_groups) != feature_dim or min(self.feature_groups) < 1:
+            raise ModelError(
+                f"feature groups {list(self.feature_groups)} do not split {feature_dim} dimensions"
+            )
+        self.frame_proj: nn.Module = (
+            GroupedProjection(self.feature_groups, d) if cfg.frame_groups else nn.Linear(feature_dim, d)
+        )
         self.tag_embed = nn.Embedding(vocab.num_tags, d, padding_idx=0)
         self.type_embed = nn.Embedding(2, d)
         self.tag_pos = nn.Embedding(self.num_tag_tokens, d)
@@ -206,7 +238,7 @@ class ALWIGNet(nn.Module):
         # Optional lexical channel (cfg.tag_lexical): one projection shared by both embeddings.
         self.lex_norm = nn.LayerNorm(d) if cfg.tag_lexical else None
         self.lex_proj = nn.Linear(d, cfg.embed_dim, bias=False) if cfg.tag_lexical else None
-        if cfg.tag_lexical and cfg.lexical_idf:  # set from the training texts, saved with the weights
+        if cfg.uses_char_idf:  # set from the training texts, saved with the weights
             self.register_buffer("char_idf", torch.ones(vocab.vocab_size))
         else:
             self.char_idf = None
@@ -279,7 +311,7 @@ class ALWIGNet(nn.Module):
         """``char_idf`` = log((1 + N) / (1 + df)) + 1 per token id (``doc_freq`` [vocab_size]: in how
         many of the N training texts each token occurs)."""
         if self.char_idf is None:
-            raise ModelError("set_char_idf needs cfg.tag_lexical and cfg.lexical_idf")
+            raise ModelError("set_char_idf needs cfg.tag_lexical and cfg.lexical_idf, or cfg.exact_match")
         if tuple(doc_freq.shape) != tuple(self.char_idf.shape):
             raise ModelError(f"doc_freq must be [{self.char_idf.shape[0]}], got {list(doc_freq.shape)}")
         idf = torch.log((1.0 + num_docs) / (1.0 + doc_freq.double())) + 1.0
@@ -366,7 +398,7 @@ class ALWIGNet(nn.Module):
         else:
             x = self._char_inputs(ids)
         w = valid.to(x.dtype)
-        if self.char_idf is not None:  # IDF-weighted mean (every IDF is >= 1)
+        if self.cfg.lexical_idf and self.char_idf is not None:  # IDF-weighted mean (every IDF is >= 1)
             w = w * cast(torch.Tensor, self.char_idf)[ids].to(x.dtype)
         out = self.lex_proj(self.lex_norm(_masked_mean(x, w)))
         return out * valid.any(1, keepdim=True).to(out.dtype)
@@ -375,14 +407,21 @@ class ALWIGNet(nn.Module):
         """Video embeddings of alignment outputs; ``tag_chars`` (``[B, max_tags + 2,
         max_tag_chars]``, see ``ALWIG.tag_char_tensor``) feed the lexical channel."""
         out = self.video_proj(hidden[:, 0])
-        if self.lex_proj is not None:
-            chars = self._check_tag_chars(tag_chars, hidden.shape[0], "tag_lexical")
-            if chars is not None:
-                out = out + self._lexical(chars, chars != self.vocab.pad_id)
-        return F.normalize(out, dim=-1)
+        chars = None
+        if self.lex_proj is not None or self.cfg.exact_match > 0:
+            what = "tag_lexical" if self.lex_proj is not None else "exact_match"
+            chars = self._check_tag_chars(tag_chars, hidden.shape[0], what)
+        if self.lex_proj is not None and chars is not None:
+            out = out + self._lexical(chars, chars != self.vocab.pad_id)
+        out = F.normalize(out, dim=-1)
+        if self.cfg.exact_match > 0:
+            if chars is None:  # tags ablated: nothing to match
+                chars = torch.full((hidden.shape[0], 1), self.vocab.pad_id, device=hidden.device)
+            out = self._with_exact_match(out, chars.flatten(1), side=0)
+        return out
 
     def text_embed(self, text_ids: torch.Tensor) -> torch.Tensor:
-        """``text_ids`` long [N, S]: ``[CLS] chars`` padded with [PAD]; returns [N, embed_dim]."""
+        """``text_ids`` long [N, S]: ``[CLS] chars`` padded with [PAD]; returns [N, cfg.embedding_width]."""
         s = text_ids.shape[1]
         if s > self.cfg.max_text_len + 1:
             raise ModelError(f"text ids longer than max_text_len + 1 = {self.cfg.max_text_len + 1}: {s}")
@@ -398,7 +437,31 @@ class ALWIGNet(nn.Module):
         out = self.text_proj(out)
         if self.lex_proj is not None:  # the characters after [CLS], read as a tag's are
             out = out + self._lexical(text_ids[:, 1:], mask[:, 1:])
-        return F.normalize(out, dim=-1)
+        out = F.normalize(out, dim=-1)
+        if self.cfg.exact_match > 0:
+            out = self._with_exact_match(out, text_ids[:, 1:], side=1)
+        return out
+
+    def _with_exact_match(self, dense: torch.Tensor, ids: torch.Tensor, side: int) -> torch.Tensor:
+        """``[sqrt(1 - w) * dense, sqrt(w) * bag]`` (unit norm, so the dot product of a video and a
+        text is (1 - w) x their learned cosine + w x the cosine of their bags) for unit ``dense``
+        [N, embed_dim] and character-id rows ``ids`` [N, S] ([PAD] = none).
+
+        The bag is the IDF-weighted character count, hashed into ``exact_match_dims`` buckets and
+        L2-normalised. A row without characters (a video without tags) gets instead a unit vector
+        on a slot of its own side (``side`` 0 = video, 1 = text), which matches nothing: its
+        exact-match cosine is 0 with every row, as it should be, and its norm stays 1 (the
+        harness normalises rows, which would otherwise inflate its learned cosine).
+        """
+        w = self.cfg.exact_match
+        dims = self.cfg.exact_match_dims
+        assert self.char_idf is not None  # cfg.uses_char_idf
+        valid = ids != self.vocab.pad_id
+        weight = cast(torch.Tensor, self.char_idf)[ids].to(dense.dtype) * valid.to(dense.dtype)
+        bag = torch.zeros(ids.shape[0], dims + 2, dtype=dense.dtype, device=dense.device)
+        bag.scatter_add_(1, ids % dims, weight)
+        bag[:, dims + side] = (~valid.any(1)).to(dense.dtype)
+        return torch.cat([math.sqrt(1.0 - w) * dense, math.sqrt(w) * F.normalize(bag, dim=-1)], dim=-1)
 
     def bigram_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
         """Hashed (previous, current) character pairs, 1..buckets; 0 at [CLS] and padding."""
