@@ -448,6 +448,12 @@ def test_exact_match_channel_adds_the_cosine_of_idf_weighted_character_bags() ->
         i = tok.encode(ch)[0]
         want[i % dims] += idf[i]
     assert torch.allclose(bag_t[0], F.normalize(want, dim=0), atol=1e-6)
+    # characters outside the vocabulary ([UNK]) never match: two unknown characters differ
+    with torch.no_grad():
+        hu, _ = net.align_tokens(batch["feats"][:1], batch["frame_mask"][:1], b.tag_tensor([["鹦鹉"]]))
+        vu = net.video_embed(hu, b.tag_char_tensor([["鹦鹉"]]))
+    assert b.tag_char_tensor([["鹦鹉"]])[0, 1, 0] == tok.unk_id
+    assert float(b.encode_texts(["鸵鸟"])[0, e:] @ vu[0, e:]) == pytest.approx(0.0, abs=1e-6)
     # a video without tags matches no text exactly, and keeps unit norm (own slot)
     assert torch.allclose(bag_t @ bag_v[2], torch.zeros(2), atol=1e-6)
     assert float(bag_v[2, dims]) == pytest.approx(1.0)

@@ -238,6 +238,10 @@ class ALWIGNet(nn.Module):
         # Optional lexical channel (cfg.tag_lexical): one projection shared by both embeddings.
         self.lex_norm = nn.LayerNorm(d) if cfg.tag_lexical else None
         self.lex_proj = nn.Linear(d, cfg.embed_dim, bias=False) if cfg.tag_lexical else None
+        # Special ids ([UNK] included: two different unknown characters are not the same word).
+        self.register_buffer(
+            "special_ids", torch.tensor(vocab.special_ids, dtype=torch.long), persistent=False
+        )
         if cfg.uses_char_idf:  # set from the training texts, saved with the weights
             self.register_buffer("char_idf", torch.ones(vocab.vocab_size))
         else:
@@ -445,7 +449,8 @@ class ALWIGNet(nn.Module):
     def _with_exact_match(self, dense: torch.Tensor, ids: torch.Tensor, side: int) -> torch.Tensor:
         """``[sqrt(1 - w) * dense, sqrt(w) * bag]`` (unit norm, so the dot product of a video and a
         text is (1 - w) x their learned cosine + w x the cosine of their bags) for unit ``dense``
-        [N, embed_dim] and character-id rows ``ids`` [N, S] ([PAD] = none).
+        [N, embed_dim] and character-id rows ``ids`` [N, S] ([PAD] = none; special ids, [UNK]
+        included, never count).
 
         The bag is the IDF-weighted character count, hashed into ``exact_match_dims`` buckets and
         L2-normalised. A row without characters (a video without tags) gets instead a unit vector
@@ -456,7 +461,7 @@ class ALWIGNet(nn.Module):
         w = self.cfg.exact_match
         dims = self.cfg.exact_match_dims
         assert self.char_idf is not None  # cfg.uses_char_idf
-        valid = ids != self.vocab.pad_id
+        valid = ~torch.isin(ids, cast(torch.Tensor, self.special_ids))
         weight = cast(torch.Tensor, self.char_idf)[ids].to(dense.dtype) * valid.to(dense.dtype)
         bag = torch.zeros(ids.shape[0], dims + 2, dtype=dense.dtype, device=dense.device)
         bag.scatter_add_(1, ids % dims, weight)
