@@ -148,12 +148,21 @@ def _cache_file(pred_dir: Path) -> Path:
 
 
 def _model_source_hash(model: Any) -> str | None:
-    """Hash of the file defining the model class, so editing a model's code invalidates its cache."""
+    """Hash of the code defining the model class, so editing a model's code invalidates its cache:
+    the class's file, or, when the class is defined in a package's ``__init__.py`` (a model built
+    from several modules, as ALWIG is), every ``.py`` file of that package."""
     try:
         src = inspect.getsourcefile(type(model))
     except TypeError:
         return None
-    return sha256_file(src)[:16] if src and Path(src).is_file() else None
+    if not src or not Path(src).is_file():
+        return None
+    path = Path(src)
+    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(path.parent).as_posix().encode() + b"\0" + sha256_file(f).encode())
+    return h.hexdigest()[:16]
 
 
 def _model_class(model: Any) -> str:

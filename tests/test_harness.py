@@ -340,6 +340,43 @@ def test_cache_reuse(small_text: Path, tmp_path: Path) -> None:
     assert not fifth.cached and set(fifth.results["scores"]) == set(GROUPS[:4])
 
 
+def test_model_source_hash_covers_a_model_package(tmp_path: Path, monkeypatch: Any) -> None:
+    """Editing any module of a model package (not only the file defining the class) changes the
+    cache key's source hash; a model in a single file hashes that file only."""
+    import importlib
+    import sys
+
+    from create_bench.runner import _model_source_hash
+
+    pkg = tmp_path / "mypkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(
+        "from create_bench.models.base import BaseModel\nfrom mypkg.net import WIDTH\n\n"
+        "class PkgModel(BaseModel):\n    pass\n",
+        "utf-8",
+    )
+    (pkg / "net.py").write_text("WIDTH = 1\n", "utf-8")
+    (tmp_path / "single.py").write_text(
+        "from create_bench.models.base import BaseModel\n\nclass One(BaseModel):\n    pass\n", "utf-8"
+    )
+    (tmp_path / "other.py").write_text("X = 1\n", "utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("mypkg", "mypkg.net", "single"):
+        sys.modules.pop(name, None)
+    pkg_model = importlib.import_module("mypkg").PkgModel()
+    one = importlib.import_module("single").One()
+    before, before_one = _model_source_hash(pkg_model), _model_source_hash(one)
+    assert before and before_one
+    (pkg / "net.py").write_text("WIDTH = 2\n", "utf-8")  # a module beside the class's file
+    (tmp_path / "other.py").write_text("X = 2\n", "utf-8")  # not part of the single-file model
+    assert _model_source_hash(pkg_model) != before
+    assert _model_source_hash(one) == before_one
+    (tmp_path / "single.py").write_text(
+        "from create_bench.models.base import BaseModel\n\nclass One(BaseModel):\n    x = 1\n", "utf-8"
+    )
+    assert _model_source_hash(one) != before_one
+
+
 def test_tasks_the_model_lacks_are_skipped(small_text: Path, tmp_path: Path) -> None:
     class GenOnly(BaseModel):
         meta = ModelMeta(name="gen-only", inputs="none")

@@ -409,7 +409,7 @@ class ALWIGNet(nn.Module):
 
     def video_embed(self, hidden: torch.Tensor, tag_chars: torch.Tensor | None = None) -> torch.Tensor:
         """Video embeddings of alignment outputs; ``tag_chars`` (``[B, max_tags + 2,
-        max_tag_chars]``, see ``ALWIG.tag_char_tensor``) feed the lexical channel."""
+        max_tag_chars]``, see ``ALWIG.tag_char_tensor``) feed the lexical and exact-match channels."""
         out = self.video_proj(hidden[:, 0])
         chars = None
         if self.lex_proj is not None or self.cfg.exact_match > 0:
