@@ -380,14 +380,17 @@ class ALWIGNet(nn.Module):
             x = x + self.bigram_embed(self.bigram_ids(ids))
         return x
 
-    def _check_tag_chars(self, tag_chars: torch.Tensor | None, b: int, what: str) -> torch.Tensor | None:
-        """The tag characters ``[B, max_tags + 2, max_tag_chars]`` a feature reads (None when tags
-        are ablated); a missing tensor is an error, not silently "no tags"."""
+    def _check_tag_chars(
+        self, tag_chars: torch.Tensor | None, b: int, what: str, device: torch.device
+    ) -> torch.Tensor:
+        """The tag characters ``[B, max_tags + 2, max_tag_chars]`` a feature reads; all [PAD] when
+        tags are ablated (no tags: nothing to read, match or copy). A missing tensor is an error,
+        not silently "no tags"."""
+        want = (b, self.num_tag_tokens, self.cfg.max_tag_chars)
         if not self.cfg.use_tags:
-            return None
+            return torch.full(want, self.vocab.pad_id, dtype=torch.long, device=device)
         if tag_chars is None:
             raise ModelError(f"ALWIG with {what} needs the tag characters (tag_chars / tags=)")
-        want = (b, self.num_tag_tokens, self.cfg.max_tag_chars)
         if tuple(tag_chars.shape) != want:
             raise ModelError(f"tag characters must be {list(want)}, got {list(tag_chars.shape)}")
         return tag_chars
@@ -411,16 +414,12 @@ class ALWIGNet(nn.Module):
         """Video embeddings of alignment outputs; ``tag_chars`` (``[B, max_tags + 2,
         max_tag_chars]``, see ``ALWIG.tag_char_tensor``) feed the lexical and exact-match channels."""
         out = self.video_proj(hidden[:, 0])
-        chars = None
-        if self.lex_proj is not None or self.cfg.exact_match > 0:
-            what = "tag_lexical" if self.lex_proj is not None else "exact_match"
-            chars = self._check_tag_chars(tag_chars, hidden.shape[0], what)
-        if self.lex_proj is not None and chars is not None:
-            out = out + self._lexical(chars, chars != self.vocab.pad_id)
+        if self.lex_proj is not None:
+            chars = self._check_tag_chars(tag_chars, hidden.shape[0], "tag_lexical", hidden.device)
+            out = out + self._lexical(chars, chars != self.vocab.pad_id)  # 0 for a video without tags
         out = F.normalize(out, dim=-1)
         if self.cfg.exact_match > 0:
-            if chars is None:  # tags ablated: nothing to match
-                chars = torch.full((hidden.shape[0], 1), self.vocab.pad_id, device=hidden.device)
+            chars = self._check_tag_chars(tag_chars, hidden.shape[0], "exact_match", hidden.device)
             out = self._with_exact_match(out, chars.flatten(1), side=0)
         return out
 
@@ -508,12 +507,9 @@ class ALWIGNet(nn.Module):
         if self.copy is None:
             return None
         b = prefix.shape[0]
-        chars = self._check_tag_chars(tag_chars, b, "copy_tags")
-        if chars is None:  # tags ablated: nothing to copy from (an empty source, not None, keeps the
-            # copy parameters in the graph with zero gradients, as DDP without unused-parameter search expects)
-            chars = torch.full(
-                (b, self.num_tag_tokens, self.cfg.max_tag_chars), self.vocab.pad_id, device=prefix.device
-            )
+        # Tags ablated: an all-[PAD] source (not None) keeps the copy parameters in the graph with
+        # zero gradients, as DDP without unused-parameter search expects.
+        chars = self._check_tag_chars(tag_chars, b, "copy_tags", prefix.device)
         _, k, n_chars = chars.shape
         prev = F.pad(chars[:, :, :-1], (1, 0), value=self.vocab.pad_id)
         src, prev = chars.reshape(b, k * n_chars), prev.reshape(b, k * n_chars)
