@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the generator's output; bump on any change to tables, templates, rendering or
 #: encoder options (anything that changes the bytes for a given seed).
-SAMPLE_VERSION = "1.0.0"
+SAMPLE_VERSION = "1.1.0"
 SAMPLE_NAME = "create-sample"
 
 SPLITS = ("train", "validation", "test", "pretrain")

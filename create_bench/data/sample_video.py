@@ -5,8 +5,12 @@ pattern in a two-colour palette, the object is a shape in its colour (with a thi
 stands out from any background, and a darker spot so rotation is visible even on a circle),
 ``count`` copies move by ``motion`` at ``speed``.
 
-Encoding is deterministic: libx264 with one thread and fixed options, so the same spec gives the
-same bytes on the same PyAV/FFmpeg build. Sizes with an odd width or height cannot be coded as
+Encoding is deterministic: the RGB -> Y'CbCr conversion is our own integer BT.601 arithmetic
+(independent of the swscale build), every byte of each frame buffer is written (row padding zeroed),
+and libx264 runs with one thread, fixed options and macroblock-tree rate control off: with mbtree on,
+this libx264 build gave different bytes for the same input in about one encode in twenty (seen with
+the same frames in one process; mbtree off or no B-frames gave identical bytes in 450 of 450). So the
+same spec gives the same bytes on the same libx264 build (the ``av`` wheel, pinned in pyproject). Sizes with an odd width or height cannot be coded as
 yuv420p (4:2:0 chroma needs even luma dimensions, and H.264 cropping works in 2-pixel units for
 4:2:0), so those videos are coded as yuv444p (H.264 High 4:4:4 Predictive), which allows any size;
 decord and PyAV decode them at their true odd size. Rotated videos store the frame turned against
@@ -21,6 +25,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +34,8 @@ from create_bench.errors import ConfigError
 RGB = tuple[int, int, int]
 
 #: Fixed libx264 options; changing them changes the sample's bytes (bump SAMPLE_VERSION).
-X264_OPTIONS = {"preset": "veryfast", "crf": "26", "threads": "1"}
+#: ``mbtree=0``: macroblock-tree rate control made this libx264 build nondeterministic (see above).
+X264_OPTIONS = {"preset": "veryfast", "crf": "26", "threads": "1", "x264-params": "mbtree=0"}
 
 #: Translation speed in frame extents per second, rotation in radians per second, bounce period
 #: in seconds, zoom growth rate per second.
@@ -263,6 +269,35 @@ def render_frames(spec: VideoSpec) -> Iterator[np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 
+def rgb_to_yuv_planes(rgb: np.ndarray, pix_fmt: str) -> list[np.ndarray]:
+    """BT.601 limited-range Y'CbCr planes of an RGB uint8 [H, W, 3] frame, in integer arithmetic
+    (the classic 8-bit approximation); 4:2:0 chroma is the rounded mean of each 2x2 block."""
+    r, g, b = (rgb[..., i].astype(np.int32) for i in range(3))
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16
+    u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128
+    v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128
+    if pix_fmt == "yuv420p":
+        h, w = y.shape
+        u = (u.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) >> 2
+        v = (v.reshape(h // 2, 2, w // 2, 2).sum(axis=(1, 3)) + 2) >> 2
+    elif pix_fmt != "yuv444p":
+        raise ConfigError(f"unsupported pixel format {pix_fmt!r}")
+    return [np.clip(p, 0, 255).astype(np.uint8) for p in (y, u, v)]
+
+
+def _yuv_frame(rgb: np.ndarray, pix_fmt: str) -> Any:
+    """An ``av.VideoFrame`` whose every buffer byte we wrote: the planes, and zeros in the padding."""
+    import av
+
+    h, w = rgb.shape[:2]
+    frame = av.VideoFrame(w, h, pix_fmt)
+    for plane, data in zip(frame.planes, rgb_to_yuv_planes(rgb, pix_fmt), strict=True):
+        buf = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        buf[...] = 0
+        buf[: data.shape[0], : data.shape[1]] = data
+    return frame
+
+
 def encode_mp4(frames: Iterator[np.ndarray], spec: VideoSpec) -> bytes:
     """Encode display frames as H.264 MP4 bytes, storing them turned against ``spec.rotation``."""
     import av
@@ -276,12 +311,13 @@ def encode_mp4(frames: Iterator[np.ndarray], spec: VideoSpec) -> bytes:
         stream = container.add_stream("libx264", rate=spec.fps, options=dict(X264_OPTIONS))
         stream.width, stream.height, stream.pix_fmt = width, height, spec.pix_fmt
         stream.codec_context.thread_count = 1
+        stream.codec_context.thread_type = "NONE"
         stream.codec_context.gop_size = max(1, round(2 * float(spec.fps)))  # a keyframe every ~2 s
         if spec.rotation:
             stream.set_display_rotation(spec.rotation)
         for i, frame in enumerate(frames):
             coded = np.ascontiguousarray(np.rot90(frame, turns)) if turns else frame
-            vf = av.VideoFrame.from_ndarray(coded, format="rgb24")
+            vf = _yuv_frame(coded, spec.pix_fmt)
             vf.pts = i
             for packet in stream.encode(vf):
                 container.mux(packet)
