@@ -15,6 +15,11 @@ class ConfigError(CreateBenchError, ValueError):
     exit_code = 2
 
 
+class OutputError(ConfigError):
+    """An output path the command refuses to write: it holds what the command did not create, or it
+    is inside (or holds) one of the command's inputs."""
+
+
 class DataError(CreateBenchError):
     """A dataset, shard or annotation problem. Names the file, row and/or vid where known."""
 

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +95,44 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    return child == parent or parent in child.parents
+
+
+def check_output_dir(
+    path: str | os.PathLike[str],
+    *,
+    owns: Callable[[Path], bool],
+    inputs: Iterable[str | os.PathLike[str]] = (),
+    what: str = "this command",
+) -> None:
+    """Refuse to (re)write the directory ``path`` unless nothing there would be lost.
+
+    ``path`` may be missing, an empty directory, or a directory every entry of which ``owns``
+    accepts (a previous output of the same command, which it replaces whole). It may never be, hold
+    or lie inside one of ``inputs``. Raises :class:`~create_bench.errors.OutputError` naming the
+    path and what is in the way; checks run before any work, so nothing is written on refusal.
+    """
+    from create_bench.errors import OutputError
+
+    out = Path(path).resolve()
+    for inp in inputs:
+        src = Path(inp).resolve()
+        if _inside(out, src) or _inside(src, out):
+            rel = "is" if out == src else ("is inside" if _inside(out, src) else "contains")
+            raise OutputError(
+                f"refusing to write {path}: it {rel} the input {inp}; choose an --out outside every input"
+            )
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise OutputError(f"refusing to write {path}: it exists and is not a directory")
+    foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not owns(p))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputError(
+            f"refusing to replace {path}: it is not empty and not a previous output of {what} "
+            f"(it holds {shown}); choose another --out, or move those away yourself"
+        )

@@ -9,7 +9,10 @@ Layout::
     DIR/manifest.json   (files + sha256 + rows, schema version, generator, categories, fingerprint)
 
 Everything is written into a temporary directory beside DIR and renamed into place at the end, so
-a failed or interrupted build leaves no partial shard behind.
+a failed or interrupted build leaves no partial shard behind. DIR is replaced only when nothing
+would be lost: it must be missing, empty, or a previous output of the same producer holding only
+files its manifest lists (checked before any work and again before the rename), and it may never
+be, hold or lie inside an input.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +31,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from create_bench import SHARD_SCHEMA_VERSION, __version__
+from create_bench.data.fingerprint import METHOD as FINGERPRINT_METHOD
+from create_bench.data.fingerprint import content_fingerprint, row_digest
 from create_bench.data.hf import render_readme
 from create_bench.data.schema import arrow_schema, validate_row
 from create_bench.errors import DataError
-from create_bench.fsutil import atomic_write_json, atomic_write_text, public_mode, sha256_file
+from create_bench.fsutil import (
+    atomic_write_json,
+    atomic_write_text,
+    check_output_dir,
+    public_mode,
+    sha256_file,
+)
 
 ROW_GROUP_SIZE = 64
 FEATURE_SCHEMA = pa.schema([("vid", pa.string()), ("features", pa.list_(pa.list_(pa.float32())))])
@@ -113,6 +124,7 @@ class DatasetWriter:
         generator: dict[str, Any] | None = None,
         readme_body: str = "",
         extra_manifest: dict[str, Any] | None = None,
+        inputs: Sequence[str | os.PathLike[str]] = (),
     ):
         if shard_size < 1:
             raise DataError(f"shard_size must be >= 1, got {shard_size}")
@@ -127,9 +139,22 @@ class DatasetWriter:
         self._vids: dict[str, str] = {}
         self._feature_meta: dict[str, dict[str, Any]] = {}
         self._files: list[str] = []
+        self._digests: list[tuple[str, bytes]] = []
+        self.inputs = list(inputs)
+
+    def check_out_dir(self) -> None:
+        """Raise OutputError unless writing ``out_dir`` loses nothing (see the module doc)."""
+        producer = self.generator.get("name") or self.name
+        check_output_dir(
+            self.out_dir,
+            owns=previous_output(self.out_dir, producer),
+            inputs=self.inputs,
+            what=f"{producer!r}",
+        )
 
     # -- context management -------------------------------------------------------------------
     def __enter__(self) -> DatasetWriter:
+        self.check_out_dir()
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = Path(
             tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", suffix=".tmp", dir=self.out_dir.parent)
@@ -159,6 +184,7 @@ class DatasetWriter:
                 f"duplicate vid (already in split {self._vids[vid]!r})", path=source, row=index, vid=vid
             )
         self._vids[vid] = row["split"]
+        self._digests.append(row_digest(row, self._tmp))
         split = row["split"]
         if split not in self._spools:
             self._spools[split] = _Spool(self._tmp / "data", split, self.schema, self.shard_size)
@@ -244,7 +270,10 @@ class DatasetWriter:
                 "files": files,
                 **self.extra_manifest,
             }
-            manifest["fingerprint"] = fingerprint_of(manifest)
+            manifest["fingerprint_method"] = FINGERPRINT_METHOD
+            manifest["fingerprint"] = content_fingerprint(
+                self._digests, schema_version=SHARD_SCHEMA_VERSION, categories=self.categories
+            )
             num_bytes: dict[str, int] = {}
             for f in files:
                 if f["kind"] == "data":
@@ -254,6 +283,7 @@ class DatasetWriter:
             )
             atomic_write_json(tmp / "manifest.json", manifest)
             public_mode(tmp, directory=True)
+            self.check_out_dir()  # again: something may have appeared there while we worked
             old = None
             if self.out_dir.exists():
                 old = self.out_dir.with_name(f".{self.out_dir.name}.old-{os.getpid()}")
@@ -278,8 +308,35 @@ def _file_entry(root: Path, path: Path, rows: int, **extra: Any) -> dict[str, An
     return {"path": path.relative_to(root).as_posix(), "sha256": sha256_file(path), "rows": rows, **extra}
 
 
+def previous_output(out_dir: Path, producer: str) -> Callable[[Path], bool]:
+    """Which entries of ``out_dir`` a new output of ``producer`` may replace: those of a dataset
+    whose manifest names ``producer`` and lists every file under them (plus its manifest, README
+    and build report). Anything else (another producer's dataset, a file the user added) is not."""
+    try:
+        manifest = json.loads((out_dir / "manifest.json").read_text("utf-8"))
+        ours = (manifest.get("generator") or {}).get("name") or manifest.get("name")
+        listed = {f["path"] for f in manifest["files"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return lambda p: False
+    if ours != producer:
+        return lambda p: False
+    root = out_dir.resolve()
+
+    def owns(p: Path) -> bool:
+        p = root / p.name
+        if p.name in ("manifest.json", "README.md", "build_report.json") and p.is_file():
+            return True
+        if not p.is_dir() or p.is_symlink():
+            return p.name in listed
+        inner = [q for q in p.rglob("*") if not q.is_dir()]
+        return bool(inner) and all(q.relative_to(root).as_posix() in listed for q in inner)
+
+    return owns
+
+
 def fingerprint_of(manifest: dict[str, Any]) -> str:
-    """A short content fingerprint: sha256 over the schema version, categories and file hashes."""
+    """The file-list fingerprint of manifests before ``fingerprint_method`` (sha256 over the schema
+    version, categories and file hashes); kept so that validate can check old datasets."""
     payload = json.dumps(
         {
             "schema_version": manifest["schema_version"],

@@ -198,6 +198,23 @@ def build_from_release(
     feats_dir = Path(features_dir) if features_dir else None
     report = BuildReport()
     out_dir = Path(out_dir)
+    writer = DatasetWriter(
+        out_dir,
+        name=name,
+        categories=cats,
+        shard_size=shard_size,
+        generator={
+            "name": "create-bench build",
+            "version": IMPORTER_VERSION,
+            "annotations": [Path(a.partition("=")[2] or a).name for a in annotations],
+        },
+        inputs=[
+            *(parse_annotation_arg(a)[1] for a in annotations),
+            videos_dir,
+            *([features_dir] if features_dir else []),
+        ],
+    )
+    writer.check_out_dir()  # before any work: refuse an --out that would lose data
 
     def fail_or_skip(
         exc: DataError | VideoDecodeError, path: str, index: int | None, vid: str | None
@@ -232,17 +249,7 @@ def build_from_release(
             todo.append((str(path), i, row, videos[row["vid"]]))
 
     # 2. Probe videos in parallel (each probe decodes the whole video once).
-    with DatasetWriter(
-        out_dir,
-        name=name,
-        categories=cats,
-        shard_size=shard_size,
-        generator={
-            "name": "create-bench build",
-            "version": IMPORTER_VERSION,
-            "annotations": [Path(a.partition("=")[2] or a).name for a in annotations],
-        },
-    ) as w:
+    with writer as w:
         for (src, i, row, vpath), meta in zip(todo, _probe_all([str(t[3]) for t in todo], workers)):
             vid = row["vid"]
             if isinstance(meta, Exception):
