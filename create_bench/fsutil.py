@@ -62,11 +62,17 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int | N
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike[str], *, owns: Callable[[Path], bool] | None = None, what: str = "this command"
+) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; on success it replaces ``path`` whole.
 
-    An existing ``path`` is moved aside first and removed only after the new one is in place.
+    An existing ``path`` is moved aside first and removed only after the new one is in place. It
+    is replaced only if every entry in it is one ``owns`` accepts (None: none; then ``path`` must be
+    missing or empty), checked before and after the work: see :func:`check_output_dir`.
     """
+    owner = owns or (lambda p: False)
+    check_output_dir(path, owns=owner, what=what)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -76,6 +82,11 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     public_mode(tmp, directory=True)
+    try:
+        check_output_dir(path, owns=owner, what=what)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old-{os.getpid()}")

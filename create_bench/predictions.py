@@ -48,6 +48,13 @@ def similarity_file(kind: str) -> str:
     return f"similarity_{kind}.npy"
 
 
+def _prediction_file(path: Path) -> bool:
+    """Whether ``path`` is a file a predictions directory holds (what writing one may replace)."""
+    fixed = {GENERATIONS, VIDEO_EMBEDDINGS, VIDEO_IDS, TEXT_EMBEDDINGS, TEXT_IDS, MODEL_CARD}
+    name = path.name
+    return path.is_file() and (name in fixed or (name.startswith("similarity_") and name.endswith(".npy")))
+
+
 @dataclass
 class Predictions:
     """A model's predictions for one split; see the module docstring for the files.
@@ -390,7 +397,7 @@ def write_predictions(
         model_card=dict(model_card or {}),
     ).validate()
     out = Path(path)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, owns=_prediction_file, what="a predictions writer") as tmp:
         if p.generations is not None:
             lines = [
                 json.dumps({"vid": vid, **{k: g[k] for k in GENERATION_KINDS if k in g}}, ensure_ascii=False)

@@ -512,7 +512,7 @@ def write_report(
         if pred_dir is not None and any(g in (results.get("scores") or {}) for g, _, _ in RETRIEVAL_GROUPS):
             stats = retrieval_rank_stats(Path(pred_dir), Path(data_dir), split)
     figures: list[tuple[str, str]] = []
-    with atomic_dir(fig_dir) as tmp:
+    with atomic_dir(fig_dir, owns=lambda p: p.is_file() and p.suffix == ".png", what="a report") as tmp:
         if stats:
             plot_rank_histogram(stats, tmp / "ranks.png")
             plot_recall_curve(stats, tmp / "recall_at_k.png")

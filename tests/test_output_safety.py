@@ -186,3 +186,16 @@ def test_path_stored_videos_enter_the_fingerprint_by_content(tmp_path):
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
     assert fingerprint_dataset(a) != fp
+
+
+def test_predictions_and_report_figures_never_replace_foreign_files(tmp_path):
+    from create_bench.predictions import write_predictions
+
+    pred = tmp_path / "pred"
+    write_predictions(pred, generations={"v1": {"title": "标题"}})
+    write_predictions(pred, generations={"v1": {"title": "新标题"}})  # its own output: replaced
+    (pred / "notes.md").write_text("mine")
+    with pytest.raises(OutputError, match="notes.md"):
+        write_predictions(pred, generations={"v1": {"title": "标题"}})
+    assert (pred / "notes.md").read_text() == "mine"
+    assert "新标题" in (pred / "generations.jsonl").read_text()
