@@ -117,19 +117,25 @@ def test_render_cli_and_the_committed_board(tmp_path):
     assert START in text and END in text
 
 
-def fp_results(name: str, team: str, r1: float, fingerprint: str, created: str, *, seen: bool = False) -> dict:
+def fp_results(
+    name: str, team: str, r1: float, fingerprint: str, created: str, *, seen: bool = False
+) -> dict:
     out = results(name, team, r1, r1)
     out["model"]["test_data_seen"] = seen
     out["dataset"] = {"name": "create-sample", "fingerprint": fingerprint, "split": "test"}
     out["protocol"] = "multi-reference"
-    out["signature"] = f"create-bench:0.1.0|data:{fingerprint}|split:test|protocol:multi-reference|ties:expected"
+    out["signature"] = (
+        f"create-bench:0.1.0|data:{fingerprint}|split:test|protocol:multi-reference|ties:expected"
+    )
     out["created_at"] = created
     return out
 
 
 def test_two_fingerprints_are_two_boards_never_one_ranking(tmp_path):
     # The baselines' data comes first even though the other board's entry is newer.
-    write(tmp_path / "results", "base", fp_results("base", board.BASELINE_TEAM, 5.0, "7735aaaa", "2026-01-01"))
+    write(
+        tmp_path / "results", "base", fp_results("base", board.BASELINE_TEAM, 5.0, "7735aaaa", "2026-01-01")
+    )
     write(tmp_path / "results", "new", fp_results("newer", "team N", 90.0, "b5eebbbb", "2026-02-01"))
     readme, index = render(tmp_path / "results", tmp_path)
     md = readme.read_text("utf-8")
@@ -145,7 +151,10 @@ def test_two_fingerprints_are_two_boards_never_one_ranking(tmp_path):
     assert html.count('<table class="board" data-task="retrieval"') == 2
     assert html.index('data-fingerprint="7735aaaa"') < html.index('data-fingerprint="b5eebbbb"')
     groups = board.boards(load_entries(tmp_path / "results"))
-    assert [[r["entry"]["model_name"] for r in g["tables"][0]["rows"]] for g in groups] == [["base"], ["newer"]]
+    assert [[r["entry"]["model_name"] for r in g["tables"][0]["rows"]] for g in groups] == [
+        ["base"],
+        ["newer"],
+    ]
 
 
 def test_different_scoring_settings_are_separate_tables(tmp_path):
