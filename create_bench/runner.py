@@ -66,6 +66,7 @@ class EvalConfig:
         text_batch_size: texts per ``encode_texts`` call.
         report: write the Markdown report and plots.
         progress: show progress bars (None: only on a terminal).
+        overwrite: replace outputs that another model class of the same name wrote.
     """
 
     data_dir: Path
@@ -84,6 +85,7 @@ class EvalConfig:
     text_batch_size: int = 256
     report: bool = True
     progress: bool | None = None
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -471,9 +473,19 @@ def run_model(model: Any, cfg: EvalConfig, tasks: tuple[TaskSpec, ...], frames: 
 # Writing, scoring, reporting
 
 
+#: ``schema_version`` of the leaderboard's model card (create_bench/leaderboard/submission.schema.json).
+CARD_SCHEMA_VERSION = 1
+
+
 def _model_card(model: Any, model_args: dict[str, Any], spec: str | None, frames: str) -> dict[str, Any]:
-    """The model card that travels with the predictions; its ``frames``/``decode`` enter the signature."""
-    card = model.meta.to_dict()
+    """The model card that travels with the predictions; its ``frames``/``decode`` enter the signature.
+
+    It carries everything eval knows (schema version, the CREATE configs the model declares), so a
+    submitter adds only what eval cannot know: ``create-bench submit --team ... --[no-]test-data-seen``.
+    """
+    card = {"schema_version": CARD_SCHEMA_VERSION, **model.meta.to_dict()}
+    if model.meta.create_configs is not None:
+        card["create_configs"] = list(model.meta.create_configs)
     if model.meta.inputs == "frames":
         from create_bench.video.decode import backend_version
         from create_bench.video.sampling import policy_signature
@@ -556,6 +568,8 @@ def evaluate(
     cfg = dataclasses.replace(cfg, tasks=tuple(t.name for t in tasks))
     frames = cfg.frames or model.meta.frames
     results_path, pred_dir = output_paths(cfg, name, info.name)
+    if not cfg.overwrite:
+        _check_owner(model, results_path, pred_dir)
     key = cache_key(model, model_args, info.fingerprint, cfg, frames)
     cached = not cfg.no_cache and _cache_hit(pred_dir, key)
     if cached:
@@ -563,6 +577,7 @@ def evaluate(
             "reusing cached predictions in %s (same model, args, data, split, frames; --no-cache to rerun)",
             pred_dir,
         )
+        _refresh_card(pred_dir, _model_card(model, model_args, model_spec, frames))
     else:
         outs = run_model(model, cfg, tasks, frames)
         _cache_file(pred_dir).unlink(missing_ok=True)  # the old key must never vouch for new predictions
@@ -580,6 +595,46 @@ def evaluate(
     return EvalOutcome(
         results, results_path, pred_dir, report_path, cached, tuple(t.name for t in tasks), skipped
     )
+
+
+def _owner(results_path: Path, pred_dir: Path) -> str | None:
+    """The model class that wrote the outputs at these paths (from the cache record or the results
+    JSON), or None when there are none or they do not say."""
+    for file, keys in (
+        (_cache_file(pred_dir), ("inputs", "model_class")),
+        (results_path, ("eval", "model_class")),
+    ):
+        try:
+            value: Any = json.loads(file.read_text(encoding="utf-8"))
+            for k in keys:
+                value = value[k]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def _check_owner(model: Any, results_path: Path, pred_dir: Path) -> None:
+    """Refuse to overwrite results another model class of the same ``meta.name`` wrote."""
+    owner, mine = _owner(results_path, pred_dir), _model_class(model)
+    if owner is not None and owner != mine:
+        raise ConfigError(
+            f"{results_path} holds results of model {model.meta.name!r} made by {owner}, not {mine}: "
+            "two models share meta.name; give --overwrite to replace them, or --out/--results-dir "
+            "to write elsewhere"
+        )
+
+
+def _refresh_card(pred_dir: Path, card: dict[str, Any]) -> None:
+    """Cached predictions keep their arrays; the card is rewritten so it says what eval knows now."""
+    import yaml
+
+    from create_bench.fsutil import atomic_write_text
+    from create_bench.predictions import MODEL_CARD
+
+    card = json.loads(json.dumps(card, default=str))
+    atomic_write_text(pred_dir / MODEL_CARD, yaml.safe_dump(card, allow_unicode=True, sort_keys=False))
 
 
 def _cache_hit(pred_dir: Path, key: dict) -> bool:
@@ -623,6 +678,10 @@ def score_run(
         "device": cfg.device,
         "seed": cfg.seed,
         "predictions": str(pred_dir),
+        # Where the references came from (create-bench submit --local defaults --data to it) and
+        # which class made the predictions (a different class of the same name is refused).
+        "data": str(cfg.data_dir.resolve()),
+        "model_class": _model_class(model),
     }
     return results
 

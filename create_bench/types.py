@@ -8,6 +8,8 @@ Split = Literal["train", "validation", "test"]
 TextKind = Literal["title", "caption"]
 TEXT_KINDS: tuple[TextKind, ...] = ("caption", "title")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+#: CREATE configs a model can have used for training or model selection (a model card's ``create_configs``).
+CREATE_CONFIGS: tuple[str, ...] = ("train", "validation", "pretrain", "pretrain-3m", "pretrain-10m")
 #: Column in the shards that holds each text kind.
 TEXT_COLUMN = {"title": "titles", "caption": "captions"}
 

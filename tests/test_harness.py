@@ -290,7 +290,8 @@ def test_interrupted_run_leaves_no_broken_files(small_text: Path, tmp_path: Path
     done = evaluate(Good(), cfg)
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     with pytest.raises(type(exc)):
-        evaluate(Crashing(exc), EvalConfig(**{**cfg.__dict__, "no_cache": True}))
+        # Crashing is another class of the same name: --overwrite gets it past the owner check.
+        evaluate(Crashing(exc), EvalConfig(**{**cfg.__dict__, "no_cache": True, "overwrite": True}))
     after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert after == before
     assert json.loads(done.results_path.read_text("utf-8"))["scores"]
@@ -518,3 +519,23 @@ def test_file_model_cache_survives_new_processes(small_text: Path, tmp_path: Pat
     first = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     second = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert "(cached)" not in first and "(cached)" in second
+
+
+def test_other_model_class_with_the_same_name_is_refused(small_text: Path, tmp_path: Path) -> None:
+    from create_bench.errors import ConfigError
+
+    cfg = EvalConfig(
+        data_dir=small_text, results_dir=tmp_path, batch_size=4, progress=False, bootstrap=0, report=False
+    )
+    first = evaluate(Good(), cfg)
+    assert first.results["eval"]["model_class"].endswith(".Good")
+    assert first.results["eval"]["data"] == str(small_text.resolve())
+    before = first.results_path.read_bytes()
+    other = type("Other", (Good,), {})  # another class, same meta.name
+    with pytest.raises(ConfigError, match=r"made by \S+\.Good, not \S+\.Other.*--overwrite"):
+        evaluate(other(), cfg)
+    assert first.results_path.read_bytes() == before  # nothing was replaced
+    evaluate(Good(), EvalConfig(**{**cfg.__dict__, "no_cache": True}))  # the same class may re-run
+    replaced = evaluate(other(), EvalConfig(**{**cfg.__dict__, "overwrite": True}))
+    assert replaced.results["eval"]["model_class"].endswith(".Other")
+    assert json.loads(replaced.results_path.read_text("utf-8"))["eval"]["model_class"].endswith(".Other")

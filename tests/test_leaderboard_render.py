@@ -115,3 +115,65 @@ def test_render_cli_and_the_committed_board(tmp_path):
     # The committed leaderboard/README.md has the markers the render fills.
     text = (ROOT / "leaderboard" / "README.md").read_text("utf-8")
     assert START in text and END in text
+
+
+def fp_results(
+    name: str, team: str, r1: float, fingerprint: str, created: str, *, seen: bool = False
+) -> dict:
+    out = results(name, team, r1, r1)
+    out["model"]["test_data_seen"] = seen
+    out["dataset"] = {"name": "create-sample", "fingerprint": fingerprint, "split": "test"}
+    out["protocol"] = "multi-reference"
+    out["signature"] = (
+        f"create-bench:0.1.0|data:{fingerprint}|split:test|protocol:multi-reference|ties:expected"
+    )
+    out["created_at"] = created
+    return out
+
+
+def test_two_fingerprints_are_two_boards_never_one_ranking(tmp_path):
+    # The baselines' data comes first even though the other board's entry is newer.
+    write(
+        tmp_path / "results", "base", fp_results("base", board.BASELINE_TEAM, 5.0, "7735aaaa", "2026-01-01")
+    )
+    write(tmp_path / "results", "new", fp_results("newer", "team N", 90.0, "b5eebbbb", "2026-02-01"))
+    readme, index = render(tmp_path / "results", tmp_path)
+    md = readme.read_text("utf-8")
+    heads = [line for line in md.splitlines() if line.startswith("### ")]
+    assert heads == [
+        "### create-sample · data 7735aaaa · split test · protocol multi-reference",
+        "### create-sample · data b5eebbbb · split test · protocol multi-reference",
+    ]
+    first, second = md.split(heads[1])
+    assert "base" in first and "newer" not in first  # each table ranks one fingerprint only
+    assert "newer" in second and "| base |" not in second
+    html = index.read_text("utf-8")
+    assert html.count('<table class="board" data-task="retrieval"') == 2
+    assert html.index('data-fingerprint="7735aaaa"') < html.index('data-fingerprint="b5eebbbb"')
+    groups = board.boards(load_entries(tmp_path / "results"))
+    assert [[r["entry"]["model_name"] for r in g["tables"][0]["rows"]] for g in groups] == [
+        ["base"],
+        ["newer"],
+    ]
+
+
+def test_different_scoring_settings_are_separate_tables(tmp_path):
+    a = fp_results("a", "t", 5.0, "f1", "2026-01-01")
+    b = fp_results("b", "t", 6.0, "f1", "2026-01-01")
+    b["signature"] = b["signature"].replace("ties:expected", "ties:optimistic")
+    write(tmp_path / "results", "a", a)
+    write(tmp_path / "results", "b", b)
+    md = render(tmp_path / "results", tmp_path)[0].read_text("utf-8")
+    assert "#### Retrieval (ties:expected)" in md and "#### Retrieval (ties:optimistic)" in md
+
+
+def test_test_data_seen_is_marked_with_a_legend(tmp_path):
+    write(tmp_path / "results", "s", fp_results("seen-model", "t", 5.0, "f1", "2026-01-01", seen=True))
+    write(tmp_path / "results", "u", fp_results("clean-model", "t", 4.0, "f1", "2026-01-01"))
+    readme, index = render(tmp_path / "results", tmp_path)
+    md = readme.read_text("utf-8")
+    assert "| seen-model † |" in md and "| clean-model |" in md
+    assert "† test data seen during development" in md
+    html = index.read_text("utf-8")
+    assert html.count('<abbr class="seen"') == 2  # retrieval and captioning rows of seen-model
+    assert "test data seen during development" in html

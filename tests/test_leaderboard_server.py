@@ -277,6 +277,20 @@ def test_api_and_board_show_the_scores(scored):
     assert f'<code class="sig">{entries[0]["signature"]}</code>' in html
 
 
+def test_api_groups_and_filters_by_fingerprint(scored):
+    answer = scored.client.get("/api/leaderboard").json()
+    fps = {e["fingerprint"] for e in answer["entries"]}
+    assert len(fps) == 1 and None not in fps
+    (fp,) = fps
+    assert [(b["fingerprint"], sorted(b["entries"])) for b in answer["boards"]] == [
+        (fp, sorted(e["id"] for e in answer["entries"]))
+    ]
+    assert all(e["test_data_seen"] is False for e in answer["entries"])
+    assert scored.client.get(f"/api/leaderboard?fingerprint={fp}").json()["entries"] == answer["entries"]
+    other = scored.client.get("/api/leaderboard?fingerprint=0000").json()
+    assert other["entries"] == [] and other["boards"] == []
+
+
 def test_no_response_carries_references_or_server_paths(scored):
     refs = [r for r in references(scored.data) if len(r) >= 4]
     assert refs

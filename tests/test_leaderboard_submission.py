@@ -359,3 +359,22 @@ def test_card_written_by_eval_is_accepted_once_the_submitter_adds_their_fields()
     card.update(schema_version=1, team="t", create_configs=["train"], test_data_seen=False)
     parsed = ModelCard.from_dict(yaml.safe_load(yaml.safe_dump(card)))
     assert parsed.name == "random" and parsed.model_info()["training_data"] == ["CREATE train split"]
+
+
+def test_complete_card_fills_what_eval_cannot_know_and_never_guesses():
+    from create_bench.errors import SubmissionError
+    from create_bench.leaderboard.client import CardFields, complete_card
+    from create_bench.leaderboard.submission import ModelCard
+
+    eval_card = {k: v for k, v in CARD.items() if k not in ("schema_version", "team", "test_data_seen")}
+    with pytest.raises(SubmissionError, match=r"^model_card.yaml does not give team, test_data_seen: pass "
+                       r"--team NAME; --test-data-seen or --no-test-data-seen$"):  # fmt: skip
+        complete_card(eval_card, CardFields())
+    done = complete_card(eval_card, CardFields(team="T", test_data_seen=True, create_configs=()))
+    card = ModelCard.from_dict(done)  # valid against the schema
+    assert (
+        card.data["schema_version"] == 1 and card.test_data_seen is True and card.data["create_configs"] == []
+    )
+    no_configs = {k: v for k, v in eval_card.items() if k != "create_configs"}
+    with pytest.raises(SubmissionError, match="--create-configs"):
+        complete_card(no_configs, CardFields(team="T", test_data_seen=False))

@@ -53,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed for the model context and the bootstrap")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown report and plots")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace results that another model class with the same name wrote (refused otherwise)",
+    )
     p.set_defaults(func=run)
 
 
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         bootstrap=args.bootstrap,
         report=not args.no_report,
+        overwrite=args.overwrite,
     )
     outcome = evaluate(model, cfg, model_args=model_args, model_spec=args.model)
     print(format_table(outcome.results))

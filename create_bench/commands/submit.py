@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--local", metavar="DIR", help="score locally into this board directory (e.g. leaderboard/)"
     )
     p.add_argument("--token", help="team token for --server (default: $CREATE_BENCH_TOKEN)")
-    p.add_argument("--data", metavar="DIR", help="dataset: checks the id sets; required with --local")
+    p.add_argument(
+        "--data",
+        metavar="DIR",
+        help="dataset: checks the id sets; with --local, default: the dataset create-bench eval recorded "
+        "next to the predictions",
+    )
+    card = p.add_argument_group("model card (fill or override what model_card.yaml lacks)")
+    card.add_argument("--team", help="team or authors shown on the board")
+    card.add_argument(
+        "--test-data-seen",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether any CREATE test video, title or caption was used for training or model "
+        "selection; required unless the card says",
+    )
+    card.add_argument(
+        "--create-configs",
+        metavar="LIST",
+        help="CREATE configs used for training or selection, comma-separated (train, validation, "
+        "pretrain, pretrain-3m, pretrain-10m; '' for none); default: what create-bench eval recorded",
+    )
     p.add_argument("--split", default="test")
     p.add_argument(
         "--tokenizer", default="jieba", choices=["jieba", "char"], help="--local scoring tokenizer"
@@ -37,12 +58,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from create_bench.errors import ConfigError, SubmissionError
     from create_bench.leaderboard import client
 
-    if args.local and not args.data:
-        raise ConfigError("--local scores against references: give --data DIR")
-    summary = client.validate(args.path, data_dir=args.data, split=args.split)
+    fields = client.CardFields(
+        team=args.team,
+        test_data_seen=args.test_data_seen,
+        create_configs=_configs(args.create_configs),
+    )
+    data = args.data
+    if args.local and not data:
+        data = client.recorded_data_dir(args.path)
+        print(f"--data {data} (recorded by create-bench eval)")
+    with client.prepared(args.path, fields) as path:
+        return _submit(args, path, data)
+
+
+def _configs(text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _submit(args: argparse.Namespace, path: Any, data: str | None) -> int:
+    from create_bench.errors import SubmissionError
+    from create_bench.leaderboard import client
+
+    summary = client.validate(path, data_dir=data, split=args.split)
     checked = "files, model card, predictions" + (
         f", ids of the {args.split} split" if summary["ids_checked"] else ""
     )
@@ -50,17 +91,20 @@ def run(args: argparse.Namespace) -> int:
         f"valid submission {summary['model_name']!r}: tasks {', '.join(summary['tasks']) or 'none'} ({checked})"
     )
     if args.local:
-        out, results = client.score_local(
-            args.path,
+        entry = client.score_local(
+            path,
             args.local,
-            data_dir=args.data,
+            data_dir=data,
             split=args.split,
             tokenizer=args.tokenizer,
             bootstrap=args.bootstrap,
             seed=args.seed,
         )
-        print(f"scored: {out}; board re-rendered in {args.local}")
-        print(_summary(results))
+        team = entry.results["model"].get("team")
+        what = "replaced this team's earlier entry" if entry.replaced else "new entry"
+        print(f"scored: {entry.path} ({what}: {summary['model_name']!r} of team {team!r})")
+        print(f"board re-rendered in {args.local}")
+        print(_summary(entry.results))
         return 0
     if not args.server:
         print(
@@ -68,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     token = client.resolve_token(args.token)
-    answer = client.upload(args.path, args.server, token, timeout=args.timeout)
+    answer = client.upload(path, args.server, token, timeout=args.timeout)
     print(f"accepted: submission {answer['id']} ({answer['state']}) {args.server.rstrip('/')}{answer['url']}")
     if args.wait:
         answer = client.wait(args.server, answer["id"], timeout=args.timeout)

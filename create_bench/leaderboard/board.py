@@ -148,7 +148,7 @@ def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, A
                     "sort": "" if value is None else repr(value),
                 }
             )
-        rows.append({"entry": e, "cells": cells, "signature": signature_text(res)})
+        rows.append({"entry": e, "cells": cells, "signature": signature_text(res), "seen": test_data_seen(e)})
     main = next(
         (i for i, c in enumerate(columns) if (c.group, c.metric) == task.main), 0 if columns else None
     )
@@ -186,6 +186,118 @@ def _is_number_anywhere(entries: Iterable[dict[str, Any]], group: str, metric: s
 
 def tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [task_table(t, entries) for t in TASKS]
+
+
+# --------------------------------------------------------------------------- boards
+
+#: The team of the committed baselines: the board whose data they were scored on comes first.
+BASELINE_TEAM = "create-bench baselines"
+#: Scoring settings that change what a task's numbers mean. Entries that differ in any of them, or
+#: in the dataset, fingerprint, split or protocol, are never ranked in one table. Model inputs
+#: (frames, decode, features) differ between models by design and stay in the row's signature;
+#: bootstrap and seed change only the intervals.
+SETTING_FIELDS = ("tok", "norm", "ties", "refs", "metric")
+SEEN_MARK = "\u2020"
+SEEN_LEGEND = "test data seen during development (the model card declares test_data_seen: true)"
+
+
+def parse_signature(sig: str) -> dict[str, str]:
+    """``"create-bench:0.1.0|data:abc|split:test"`` -> ``{"create-bench": "0.1.0", "data": "abc", ...}``."""
+    out: dict[str, str] = {}
+    for part in sig.split("|") if sig else ():
+        key, _, value = part.partition(":")
+        out.setdefault(key, value)
+    return out
+
+
+def board_key(results: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(dataset name, data fingerprint, split, protocol) of a results JSON."""
+    ds = results.get("dataset") if isinstance(results.get("dataset"), dict) else {}
+    fields = parse_signature(signature_text(results))
+    protocol = results.get("protocol") if isinstance(results.get("protocol"), str) else None
+    return (
+        str(ds.get("name") or ""),
+        str(ds.get("fingerprint") or fields.get("data", "")),
+        str(ds.get("split") or fields.get("split", "")),
+        str(protocol or fields.get("protocol", "")),
+    )
+
+
+def settings_key(results: dict[str, Any], task: TaskView) -> str:
+    """The scoring settings of ``task``'s scores in ``results`` (from the per-group signatures)."""
+    per_group = results.get("signatures") if isinstance(results.get("signatures"), dict) else {}
+    sigs = [per_group[g] for g, _ in task.groups if isinstance(per_group.get(g), str)]
+    if not sigs:
+        sigs = [signature_text(results)]
+    values: dict[str, set[str]] = {}
+    for sig in sigs:
+        for key, value in parse_signature(sig).items():
+            if key in SETTING_FIELDS:
+                values.setdefault(key, set()).add(value)
+    return "|".join(f"{k}:{','.join(sorted(values[k]))}" for k in SETTING_FIELDS if k in values)
+
+
+def test_data_seen(entry: dict[str, Any]) -> bool:
+    """Whether the entry's model card declares that CREATE test data was seen."""
+    if isinstance(entry.get("test_data_seen"), bool):
+        return entry["test_data_seen"]
+    for source in ((entry.get("results") or {}).get("model"), entry.get("model_card")):
+        if isinstance(source, dict) and isinstance(source.get("test_data_seen"), bool):
+            return source["test_data_seen"]
+    return False
+
+
+def boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries grouped into boards, one per (dataset, fingerprint, split, protocol); inside a board,
+    one table per task and scoring settings. Nothing is ever ranked across boards.
+
+    The board of the committed baselines' newest results comes first, then the newest others.
+    With no entries, one board of empty tables (the page says there are no results yet).
+    """
+    if not entries:
+        return [{"key": None, "heading": "", "tables": tables([]), "n": 0, "seen": False}]
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
+    for e in entries:
+        groups.setdefault(board_key(e.get("results") or {}), []).append(e)
+
+    def order(item: tuple[tuple[str, str, str, str], list[dict[str, Any]]]) -> tuple[Any, ...]:
+        stamps = [str(e.get("created_at") or "") for e in item[1]]
+        base = [str(e.get("created_at") or "") for e in item[1] if e.get("team") == BASELINE_TEAM]
+        return (bool(base), max(base, default=""), max(stamps, default=""))
+
+    out = []
+    for key, members in sorted(groups.items(), key=order, reverse=True):
+        board_tables = []
+        for task in TASKS:
+            by_setting: dict[str, list[dict[str, Any]]] = {}
+            for e in members:
+                by_setting.setdefault(settings_key(e.get("results") or {}, task), []).append(e)
+            for setting, group in sorted(by_setting.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+                t = task_table(task, group)
+                if t["rows"] or len(by_setting) == 1:
+                    t["settings"] = setting if len(by_setting) > 1 else ""
+                    board_tables.append(t)
+        name, fingerprint, split, protocol = key
+        heading = " · ".join(
+            x
+            for x in (
+                name or "unnamed dataset",
+                f"data {fingerprint or '?'}",
+                f"split {split or '?'}",
+                f"protocol {protocol}" if protocol else "",
+            )
+            if x
+        )
+        out.append(
+            {
+                "key": key,
+                "heading": heading,
+                "tables": board_tables,
+                "n": len(members),
+                "seen": any(test_data_seen(e) for e in members),
+            }
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- HTML
@@ -241,7 +353,9 @@ def render_board_html(
         .render(
             title=title,
             subtitle=subtitle,
-            tables=tables(entries),
+            boards=boards(entries),
+            seen_mark=SEEN_MARK,
+            seen_legend=SEEN_LEGEND,
             links=links,
             pending=pending,
             meta_csp=meta_csp,
@@ -301,17 +415,35 @@ def md_escape(text: Any) -> str:
 
 
 def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
-    """The README tables: one per task, scores with 95% intervals, and the signatures."""
-    out: list[str] = []
+    """The README tables: one board per (dataset, fingerprint, split, protocol), each headed by its
+    fingerprint, with one table per task, scores with 95% intervals, and the signatures."""
     if not entries:
         return (
             "_No results yet: add results JSON files to `leaderboard/results/` and run `make leaderboard`._\n"
         )
+    out: list[str] = []
+    all_boards = boards(entries)
+    if len(all_boards) > 1:
+        out.append(
+            f"{len(all_boards)} boards: results on different data (fingerprint), splits or protocols "
+            "are never ranked together.\n"
+        )
+    for b in all_boards:
+        out += _markdown_board(b)
+    out.append(
+        "R@K and captioning metrics x100; MdR/MnR are ranks (lower is better); 95% bootstrap intervals in brackets."
+    )
+    return "\n".join(out) + "\n"
+
+
+def _markdown_board(b: dict[str, Any]) -> list[str]:
+    out = [f"### {md_escape(b['heading'])}\n"]
     sigs: dict[str, int] = {}
-    for t in tables(entries):
+    for t in b["tables"]:
         if not t["rows"]:
             continue
-        out.append(f"### {t['task'].title}\n")
+        settings = f" ({md_escape(t['settings'])})" if t.get("settings") else ""
+        out.append(f"#### {t['task'].title}{settings}\n")
         head = (
             ["Model", "Team"]
             + [f"{c.group_label} {c.metric}" if len(t["spans"]) > 1 else c.metric for c in t["columns"]]
@@ -320,19 +452,18 @@ def render_markdown(entries: Sequence[dict[str, Any]]) -> str:
         out.append("| " + " | ".join(md_escape(h) for h in head) + " |")
         out.append("|" + "|".join(["---", "---"] + ["---:"] * len(t["columns"]) + ["---"]) + "|")
         for r in t["rows"]:
-            sig = r["signature"]
-            n = sigs.setdefault(sig, len(sigs) + 1)
-            cells = [md_escape(r["entry"].get("model_name", "")), md_escape(r["entry"].get("team", ""))]
+            n = sigs.setdefault(r["signature"], len(sigs) + 1)
+            model = md_escape(r["entry"].get("model_name", "")) + (f" {SEEN_MARK}" if r["seen"] else "")
+            cells = [model, md_escape(r["entry"].get("team", ""))]
             cells += [c["text"] + (f" <sub>{c['ci']}</sub>" if c["ci"] else "") for c in r["cells"]]
             cells.append(f"[{n}]")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+    if b["seen"]:
+        out.append(f"{SEEN_MARK} {SEEN_LEGEND}.\n")
     if sigs:
         out.append("Signatures:\n")
         for sig, n in sigs.items():
             out.append(f"- [{n}] `{sig.replace('`', '')}`" if sig else f"- [{n}] (none)")
         out.append("")
-    out.append(
-        "R@K and captioning metrics x100; MdR/MnR are ranks (lower is better); 95% bootstrap intervals in brackets."
-    )
-    return "\n".join(out) + "\n"
+    return out

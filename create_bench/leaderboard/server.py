@@ -173,10 +173,18 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         return db.get_submission(sub_id)
 
     @app.get("/api/leaderboard")
-    def leaderboard() -> dict[str, Any]:
+    def leaderboard(fingerprint: str | None = None) -> dict[str, Any]:
+        """Entries (optionally only those scored on data ``fingerprint``) and ``boards``: the
+        entries grouped by (dataset, fingerprint, split, protocol); rank only within a board."""
         entries = []
+        groups: dict[tuple[str, str, str, str], list[int]] = {}
         for s in db.list_submissions():
             results = s["results"] or {}
+            key = board.board_key(results) if results else ("", "", "", "")
+            if fingerprint is not None and key[1] != fingerprint:
+                continue
+            if results:
+                groups.setdefault(key, []).append(s["id"])
             entries.append(
                 {
                     "id": s["id"],
@@ -184,12 +192,19 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
                     "team": s["team"],
                     "state": s["state"],
                     "created_at": s["created_at"],
+                    "dataset": key[0] or None,
+                    "fingerprint": key[1] or None,
+                    "test_data_seen": board.test_data_seen(s),
                     "scores": results.get("scores"),
                     "ci": results.get("ci"),
                     "signature": board.signature_text(results) or None,
                 }
             )
-        return {"split": config.scoring.split, "entries": entries}
+        boards = [
+            {"dataset": k[0], "fingerprint": k[1], "split": k[2], "protocol": k[3], "entries": ids}
+            for k, ids in groups.items()
+        ]
+        return {"split": config.scoring.split, "boards": boards, "entries": entries}
 
     @app.get("/", response_class=HTMLResponse)
     def board_page() -> HTMLResponse:

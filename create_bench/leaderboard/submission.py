@@ -246,6 +246,11 @@ class ModelCard:
 
 def parse_model_card(text: str, *, source: str = CARD_NAME) -> ModelCard:
     """Parse and validate the text of a model card."""
+    return ModelCard.from_dict(parse_card_yaml(text, source=source), source=source)
+
+
+def parse_card_yaml(text: str, *, source: str = CARD_NAME) -> Any:
+    """The parsed YAML of a model card (no aliases), not yet checked against the schema."""
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -254,11 +259,16 @@ def parse_model_card(text: str, *, source: str = CARD_NAME) -> ModelCard:
         raise SubmissionError(f"{source}: malformed YAML{at}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise SubmissionError(f"{source}: malformed YAML: {exc}") from None
-    return ModelCard.from_dict(data, source=source)
+    return data
 
 
 def load_model_card(path: str | os.PathLike[str], *, limits: Limits | None = None) -> ModelCard:
     """Read and validate ``model_card.yaml`` (size-capped, UTF-8)."""
+    return parse_model_card(read_card_text(path, limits=limits))
+
+
+def read_card_text(path: str | os.PathLike[str], *, limits: Limits | None = None) -> str:
+    """The text of ``model_card.yaml`` (size-capped, UTF-8)."""
     limits = limits or Limits()
     path = Path(path)
     if not path.is_file():
@@ -270,7 +280,7 @@ def load_model_card(path: str | os.PathLike[str], *, limits: Limits | None = Non
         text = path.read_text("utf-8")
     except UnicodeDecodeError as exc:
         raise SubmissionError(f"{CARD_NAME} is not UTF-8 text (byte {exc.start})") from None
-    return parse_model_card(text)
+    return text
 
 
 # --------------------------------------------------------------------------- archives

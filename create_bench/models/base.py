@@ -43,6 +43,9 @@ class ModelMeta:
     frame_size: tuple[int, int] | None = None
     #: Which feature set (directory under the dataset's ``features/``) when inputs == "features".
     feature_set: str | None = None
+    #: CREATE configs used for training or model selection (``()``: none), or None if unknown;
+    #: ``create-bench eval`` writes it into the model card a submission needs.
+    create_configs: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,6 +57,15 @@ class ModelMeta:
             raise ConfigError("ModelMeta.feature_set is required when inputs == 'features'")
         if self.params is not None and (not isinstance(self.params, int) or self.params < 0):
             raise ConfigError(f"ModelMeta.params must be a non-negative int, got {self.params!r}")
+        if self.create_configs is not None:
+            from create_bench.types import CREATE_CONFIGS
+
+            bad = [c for c in self.create_configs if c not in CREATE_CONFIGS]
+            if bad or isinstance(self.create_configs, str):
+                raise ConfigError(
+                    f"ModelMeta.create_configs must be a tuple of {', '.join(CREATE_CONFIGS)}, "
+                    f"got {self.create_configs!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -102,7 +114,10 @@ class BaseModel:
         """Tasks whose methods the subclass overrides."""
         cls = type(self)
         tasks = []
-        if cls.encode_videos is not BaseModel.encode_videos and cls.encode_texts is not BaseModel.encode_texts:
+        if (
+            cls.encode_videos is not BaseModel.encode_videos
+            and cls.encode_texts is not BaseModel.encode_texts
+        ):
             tasks.append("retrieval")
         if cls.generate is not BaseModel.generate:
             tasks += ["title", "caption"]

@@ -145,6 +145,7 @@ class RandomModel(BaseModel):
         description="seeded random unit embeddings; generation draws a random training title/caption",
         params=0,
         training_data=("CREATE train split (texts only, for generation)",),
+        create_configs=("train",),
         license="Apache-2.0",
         inputs="none",
     )
@@ -208,6 +209,7 @@ class RawTitleModel(BaseModel):
         description="generation: the raw uploader title; retrieval: TF-IDF (jieba) of query vs raw title + tags",
         params=0,
         training_data=("CREATE train split (TF-IDF vocabulary and IDF only)",),
+        create_configs=("train",),
         license="Apache-2.0",
         inputs="none",
     )
@@ -314,6 +316,7 @@ class NearestNeighbourModel(BaseModel):
         ),
         params=0,
         training_data=("CREATE train split (videos, titles, captions)",),
+        create_configs=("train",),
         license="Apache-2.0",
         inputs="frames",
         frames="uniform-center@8",

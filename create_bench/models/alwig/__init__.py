@@ -28,6 +28,7 @@ def _meta_from_checkpoint(ckpt: Path, params: int | None = None) -> ModelMeta:
 
     version = "untrained"
     training: tuple[str, ...] = ()
+    configs: tuple[str, ...] | None = None  # unknown without a training record
     try:
         record = read_record(ckpt)
     except ModelError:
@@ -39,6 +40,7 @@ def _meta_from_checkpoint(ckpt: Path, params: int | None = None) -> ModelMeta:
         version = f"{record.get('version', 1)}-{sha256_file(ckpt / 'model.safetensors')[:12]}"
         data = record.get("training", {}).get("data")
         training = (str(data),) if data else ()
+        configs = ("train", "validation")  # trained on train, checkpoint selected on validation
     inputs: Literal["frames", "features"] = "features" if cfg.encoder == "features" else "frames"
     size = (int(cfg.frame_size[0]), int(cfg.frame_size[1])) if cfg.frame_size else None
     return ModelMeta(
@@ -52,6 +54,7 @@ def _meta_from_checkpoint(ckpt: Path, params: int | None = None) -> ModelMeta:
         frames=cfg.frames,
         frame_size=size if inputs == "frames" else None,
         feature_set=cfg.feature_set if inputs == "features" else None,
+        create_configs=configs,
         extra={"encoder": cfg.encoder, "checkpoint": str(ckpt)},
     )
 
