@@ -37,7 +37,7 @@ killed (SIGKILL: also a hang inside native decoder code) and is skipped as ``Dec
 raised with ``on_error="fail"``); a worker that crashes is a VideoDecodeError for its video; the
 next video gets a fresh worker. This holds for every ``num_workers``, 0 included. Frames come back
 through shared memory straight into the batch (one more memory copy per frame than decoding
-in-process; see :mod:`create_bench.video.decode`). ``timeout=None`` decodes in the loader's own
+in-process; see :mod:`create_bench.video.worker`). ``timeout=None`` decodes in the loader's own
 process (or DataLoader workers) with no such guard: there a hang in native code hangs that
 process; with ``num_workers > 0`` DataLoader's own ``timeout=`` argument (seconds per batch,
 passed through) then raises instead of skipping.
@@ -262,7 +262,7 @@ class VideoDataset(IterableDataset):
         import collections
 
         from create_bench.data.shards import video_source
-        from create_bench.video.decode import decode_many
+        from create_bench.video.decoding import decode_many
 
         cfg = self.cfg
         kw: dict[str, Any] = {
@@ -649,7 +649,7 @@ def make_loader(
         columns: row columns to pass through (``vid`` always comes).
         texts: also pass ``titles`` and ``captions``.
         features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
-        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decode`).
+        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decoding.decode`).
         on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
         timeout: seconds per video in a killable decode subprocess; None decodes in-process,
             where a hang cannot be interrupted (see "Hangs" in the module doc).
@@ -659,7 +659,7 @@ def make_loader(
         vids: only these videos (e.g. the ones a resumed feature extraction still needs).
         **dataloader_kwargs: passed to ``DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``).
     """
-    from create_bench.video.decode import BACKENDS, _parse_ctx, normalize_size
+    from create_bench.video.checks import check_backend, normalize_size, parse_ctx
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -667,15 +667,14 @@ def make_loader(
         raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}")
     if on_error not in ("skip", "fail"):
         raise ConfigError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown decode backend {backend!r} (known: {', '.join(BACKENDS)})")
+    check_backend(backend)
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ConfigError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     if (rank is None) != (world_size is None):
         raise ConfigError("give both rank and world_size, or neither")
     if isinstance(columns, str):
         columns = (columns,)
-    _parse_ctx(ctx)
+    parse_ctx(ctx)
     parse_policy(frames)
     hw = normalize_size(size)
 

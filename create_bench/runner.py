@@ -475,7 +475,7 @@ def _model_card(model: Any, model_args: dict[str, Any], spec: str | None, frames
     """The model card that travels with the predictions; its ``frames``/``decode`` enter the signature."""
     card = model.meta.to_dict()
     if model.meta.inputs == "frames":
-        from create_bench.video.decode import backend_version
+        from create_bench.video.decoding import backend_version
         from create_bench.video.sampling import policy_signature
 
         card["frames"] = policy_signature(frames)  # the policy actually used, versioned
