@@ -16,9 +16,15 @@ over a :class:`VideoDataset` (an ``IterableDataset``). Each batch is a dict of t
 **Frames.** Indices come from the frame policy (:mod:`create_bench.video.sampling`) applied to the
 stored ``num_frames``. T is the policy's N; a video shorter than N frames is padded by repeating
 its last frame (``frame_mask`` marks the copies). ``fps@F`` gives videos different lengths: T is
-the longest in the batch, shorter ones padded the same way. Without ``size`` the frames keep their
-stored size, so videos of different sizes cannot share a batch (a ConfigError says so): pass
-``size=(H, W)`` or ``batch_size=1``.
+the longest in the batch, shorter ones padded the same way.
+
+**Size.** Frames are resized at decode time to ``size=(H, W)``, by default :data:`DEFAULT_SIZE`
+(224 x 224, the input size of the CLIP-style encoders used on CREATE), because real datasets (the
+CREATE release and CREATE-sample alike) mix frame sizes and orientations, and a batch is one
+tensor. The resize is FFmpeg's bilinear ``scale`` after display rotation and does not keep the
+aspect ratio (a portrait video is squeezed); ask for the ``width``/``height``/``rotation`` columns
+to know the stored geometry. ``size=None`` keeps each video's stored size: then videos of
+different sizes cannot share a batch (a ConfigError says so): use ``batch_size=1``.
 
 **Partitioning.** Rows are streamed with :func:`create_bench.data.shards.iter_batches`, split
 between ``rank``/``world_size`` (from ``torch.distributed`` when initialised) and the DataLoader's
@@ -72,6 +78,8 @@ DEFAULT_COLUMNS = ("tags", "raw_title", "category")
 TEXT_COLUMNS = ("titles", "captions")
 #: Default per-video decode timeout (seconds) of the loader.
 DEFAULT_TIMEOUT = 60.0
+#: Default frame size ``(H, W)`` of :func:`make_loader` (see "Size" in the module doc).
+DEFAULT_SIZE = (224, 224)
 _SKIPPED_KEY = "_skipped"
 
 
@@ -618,7 +626,7 @@ def make_loader(
     frames: str = "uniform-center@8",
     batch_size: int = 8,
     num_workers: int = 0,
-    size: int | Sequence[int] | None = None,
+    size: int | Sequence[int] | None = DEFAULT_SIZE,
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
     columns: Sequence[str] = DEFAULT_COLUMNS,
@@ -644,7 +652,10 @@ def make_loader(
         frames: the frame policy (``uniform-center@8`` default; see :mod:`create_bench.video.sampling`).
         batch_size: videos per batch (a worker's last batch may be smaller).
         num_workers: DataLoader worker processes (0: decode in this process).
-        size: resize at decode time to ``(H, W)`` (int: square); None keeps the stored size.
+        size: resize at decode time to ``(H, W)`` (int: square); default :data:`DEFAULT_SIZE`
+            (224 x 224), so videos of any stored size share a batch. None keeps each video's stored
+            size (then a batch of videos of different sizes raises ConfigError: use
+            ``batch_size=1``). Ignored with ``features``.
         mean, std: when given, frames become normalised ``float32 [B, T, 3, H, W]``.
         columns: row columns to pass through (``vid`` always comes).
         texts: also pass ``titles`` and ``captions``.

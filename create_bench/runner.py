@@ -343,10 +343,12 @@ def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[st
         kw["frames"] = frames
         if meta.frame_size is not None:
             kw["size"] = tuple(meta.frame_size)
-        elif cfg.batch_size > 1:
-            # Stored sizes differ between videos and cannot share a batch: one video per call.
-            log.info("model %r asks for frames at their stored size: batches of one video", meta.name)
-            kw["batch_size"] = 1
+        else:
+            kw["size"] = None  # the stored size, not the loader's default
+            if cfg.batch_size > 1:
+                # Stored sizes differ between videos and cannot share a batch: one video per call.
+                log.info("model %r asks for frames at their stored size: batches of one video", meta.name)
+                kw["batch_size"] = 1
     yield from make_loader(cfg.data_dir, cfg.split, **kw)
 
 
