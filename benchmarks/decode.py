@@ -11,12 +11,12 @@ For each: frames/s and clips/s of (a) raw ``decord.VideoReader(...).get_batch`` 
 already in memory (the same sources as the loader: embedded bytes via BytesIO, or the file path),
 (b) ``create_bench.loader.make_loader`` with 0, 1 and 2 workers (reading the shards, decoding in
 the killable worker, batching), (c) ``decode(backend="pyav")``, (d) decoding every frame in order
-with decord, and, where an NVDEC backend runs (``create_bench.video.gpu``), (e) ``decode(ctx="gpu")``
+with decord, and, where an NVDEC backend runs (``create_bench.video.backends.nvdec``), (e) ``decode(ctx="gpu")``
 on the first ``--gpu-videos`` videos (time scaled to the workload: NVDEC opens a CUDA decoder per
 video), after checking that their GPU frames are within ``GPU_TOLERANCE`` of the CPU frames. Before timing, the loader's frame indices are checked against
 the ones raw decord decodes and its first batch's frames against raw decord's (same sources,
 indices and size). ``decode()`` and the loader use the ``auto`` strategy (seek, sequential, or the
-targets split over parallel single-threaded readers; see ``create_bench.video.decode``), raw
+targets split over parallel single-threaded readers; see ``create_bench.video.plan``), raw
 decord its own ``get_batch``.
 
 Timing is made for a shared, busy machine: after one warm-up each, the variants (every-frame
@@ -61,7 +61,7 @@ from create_bench.data.build import DatasetWriter  # noqa: E402
 from create_bench.data.shards import read_table, video_source  # noqa: E402
 from create_bench.loader import make_loader  # noqa: E402
 from create_bench.video import decode, sample_indices  # noqa: E402
-from create_bench.video.decode import (  # noqa: E402
+from create_bench.video.decoding import (  # noqa: E402
     backend_version,
     choose_strategy,
     gpu_available,
@@ -208,7 +208,7 @@ def loader_pass(data_dir: Path, split: str, size: tuple[int, int] | None, worker
 
 def check_gpu_frames(items: list[Item], size: tuple[int, int] | None) -> None:
     """NVDEC frames equal the CPU frames (decode() with decord) within GPU_TOLERANCE, every video."""
-    from create_bench.video.gpu import CPU_FALLBACKS, GPU_TOLERANCE, select_gpu_backend
+    from create_bench.video.backends.nvdec import CPU_FALLBACKS, GPU_TOLERANCE, select_gpu_backend
 
     before = sum(CPU_FALLBACKS.values())
     worst, means = 0, []
@@ -501,11 +501,11 @@ def main() -> None:
     copies = 2 if args.quick else 4
     gpu = gpu_available()
     if gpu:
-        from create_bench.video.gpu import select_gpu_backend
+        from create_bench.video.backends.nvdec import select_gpu_backend
 
         gpu_line = f"available ({select_gpu_backend(0)} NVDEC): rows (e)"
     else:
-        from create_bench.video.gpu import gpu_decode_status
+        from create_bench.video.backends.nvdec import gpu_decode_status
 
         gpu_line = "not available, rows (e) skipped: " + "; ".join(
             f"{k}: {v}" for k, v in gpu_decode_status().items()

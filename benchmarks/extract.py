@@ -166,7 +166,7 @@ def make_720p_clip(seconds: int, fps: int = 25, gop: int = 25) -> bytes:
 
 def decode_720p(seconds: int, repeat: int) -> tuple[float, int]:
     """Best seconds to decode uniform-center@8 of a 720p clip on one thread, and the clip's size."""
-    from create_bench.video.decode import decode
+    from create_bench.video.decoding import decode
     from create_bench.video.sampling import sample_indices
 
     clip = make_720p_clip(seconds)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks in one run, for a machine with an NVIDIA GPU (a lent one has minutes, not hours):
-#   1. which NVDEC backend runs (create_bench.video.gpu), and the GPU tests (frames vs CPU, ALWIG on CUDA);
+#   1. which NVDEC backend runs (create_bench.video.backends.nvdec), and the GPU tests (frames vs CPU, ALWIG on CUDA);
 #   2. ALWIG trained a few epochs on CUDA on CREATE-sample (wall time, loss log);
 #   3. benchmarks/decode.py with the GPU rows (e), on CREATE-sample and the 30 s 720p clips.
 # Every step has its own time limit and writes its log under OUTDIR, so a cut-short run still
@@ -22,7 +22,7 @@ nproc
 $PY - <<'EOF' 2>&1 | tee -a "$OUTDIR/gpu.txt"
 import av, decord, numpy, torch
 from av.codec.hwaccel import hwdevices_available
-from create_bench.video.gpu import gpu_decode_status
+from create_bench.video.backends.nvdec import gpu_decode_status
 print(f"python torch {torch.__version__} cuda {torch.cuda.is_available()} numpy {numpy.__version__} "
       f"decord {decord.__version__} av {av.__version__} (FFmpeg hw devices {hwdevices_available()})")
 for name, why in gpu_decode_status().items():

@@ -1,8 +1,8 @@
 """Frozen-encoder feature extraction (layer 4): one pipeline, three engines, exact results.
 
 ``extract_features(data_dir, split, engine=...)`` reads a split's shards, picks frames with a named
-policy (:mod:`create_bench.video.sampling`), decodes them (:func:`create_bench.video.decode`, or the
-GPU backend of :mod:`create_bench.video.gpu`), runs a frozen per-frame encoder (the ALWIG options of
+policy (:mod:`create_bench.video.sampling`), decodes them (:func:`create_bench.video.decoding.decode`, or the
+GPU backend of :mod:`create_bench.video.backends.nvdec`), runs a frozen per-frame encoder (the ALWIG options of
 :mod:`create_bench.models.alwig.encoders`) and writes feature shards a dataset can use::
 
     OUT/features/<set>/{split}-{i:05d}-of-{n:05d}.parquet     columns vid, features list<list<float32>>
@@ -148,7 +148,7 @@ def make_config(data_dir: str | os.PathLike[str], split: str, **options: Any) ->
     if options.get("out_dir") is not None:
         options["out_dir"] = Path(options["out_dir"])
     if options.get("frame_size") is not None:
-        from create_bench.video.decode import normalize_size
+        from create_bench.video.checks import normalize_size
 
         options["frame_size"] = normalize_size(options["frame_size"])
     cfg = ExtractConfig(data_dir=Path(data_dir), split=split, **options)
@@ -260,7 +260,7 @@ def decode_video(row: dict[str, Any], cfg: ExtractConfig) -> np.ndarray:
     except ConfigError as e:
         raise VideoDecodeError(f"cannot sample frames: {e}", vid=vid) from None
     src = video_source(row, cfg.data_dir)
-    from create_bench.video.decode import decode
+    from create_bench.video.decoding import decode
 
     return decode(src, indices, size=cfg.frame_size, ctx=_decode_ctx(cfg), vid=vid, timeout=cfg.timeout)
 
@@ -367,7 +367,7 @@ def _feature_set_name(cfg: ExtractConfig, info: dict[str, Any]) -> str:
 
 
 def _decoder_name(cfg: ExtractConfig) -> str:
-    from create_bench.video.decode import backend_version
+    from create_bench.video.decoding import backend_version
 
     return backend_version("decord") + ("" if cfg.decode_device == "cpu" else "+nvdec")
 
@@ -950,7 +950,7 @@ def run_extraction(cfg: ExtractConfig) -> ExtractReport:
     if cfg.engine == "torchrun" and "LOCAL_RANK" in os.environ:
         cfg = _per_rank_devices(cfg, int(os.environ["LOCAL_RANK"]))
     if cfg.decode_device != "cpu":
-        from create_bench.video.gpu import select_gpu_backend
+        from create_bench.video.backends.nvdec import select_gpu_backend
 
         select_gpu_backend(cfg.decode_device)  # fail fast, before any engine starts
     encoder = resolve_encoder(cfg.encoder, cfg.device)

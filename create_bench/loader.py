@@ -16,9 +16,15 @@ over a :class:`VideoDataset` (an ``IterableDataset``). Each batch is a dict of t
 **Frames.** Indices come from the frame policy (:mod:`create_bench.video.sampling`) applied to the
 stored ``num_frames``. T is the policy's N; a video shorter than N frames is padded by repeating
 its last frame (``frame_mask`` marks the copies). ``fps@F`` gives videos different lengths: T is
-the longest in the batch, shorter ones padded the same way. Without ``size`` the frames keep their
-stored size, so videos of different sizes cannot share a batch (a ConfigError says so): pass
-``size=(H, W)`` or ``batch_size=1``.
+the longest in the batch, shorter ones padded the same way.
+
+**Size.** Frames are resized at decode time to ``size=(H, W)``, by default :data:`DEFAULT_SIZE`
+(224 x 224, the input size of the CLIP-style encoders used on CREATE), because real datasets (the
+CREATE release and CREATE-sample alike) mix frame sizes and orientations, and a batch is one
+tensor. The resize is FFmpeg's bilinear ``scale`` after display rotation and does not keep the
+aspect ratio (a portrait video is squeezed); ask for the ``width``/``height``/``rotation`` columns
+to know the stored geometry. ``size=None`` keeps each video's stored size: then videos of
+different sizes cannot share a batch (a ConfigError says so): use ``batch_size=1``.
 
 **Partitioning.** Rows are streamed with :func:`create_bench.data.shards.iter_batches`, split
 between ``rank``/``world_size`` (from ``torch.distributed`` when initialised) and the DataLoader's
@@ -37,7 +43,7 @@ killed (SIGKILL: also a hang inside native decoder code) and is skipped as ``Dec
 raised with ``on_error="fail"``); a worker that crashes is a VideoDecodeError for its video; the
 next video gets a fresh worker. This holds for every ``num_workers``, 0 included. Frames come back
 through shared memory straight into the batch (one more memory copy per frame than decoding
-in-process; see :mod:`create_bench.video.decode`). ``timeout=None`` decodes in the loader's own
+in-process; see :mod:`create_bench.video.worker`). ``timeout=None`` decodes in the loader's own
 process (or DataLoader workers) with no such guard: there a hang in native code hangs that
 process; with ``num_workers > 0`` DataLoader's own ``timeout=`` argument (seconds per batch,
 passed through) then raises instead of skipping.
@@ -72,6 +78,8 @@ DEFAULT_COLUMNS = ("tags", "raw_title", "category")
 TEXT_COLUMNS = ("titles", "captions")
 #: Default per-video decode timeout (seconds) of the loader.
 DEFAULT_TIMEOUT = 60.0
+#: Default frame size ``(H, W)`` of :func:`make_loader` (see "Size" in the module doc).
+DEFAULT_SIZE = (224, 224)
 _SKIPPED_KEY = "_skipped"
 
 
@@ -262,7 +270,7 @@ class VideoDataset(IterableDataset):
         import collections
 
         from create_bench.data.shards import video_source
-        from create_bench.video.decode import decode_many
+        from create_bench.video.decoding import decode_many
 
         cfg = self.cfg
         kw: dict[str, Any] = {
@@ -618,7 +626,7 @@ def make_loader(
     frames: str = "uniform-center@8",
     batch_size: int = 8,
     num_workers: int = 0,
-    size: int | Sequence[int] | None = None,
+    size: int | Sequence[int] | None = DEFAULT_SIZE,
     mean: float | Sequence[float] | None = None,
     std: float | Sequence[float] | None = None,
     columns: Sequence[str] = DEFAULT_COLUMNS,
@@ -644,12 +652,15 @@ def make_loader(
         frames: the frame policy (``uniform-center@8`` default; see :mod:`create_bench.video.sampling`).
         batch_size: videos per batch (a worker's last batch may be smaller).
         num_workers: DataLoader worker processes (0: decode in this process).
-        size: resize at decode time to ``(H, W)`` (int: square); None keeps the stored size.
+        size: resize at decode time to ``(H, W)`` (int: square); default :data:`DEFAULT_SIZE`
+            (224 x 224), so videos of any stored size share a batch. None keeps each video's stored
+            size (then a batch of videos of different sizes raises ConfigError: use
+            ``batch_size=1``). Ignored with ``features``.
         mean, std: when given, frames become normalised ``float32 [B, T, 3, H, W]``.
         columns: row columns to pass through (``vid`` always comes).
         texts: also pass ``titles`` and ``captions``.
         features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
-        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decode`).
+        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decoding.decode`).
         on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
         timeout: seconds per video in a killable decode subprocess; None decodes in-process,
             where a hang cannot be interrupted (see "Hangs" in the module doc).
@@ -659,7 +670,7 @@ def make_loader(
         vids: only these videos (e.g. the ones a resumed feature extraction still needs).
         **dataloader_kwargs: passed to ``DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``).
     """
-    from create_bench.video.decode import BACKENDS, _parse_ctx, normalize_size
+    from create_bench.video.checks import check_backend, normalize_size, parse_ctx
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -667,15 +678,14 @@ def make_loader(
         raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}")
     if on_error not in ("skip", "fail"):
         raise ConfigError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown decode backend {backend!r} (known: {', '.join(BACKENDS)})")
+    check_backend(backend)
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise ConfigError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     if (rank is None) != (world_size is None):
         raise ConfigError("give both rank and world_size, or neither")
     if isinstance(columns, str):
         columns = (columns,)
-    _parse_ctx(ctx)
+    parse_ctx(ctx)
     parse_policy(frames)
     hw = normalize_size(size)
 

@@ -345,10 +345,12 @@ def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[st
         kw["frames"] = frames
         if meta.frame_size is not None:
             kw["size"] = tuple(meta.frame_size)
-        elif cfg.batch_size > 1:
-            # Stored sizes differ between videos and cannot share a batch: one video per call.
-            log.info("model %r asks for frames at their stored size: batches of one video", meta.name)
-            kw["batch_size"] = 1
+        else:
+            kw["size"] = None  # the stored size, not the loader's default
+            if cfg.batch_size > 1:
+                # Stored sizes differ between videos and cannot share a batch: one video per call.
+                log.info("model %r asks for frames at their stored size: batches of one video", meta.name)
+                kw["batch_size"] = 1
     yield from make_loader(cfg.data_dir, cfg.split, **kw)
 
 
@@ -487,7 +489,7 @@ def _model_card(model: Any, model_args: dict[str, Any], spec: str | None, frames
     if model.meta.create_configs is not None:
         card["create_configs"] = list(model.meta.create_configs)
     if model.meta.inputs == "frames":
-        from create_bench.video.decode import backend_version
+        from create_bench.video.decoding import backend_version
         from create_bench.video.sampling import policy_signature
 
         card["frames"] = policy_signature(frames)  # the policy actually used, versioned

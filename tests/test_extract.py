@@ -98,7 +98,7 @@ def test_local_features_match_an_independent_reference(local_reference: Path, ti
     from create_bench.extract import read_meta
     from create_bench.models.alwig.encoders import FixedEncoder
     from create_bench.video import sample_indices
-    from create_bench.video.decode import decode
+    from create_bench.video.decoding import decode
 
     feats = _features(local_reference)
     rows = list(iter_rows(tiny_dataset, SPLIT, ["vid", "num_frames", "fps", "video"]))
@@ -256,8 +256,8 @@ def test_options_are_validated(tiny_dataset: Path):
 def test_gpu_decode_backend_refuses_clearly_without_nvdec(tiny_dataset: Path, tmp_path: Path):
     from create_bench.data.shards import iter_rows, video_source
     from create_bench.extract import extract_features
-    from create_bench.video.decode import decode
-    from create_bench.video.gpu import GPU_TOLERANCE, decode_gpu, gpu_decode_available, gpu_decode_status
+    from create_bench.video.backends.nvdec import GPU_TOLERANCE, gpu_decode_available, gpu_decode_status
+    from create_bench.video.decoding import decode, decode_gpu
 
     row = next(iter_rows(tiny_dataset, SPLIT, ["vid", "num_frames", "video"]))
     src, idx = video_source(row, tiny_dataset), [0, row["num_frames"] // 2, row["num_frames"] - 1]
@@ -284,7 +284,7 @@ def test_gpu_decode_backend_refuses_clearly_without_nvdec(tiny_dataset: Path, tm
 
 def test_cli_gpu_refusal_exit_code(tiny_dataset: Path, tmp_path: Path, capsys):
     from create_bench.cli import main
-    from create_bench.video.gpu import gpu_decode_available
+    from create_bench.video.backends.nvdec import gpu_decode_available
 
     if gpu_decode_available():
         return  # covered by the equality branch above

@@ -94,3 +94,55 @@ def test_every_module_is_placed():
         except KeyError:
             unplaced.append(name)
     assert not unplaced
+
+
+# --------------------------------------------------------------------------- the video package
+
+VIDEO = [(name, path) for name, path in MODULES if name == "video" or name.startswith("video.")]
+
+
+def _video_graph() -> dict[str, set[str]]:
+    """Module -> the create_bench.video modules it imports (anywhere in the file, also inside
+    functions; ``from create_bench.video import worker`` counts as importing both the package and
+    the submodule)."""
+    names = {name for name, _ in VIDEO}
+    graph: dict[str, set[str]] = {}
+    for name, path in VIDEO:
+        graph[name] = {dep for dep in imports_of(path, name) if dep in names and dep != name}
+    return graph
+
+
+def test_video_backends_never_import_the_decoding_api():
+    for name, path in VIDEO:
+        if name.startswith("video.backends"):
+            deps = imports_of(path, name)
+            assert "video.decoding" not in deps, (
+                f"{name} imports video.decoding (the module that dispatches to it)"
+            )
+
+
+def test_no_import_cycles_in_the_video_package():
+    graph = _video_graph()
+    assert "video.decoding" in graph and "video.backends.nvdec" in graph  # the graph sees the package
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                cycle = stack[stack.index(dep) :] + [dep]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep, [*stack, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+
+
+def test_cycle_finder_sees_a_cycle(tmp_path):
+    """The AST import graph really records edges, including function-level imports."""
+    a = tmp_path / "a.py"
+    a.write_text("def f():\n    from create_bench.video.decoding import decode\n")
+    assert "video.decoding" in imports_of(a, "video.backends.a")

@@ -15,7 +15,7 @@ from video_util import encode_video, pattern_frames
 from create_bench.data.build import DatasetWriter
 from create_bench.data.shards import read_table, video_source
 from create_bench.errors import ConfigError, DataError, VideoDecodeError
-from create_bench.loader import LoaderReport, make_loader, video_seed
+from create_bench.loader import DEFAULT_SIZE, LoaderReport, make_loader, video_seed
 from create_bench.video import decode, sample_indices
 
 GOOD = {f"ok{i}": n for i, n in enumerate([20, 30, 5, 24, 12, 40, 9, 16])}
@@ -209,10 +209,33 @@ def test_texts_and_columns(mixed_ds):
     assert batch["titles"][i] == [f"标题ok0-{k}" for k in range(3)] and batch["tags"][i] == ["标签ok0"]
 
 
-def test_mixed_sizes_need_a_size(tiny_dataset):
-    loader = make_loader(tiny_dataset, "test", batch_size=12)
+def test_mixed_sizes_at_the_stored_size_need_a_size(tiny_dataset):
+    loader = make_loader(tiny_dataset, "test", batch_size=12, size=None)
     with pytest.raises(ConfigError, match="size="):
         _collect(loader)
+
+
+def test_the_readme_call_yields_batches_of_mixed_size_videos(tiny_dataset):
+    """README's "Loading a split" call, on a dataset whose videos have different stored sizes:
+    the default size resizes them all to DEFAULT_SIZE, so they share batches."""
+    shapes = {
+        (r["height"], r["width"]) for r in read_table(tiny_dataset, "test", ["height", "width"]).to_pylist()
+    }
+    assert len(shapes) > 1  # the point of the test: mixed sizes
+    loader = make_loader(tiny_dataset, "test", frames="uniform-center@8", batch_size=8, num_workers=2)
+    batches = list(loader)
+    assert batches and sum(len(b["vid"]) for b in batches) == loader.report.videos == len(
+        read_table(tiny_dataset, "test", ["vid"])
+    )
+    assert any(len(b["vid"]) > 1 for b in batches)
+    for b in batches:
+        assert tuple(b["frames"].shape) == (len(b["vid"]), 8, *DEFAULT_SIZE, 3)
+    row = read_table(tiny_dataset, "test", ["vid", "num_frames", "video"]).to_pylist()[0]
+    idx = sample_indices(row["num_frames"], "uniform-center@8")
+    got = next(b["frames"][b["vid"].index(row["vid"])] for b in batches if row["vid"] in b["vid"])
+    assert np.array_equal(
+        got.numpy()[: len(idx)], decode(video_source(row, tiny_dataset), idx, size=DEFAULT_SIZE)
+    )
 
 
 def test_a_hanging_video_times_out_and_is_skipped(tmp_path):
@@ -295,7 +318,7 @@ def test_variable_length_policy_pads_to_the_longest_in_the_batch(mixed_ds, num_w
 
 def test_stored_size_one_video_per_batch(tiny_dataset):
     table = read_table(tiny_dataset, "test", ["vid", "num_frames", "video"]).to_pylist()
-    _, per = _collect(make_loader(tiny_dataset, "test", batch_size=1))
+    _, per = _collect(make_loader(tiny_dataset, "test", batch_size=1, size=None))
     for row in table:
         idx = sample_indices(row["num_frames"], "uniform-center@8")
         want = decode(video_source(row, tiny_dataset), idx)

@@ -9,7 +9,7 @@
   the same space with a ridge regression from TF-IDF, fitted on the training (text, video) pairs.
 
 They read training data only from the ``train`` split (never the split under evaluation) and use
-layer-2 readers (``data.shards``, ``video.decode``) rather than the layer-4 loader.
+layer-2 readers (``data.shards``, ``video.decoding``) rather than the layer-4 loader.
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ class NearestNeighbourModel(BaseModel):
         from tqdm.auto import tqdm
 
         from create_bench.data.shards import iter_rows, open_dataset, video_source
-        from create_bench.video.decode import decode
+        from create_bench.video.decoding import decode
         from create_bench.video.sampling import sample_indices
 
         key = hashlib.sha256(

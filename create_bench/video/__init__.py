@@ -2,6 +2,11 @@
 
 ``sample_indices`` is imported eagerly (stdlib only); ``decode`` and friends are imported lazily on
 first use, so layer-1 users never pull in decord, PyAV or numpy.
+
+Modules: ``sampling`` (which frames), ``decoding`` (the public API: ``decode``, ``decode_many``,
+...), ``checks`` (input checks), ``plan`` (the seek planner), ``frames`` (output sinks and reader
+threads shared with the backends), ``worker`` (the killable decode process), ``probe`` (build-time
+frame counts), ``backends/`` (``decord``, ``pyav``, ``nvdec``; they never import ``decoding``).
 """
 
 from __future__ import annotations
@@ -17,12 +22,13 @@ from create_bench.video.sampling import (
 )
 
 _LAZY = {
-    "decode": "create_bench.video.decode",
-    "decode_with_timeout": "create_bench.video.decode",
-    "decode_many": "create_bench.video.decode",
-    "backend_version": "create_bench.video.decode",
-    "plan_strategy": "create_bench.video.decode",
-    "gpu_available": "create_bench.video.decode",
+    "decode": "create_bench.video.decoding",
+    "decode_with_timeout": "create_bench.video.decoding",
+    "decode_many": "create_bench.video.decoding",
+    "decode_gpu": "create_bench.video.decoding",
+    "backend_version": "create_bench.video.decoding",
+    "plan_strategy": "create_bench.video.plan",
+    "gpu_available": "create_bench.video.decoding",
     "probe_video": "create_bench.video.probe",
     "VideoInfo": "create_bench.video.probe",
 }

@@ -91,14 +91,14 @@ def probe_video(
 def _decord_decodable(source: bytes | str | Path, n: int, *, vid: str | None, label: str | None) -> int:
     """The number of leading frames decord can decode, at most ``n``.
 
-    Decoding goes through :func:`create_bench.video.decode.decode`, which works around decord's
+    Decoding goes through :func:`create_bench.video.decoding.decode`, which works around decord's
     misread of narrow frames (widths such as 16/32/48 come back with 4 "channels" from
     ``get_batch``), so such videos are not wrongly reported as undecodable. When the last frame
     fails (a broken tail), a binary search finds the last frame that decodes.
     """
     import decord
 
-    from create_bench.video.decode import decode
+    from create_bench.video.decoding import decode
 
     try:
         vr = decord.VideoReader(

@@ -129,8 +129,8 @@ def frame_batches(data_dir: Path, split: str, cfg: ALWIGConfig, batch_size: int)
     from create_bench.loader import make_loader
 
     kw: dict[str, Any] = {"frames": cfg.frames, "batch_size": batch_size, "num_workers": cfg.num_workers}
-    if cfg.frame_size is not None:
-        kw["size"] = tuple(cfg.frame_size)
+    # None: the stored size (not the loader's default size)
+    kw["size"] = tuple(cfg.frame_size) if cfg.frame_size is not None else None
     # rank/world_size explicit: every process that computes features needs the whole split.
     kw["columns"] = ("width", "height", "rotation")  # the fixed encoder's display geometry
     yield from make_loader(data_dir, split, texts=False, rank=0, world_size=1, on_error="fail", **kw)

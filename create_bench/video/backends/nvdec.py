@@ -1,6 +1,8 @@
-"""GPU (NVDEC) decoding behind the ``decode`` interface (layer 2).
+"""The NVDEC backend (layer 2): GPU decoding behind the ``decode`` interface, and the probes that
+say whether it can run here.
 
-``decode(source, indices, ctx="gpu:N")`` (and :func:`decode_gpu`, the same call) returns what the
+``decode(source, indices, ctx="gpu:N")`` (and ``decode_gpu``, the same call, both in
+:mod:`create_bench.video.decoding`) returns what the
 CPU path returns (``uint8 [T, H, W, 3]`` RGB, in the order of ``indices``) but decodes on an NVIDIA
 GPU; ``create-bench extract --decode-device cuda`` selects it. Three backends, tried in this order:
 
@@ -39,13 +41,14 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from create_bench.errors import BackendUnavailable, ConfigError, VideoDecodeError
+from create_bench.video.backends.decord import decode_decord, decord_ctx
+from create_bench.video.backends.pyav import decode_pyav
 
 GPU_BACKENDS = ("auto", "decord", "pyav", "pynvvideocodec")
 #: Max per-value difference expected between GPU frames and the CPU decord frames of the same
@@ -104,7 +107,7 @@ def note_cpu_fallback(reason: str, vid: str | None) -> None:
         )
 
 
-def _device_index(device: int | str) -> int:
+def device_index(device: int | str) -> int:
     if isinstance(device, int) and not isinstance(device, bool):
         idx = device
     else:
@@ -122,10 +125,8 @@ def _device_index(device: int | str) -> int:
 
 def _decord_reason(device: int) -> str | None:
     """None when decord can decode on ``device``, else why not."""
-    from create_bench.video.decode import _decord_ctx
-
     try:
-        _decord_ctx(("gpu", device))
+        decord_ctx(("gpu", device))
     except BackendUnavailable as e:
         return str(e)
     return None
@@ -217,7 +218,7 @@ def _pyav_reason(device: int) -> str | None:
             reason = "no NVIDIA driver here (libcuda not found), so PyAV's cuda hwaccel cannot run"
         else:
             reason = _in_child(
-                "from create_bench.video.gpu import _pyav_probe_here as f; import sys; "
+                "from create_bench.video.backends.nvdec import _pyav_probe_here as f; import sys; "
                 "r = f(int(sys.argv[1])); print('OK' if r is None else 'NO ' + r)",
                 device,
             )
@@ -231,7 +232,7 @@ def _in_child(code: str, device: int) -> str | None:
     import sys
 
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
+    root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         r = subprocess.run(
@@ -251,7 +252,7 @@ def _in_child(code: str, device: int) -> str | None:
 
 def gpu_decode_status(device: int | str = 0) -> dict[str, str | None]:
     """Why each GPU backend can or cannot run: ``{"decord": None | reason, "pyav": ..., "pynvvideocodec": ...}``."""
-    idx = _device_index(device)
+    idx = device_index(device)
     return {"decord": _decord_reason(idx), "pyav": _pyav_reason(idx), "pynvvideocodec": _pynv_reason(idx)}
 
 
@@ -262,7 +263,7 @@ def select_gpu_backend(device: int | str = 0, backend: str = "auto") -> str:
     """The GPU backend that will run (``"decord"``, ``"pyav"`` or ``"pynvvideocodec"``), or BackendUnavailable."""
     if backend not in GPU_BACKENDS:
         raise ConfigError(f"unknown GPU decode backend {backend!r} (known: {', '.join(GPU_BACKENDS)})")
-    idx = _device_index(device)
+    idx = device_index(device)
     order = ["decord", "pyav", "pynvvideocodec"] if backend == "auto" else [backend]
     reasons = []
     for name in order:
@@ -286,39 +287,6 @@ def gpu_decode_available(device: int | str = 0) -> bool:
     return True
 
 
-def decode_gpu(
-    source: bytes | str | os.PathLike[str],
-    indices: Sequence[int],
-    *,
-    size: int | Sequence[int] | None = None,
-    device: int | str = 0,
-    vid: str | None = None,
-    timeout: float | None = None,
-) -> np.ndarray:
-    """Decode frames ``indices`` of a video on an NVIDIA GPU: ``decode(..., ctx="gpu:N")``.
-
-    Args:
-        source: the encoded video (bytes or a path).
-        indices: frame indices, presentation order; the output follows their order.
-        size: ``(H, W)`` or an int; None keeps the stored size.
-        device: CUDA device (``0``, ``"cuda:1"``).
-        vid: the video id, for error messages.
-        timeout: decode in a killable worker process with this many seconds.
-
-    Returns:
-        ``uint8 [len(indices), H, W, 3]`` RGB frames on the host.
-
-    Raises:
-        BackendUnavailable: no GPU backend can run here (the message says why for each).
-        VideoDecodeError: the video cannot be decoded, or an index is past its last frame.
-    """
-    from create_bench.video.decode import decode
-
-    idx = _device_index(device)
-    select_gpu_backend(idx)  # the full "why not" message, before any worker starts
-    return decode(source, indices, size=size, ctx=f"gpu:{idx}", vid=vid, timeout=timeout)
-
-
 def decode_gpu_frames(
     src: bytes | str,
     uniq: list[int],
@@ -327,16 +295,16 @@ def decode_gpu_frames(
     vid: str | None,
     backend: str = "auto",
 ) -> np.ndarray:
-    """The GPU path of :func:`create_bench.video.decode` (``ctx="gpu"``): sorted unique ``uniq``."""
+    """The GPU path of ``decode`` (``ctx="gpu"``): sorted unique ``uniq``."""
     name = select_gpu_backend(device, backend)
     if name == "decord":  # pragma: no cover - needs a CUDA-enabled decord
-        from create_bench.video.decode import _decode_decord
-
-        return _decode_decord(src, uniq, hw, 0, ("gpu", device), vid, "seek")
+        return decode_decord(src, uniq, hw, 0, ("gpu", device), vid, "seek")
     if name == "pyav":  # pragma: no cover - needs an NVIDIA GPU
-        from create_bench.video.decode import _decode_pyav
-
-        return _decode_pyav(src, uniq, hw, 1, vid, "auto", hwaccel=device)
+        refusal = nvdec_refusal(src)
+        if refusal is not None:  # a stream NVDEC cannot decode (H.264 4:4:4, tiny frames): the CPU decodes it
+            note_cpu_fallback(refusal, vid)
+            return decode_pyav(src, uniq, hw, 1, vid, "auto")
+        return decode_pyav(src, uniq, hw, 1, vid, "auto", hwaccel=pyav_hwaccel(device))
     return _decode_pynv(src, uniq, size=hw, device=device, vid=vid)
 
 
@@ -386,7 +354,6 @@ __all__ = [
     "GPU_BACKENDS",
     "NVDEC_FORMATS",
     "GPU_TOLERANCE",
-    "decode_gpu",
     "decode_gpu_frames",
     "gpu_decode_available",
     "gpu_decode_status",
