@@ -22,12 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--token", help="team token for --server (default: $CREATE_BENCH_TOKEN)")
     p.add_argument("--data", metavar="DIR", help="dataset: checks the id sets; required with --local")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split the submission predicts")
     p.add_argument(
         "--tokenizer", default="jieba", choices=["jieba", "char"], help="--local scoring tokenizer"
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="--local bootstrap resamples for the CIs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="--local bootstrap seed")
     p.add_argument(
         "--wait", action="store_true", help="with --server: wait until it is scored, print the scores"
     )
