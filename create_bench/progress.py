@@ -46,7 +46,8 @@ def is_enabled(enabled: bool | None = None) -> bool:
 class Progress:
     """Counts units of work done out of ``total`` (None: unknown) and reports them.
 
-    Use as a context manager (or call :meth:`close`); :meth:`update` adds done units.
+    Use as a context manager (or call :meth:`close`); :meth:`update` adds done units. ``eta=False``
+    leaves the estimate out of plain lines (for steps of unequal length).
     """
 
     def __init__(
@@ -59,12 +60,13 @@ class Progress:
         stream: IO[str] | None = None,
         interval: float = 10.0,
         min_gap: float = 1.0,
+        eta: bool = True,
     ) -> None:
         self.desc, self.total, self.unit = desc, total, unit
         self.n = 0
         self.note = ""
         self.stream = stream if stream is not None else sys.stderr
-        self.interval, self.min_gap = interval, min_gap
+        self.interval, self.min_gap, self.eta = interval, min_gap, eta
         self._t0 = time.monotonic()
         self._last_t = self._t0
         self._last_decile = 0
@@ -112,7 +114,7 @@ class Progress:
         if self.total:
             done = self.n / self.total
             text += f"/{self.total} {self.unit} ({100 * done:.0f}%, {elapsed:.1f} s"
-            if 0 < done < 1:
+            if self.eta and 0 < done < 1:
                 text += f", eta {elapsed * (1 - done) / done:.0f} s"
             text += ")"
             self._last_decile = int(10 * done)

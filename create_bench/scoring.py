@@ -404,7 +404,7 @@ def score_predictions(
     from create_bench.data.shards import open_dataset
 
     _check_options(tokenizer, protocol, bootstrap, ties)
-    with Progress("score:", 3 if bootstrap else 2, unit="steps") as steps:
+    with Progress("score:", 3 if bootstrap else 2, unit="steps", eta=False) as steps:
         preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
         info = open_dataset(data_dir)
         full = load_references(data_dir, split)

@@ -196,7 +196,7 @@ def load_model(name: str, args: dict[str, Any] | None = None) -> Any:
     if not model_tasks(model):
         has = [m for m in ("encode_videos", "encode_texts", "generate") if callable(getattr(model, m, None))]
         raise ModelError(
-            f"model {name!r}: class {type(model).__name__} implements no task of the model protocol: "
+            f"model {name!r}: class {type(model).__name__} implements none of the model protocol's tasks: "
             "retrieval needs encode_videos(batch) and encode_texts(texts), title/caption generation needs "
             f"generate(batch, kind) (it has {', '.join(has) if has else 'none of them'})"
         )
