@@ -64,14 +64,35 @@ class _RawDefaultsFormatter(argparse.RawDescriptionHelpFormatter, _DefaultsForma
     """:class:`_DefaultsFormatter` for parsers whose description is laid out by hand."""
 
 
-def _use_defaults_formatter(parser: argparse.ArgumentParser) -> None:
-    """Give ``parser`` and every sub-command parser below it the formatters above."""
-    raw = issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter)
+def _add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """-v, --debug and --no-progress, before the command or after it (``create-bench eval ... --debug``).
+    After it they default to SUPPRESS, so they never undo the same option given before the command."""
+    options = {
+        ("-v", "--verbose"): "debug logging",
+        ("--debug",): "show the Python traceback of an unexpected error (default: one line and exit code 1)",
+        (
+            "--no-progress",
+        ): "no progress output (default: a bar on a terminal, else a line on stderr now and then)",
+    }
+    for flags, text in options.items():
+        if any(f in parser._option_string_actions for f in flags):
+            continue  # the command has its own (train --no-progress)
+        kw: dict[str, object] = {} if top else {"default": argparse.SUPPRESS}
+        parser.add_argument(*flags, action="store_true", help=text, **kw)  # type: ignore[arg-type]
+
+
+def _finish(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and every sub-command parser below it the formatters above, and the global
+    options to every parser that runs a command."""
+    fmt = parser.formatter_class
+    raw = isinstance(fmt, type) and issubclass(fmt, argparse.RawDescriptionHelpFormatter)
     parser.formatter_class = _RawDefaultsFormatter if raw else _DefaultsFormatter
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _use_defaults_formatter(sub)
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in subs:
+        for sub in action.choices.values():
+            _finish(sub)
+    if not subs:
+        _add_global_options(parser, top=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,17 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"create-bench {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="show the Python traceback of an unexpected error (default: one line and exit code 1)",
-    )
-    parser.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress output (default: a bar on a terminal, else a line on stderr now and then)",
-    )
+    _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import create_bench.commands as commands
 
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"create_bench.commands.{info.name}")
         module.register(sub)
-    _use_defaults_formatter(parser)
+    _finish(parser)
     return parser
 
 

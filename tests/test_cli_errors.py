@@ -196,9 +196,10 @@ def test_unexpected_exception_from_any_command(monkeypatch, tmp_path: Path, caps
     assert line == (
         "create-bench validate: error: ValueError: bad value over two lines (run with --debug for the traceback)"
     )
-    assert main(["--debug", "validate", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "Traceback" in err and 'raise ValueError("bad value' in err
+    for argv in (["--debug", "validate", str(tmp_path)], ["validate", str(tmp_path), "--debug"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" in err and 'raise ValueError("bad value' in err
 
 
 def test_create_bench_errors_keep_their_exit_codes(tmp_path: Path, capsys) -> None:
