@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from create_bench.errors import RegistryError
+from create_bench.errors import CreateBenchError, RegistryError
 
 T = TypeVar("T")
 
@@ -38,9 +38,12 @@ def load_object(spec: str) -> Any:
             sys.modules[mod_name] = module
             try:
                 sp.loader.exec_module(module)
-            except Exception:
+            except Exception as exc:
                 del sys.modules[mod_name]
-                raise
+                if isinstance(exc, CreateBenchError):  # already says what is wrong (a ModelMeta typo)
+                    raise
+                # The user's file failed while it ran: name the file (--debug shows the traceback).
+                raise RegistryError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
     else:
         module = _import_module(target, spec)
     try:

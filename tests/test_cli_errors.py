@@ -118,6 +118,14 @@ def test_modelmeta_field_typo(small: Path, tmp_path: Path, capsys) -> None:
     assert "ModelMeta has no field 'input'" in line and "did you mean 'inputs'?" in line
 
 
+def test_user_file_that_fails_to_import_is_named(small: Path, tmp_path: Path, capsys) -> None:
+    f = tmp_path / "broken.py"
+    f.write_text("import numpy\nx = undefined_name + 1\n", "utf-8")
+    assert _eval(f"{f}:Broken", small, tmp_path) == 1
+    line = _err_line(capsys)
+    assert f"cannot import {f}: NameError:" in line and "undefined_name" in line
+
+
 # ----------------------------------------------------------------------------------------------
 # eval --out, --tasks
 
@@ -164,6 +172,15 @@ def test_annotation_file_holding_an_object(mini_release, tmp_path: Path, capsys)
     assert "must hold a JSON list of items, got a JSON object" in line
     assert str(bad) in line and "'vid'" in line
     assert "item must be an object" not in line
+
+
+def test_build_shows_progress(mini_release, tmp_path: Path, capsys) -> None:
+    argv = ["build", "--annotations", str(mini_release["test"]), "--videos", str(mini_release["videos"]),
+            "--out", str(tmp_path / "ds"), "--workers", "1"]  # fmt: skip
+    assert main(argv) == 0
+    assert "build: probed 4/4 videos (100%" in capsys.readouterr().err
+    assert main(["--no-progress", *argv[:-4], "--out", str(tmp_path / "ds2"), "--workers", "1"]) == 0
+    assert "build: probed" not in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------
