@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from create_bench.errors import RegistryError
+from create_bench.errors import CreateBenchError, RegistryError
 
 T = TypeVar("T")
 
@@ -22,7 +22,7 @@ T = TypeVar("T")
 def load_object(spec: str) -> Any:
     """Import ``"package.module:Attr"`` or ``"path/to/file.py:Attr"`` and return the attribute."""
     if ":" not in spec:
-        raise RegistryError(f"expected 'module:Attr' or 'file.py:Attr', got {spec!r}")
+        raise RegistryError(f"expected 'package.module:Attr' or 'path/to/file.py:Attr', got {spec!r}")
     target, _, attr = spec.rpartition(":")
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).expanduser().resolve()
@@ -38,11 +38,14 @@ def load_object(spec: str) -> Any:
             sys.modules[mod_name] = module
             try:
                 sp.loader.exec_module(module)
-            except Exception:
+            except Exception as exc:
                 del sys.modules[mod_name]
-                raise
+                if isinstance(exc, CreateBenchError):  # already says what is wrong (a ModelMeta typo)
+                    raise
+                # The user's file failed while it ran: name the file (--debug shows the traceback).
+                raise RegistryError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
     else:
-        module = importlib.import_module(target)
+        module = _import_module(target, spec)
     try:
         return getattr(module, attr)
     except AttributeError:
@@ -51,6 +54,42 @@ def load_object(spec: str) -> Any:
         raise RegistryError(
             f"{target} has no attribute {attr!r}" + (f"; did you mean {', '.join(hint)}?" if hint else "")
         ) from None
+
+
+#: The forms a model/object spec may take, for error messages.
+SPEC_FORMS = "a registered name, path/to/file.py:Class, or package.module:Class"
+
+
+def _import_module(target: str, spec: str) -> Any:
+    """Import ``target`` as ``python -m`` would find it: installed, on ``PYTHONPATH``, or (last) in the
+    current directory, so ``my_model:MyModel`` works next to ``my_model.py``."""
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if not _is_missing(exc, target):
+            raise  # the module exists but one of its own imports is missing: not a spec problem
+        cwd = str(Path.cwd())
+        if cwd in sys.path or "" in sys.path:
+            raise _no_module(target, spec) from None
+    sys.path.append(cwd)  # after everything installed: the current directory never shadows a package
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if not _is_missing(exc, target):
+            raise
+        raise _no_module(target, spec) from None
+
+
+def _is_missing(exc: ModuleNotFoundError, target: str) -> bool:
+    """Whether ``exc`` says ``target`` itself (or a package above it) does not exist."""
+    return exc.name is None or target == exc.name or target.startswith(exc.name + ".")
+
+
+def _no_module(target: str, spec: str) -> RegistryError:
+    return RegistryError(
+        f"cannot import module {target!r} from {spec!r}: no such module installed, on PYTHONPATH or in "
+        f"the current directory (accepted: {SPEC_FORMS})"
+    )
 
 
 class Registry(Generic[T]):
@@ -94,5 +133,5 @@ class Registry(Generic[T]):
         msg = f"unknown {self.kind} {name!r}"
         if hint:
             msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
-        msg += f" (known: {', '.join(self.names())}; or give path/to/file.py:Class)"
+        msg += f" (known: {', '.join(self.names())}; or give path/to/file.py:Class or package.module:Class)"
         raise RegistryError(msg)

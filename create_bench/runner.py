@@ -19,7 +19,6 @@ import hashlib
 import inspect
 import json
 import logging
-import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from create_bench.errors import BackendUnavailable, ConfigError, DataError, Mode
 from create_bench.fsutil import atomic_write_json, sha256_file
 from create_bench.models import model_tasks
 from create_bench.models.base import ModelContext, ModelMeta
+from create_bench.progress import Progress, track
 from create_bench.tasks import TASKS, TaskSpec, parse_tasks
 from create_bench.types import TEXT_COLUMN, TEXT_KINDS, text_id
 
@@ -65,7 +65,8 @@ class EvalConfig:
         bootstrap: bootstrap resamples for the confidence intervals (0 disables them).
         text_batch_size: texts per ``encode_texts`` call.
         report: write the Markdown report and plots.
-        progress: show progress bars (None: only on a terminal).
+        progress: show progress (a bar on a terminal, else lines on stderr); None: the process
+            default of :mod:`create_bench.progress` (quiet in the library, on in the CLI).
         overwrite: replace outputs that another model class of the same name wrote.
     """
 
@@ -92,6 +93,7 @@ class EvalConfig:
         object.__setattr__(self, "results_dir", Path(self.results_dir))
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))
+            _check_out(self.out)
         if self.tasks is not None:
             object.__setattr__(self, "tasks", tuple(t.name for t in parse_tasks(list(self.tasks))))
         if not self.split or not isinstance(self.split, str):
@@ -105,6 +107,20 @@ class EvalConfig:
             raise ConfigError(f"bootstrap must be >= 0, got {self.bootstrap}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
+
+
+def _check_out(out: Path) -> None:
+    """``out`` names the results JSON file; checked before the model runs, so a bad path costs nothing."""
+    if out.is_dir():
+        raise ConfigError(
+            f"--out {out} is a directory; give the results file, e.g. {out / 'results.json'} "
+            "(or --results-dir DIR for DIR/<model>/<dataset>-<split>.json)"
+        )
+    if out.suffix.lower() != ".json":
+        raise ConfigError(
+            f"--out {out} must end in .json: it names the results JSON file, e.g. {out.with_suffix('.json')} "
+            "(the predictions directory is the same path without .json)"
+        )
 
 
 @dataclass
@@ -141,8 +157,7 @@ def output_paths(cfg: EvalConfig, model_name: str, dataset_name: str) -> tuple[P
     from create_bench.results import results_path
 
     out = cfg.out or results_path(cfg.results_dir, model_name, dataset_name, cfg.split)
-    pred = out.with_suffix("") if out.suffix else out.with_name(out.name + "-predictions")
-    return out, pred
+    return out, out.with_suffix("")
 
 
 def _cache_file(pred_dir: Path) -> Path:
@@ -310,14 +325,6 @@ def _few(items: list[Any], n: int = 5) -> str:
 # Running the model
 
 
-def _progress(iterable: Any, *, total: int | None, desc: str, enabled: bool | None) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        iterable, total=total, desc=desc, unit="batch", disable=None if enabled is None else not enabled
-    )
-
-
 def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[str, Any]]:
     """Batches of the model protocol, with exactly the input the model declares."""
     meta: ModelMeta = model.meta
@@ -370,10 +377,9 @@ def _run_videos(
     outs.generations = {k: {} for k in gen_kinds}
     want_emb = any("encode_videos" in t.requires for t in tasks)
     dim: int | None = None
-    total = math.ceil(n_videos / cfg.batch_size)
-    for batch in _progress(
-        _video_batches(model, cfg, frames), total=total, desc=f"{name}: videos", enabled=cfg.progress
-    ):
+    # Counted in videos, not batches: a model taking frames at their stored size gets batches of one.
+    bar = Progress(f"eval {name}: ran the model on", n_videos, unit="videos", enabled=cfg.progress)
+    for batch in _video_batches(model, cfg, frames):
         vids = _batch_vids(batch)
         outs.video_ids.extend(vids)
         if want_emb:
@@ -385,6 +391,8 @@ def _run_videos(
         for kind in gen_kinds:
             texts = check_generations(model.generate(batch, kind=kind), vids, model_name=name, kind=kind)
             outs.generations[kind].update(zip(vids, texts))
+        bar.update(len(vids))
+    bar.close()
     return outs
 
 
@@ -413,7 +421,8 @@ def _run_texts(model: Any, cfg: EvalConfig, texts: dict[str, str], dim: int) -> 
     unique = list(dict.fromkeys(texts[t] for t in tids))
     chunks = [unique[i : i + cfg.text_batch_size] for i in range(0, len(unique), cfg.text_batch_size)]
     parts = []
-    for chunk in _progress(chunks, total=len(chunks), desc=f"{name}: texts", enabled=cfg.progress):
+    bar = track(chunks, desc=f"eval {name}: encoded", unit="text batches", enabled=cfg.progress)
+    for chunk in bar:
         parts.append(
             check_embeddings(
                 model.encode_texts(list(chunk)), chunk, model_name=name, what="encode_texts", dim=dim
@@ -460,7 +469,9 @@ def run_model(model: Any, cfg: EvalConfig, tasks: tuple[TaskSpec, ...], frames: 
         seed=cfg.seed,
         cache_dir=cfg.results_dir / ".cache",
     )
-    model.setup(ctx)
+    setup = getattr(model, "setup", None)  # optional: a plain class may implement only the protocol
+    if callable(setup):
+        setup(ctx)
     vids, text_ids, texts = _split_texts(cfg)
     outs = _run_videos(model, tasks, cfg, frames, len(vids))
     _check_coverage(outs.video_ids, vids, name, cfg.data_dir, cfg.split)

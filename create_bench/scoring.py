@@ -48,6 +48,7 @@ from create_bench.predictions import (
     load_predictions,
     similarity_file,
 )
+from create_bench.progress import Progress
 from create_bench.results import build_results
 from create_bench.signature import Signature
 from create_bench.text import NORMALIZER_NAME, get_tokenizer
@@ -403,11 +404,17 @@ def score_predictions(
     from create_bench.data.shards import open_dataset
 
     _check_options(tokenizer, protocol, bootstrap, ties)
-    preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
-    info = open_dataset(data_dir)
-    full = load_references(data_dir, split)
-    refs = full.for_protocol(protocol)
-    groups = _score_groups(preds, refs, full, split, tokenizer=tokenizer, meteor=meteor, ties=ties)
+    with Progress("score:", 3 if bootstrap else 2, unit="steps", eta=False) as steps:
+        preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
+        info = open_dataset(data_dir)
+        full = load_references(data_dir, split)
+        refs = full.for_protocol(protocol)
+        steps.update(note=f"read predictions and {len(refs.vids)} {split} references")
+        groups = _score_groups(preds, refs, full, split, tokenizer=tokenizer, meteor=meteor, ties=ties)
+        steps.update(note=f"scored {', '.join(groups)}")
+        unc = uncertainty(groups, len(refs.vids), bootstrap=bootstrap, seed=seed)
+        if bootstrap:
+            steps.update(note=f"{bootstrap} bootstrap resamples")
     order = list(groups)
 
     base = {"data": info.fingerprint, "split": split, "protocol": protocol, **_card_fields(preds.model_card)}
@@ -419,7 +426,6 @@ def score_predictions(
     all_fields["refs"] = _merge_refs(groups)
     signature = Signature(__version__, **base, **all_fields, **boot)
 
-    unc = uncertainty(groups, len(refs.vids), bootstrap=bootstrap, seed=seed)
     per_category: dict[str, Any] = {}
     for c in sorted(full.category_names):
         entry: dict[str, Any] = {"name": full.category_names[c], "count": int((refs.categories == c).sum())}

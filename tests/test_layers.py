@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "create_bench"
 
 LAYER = {
-    "errors": 0, "registry": 0, "signature": 0, "types": 0, "fsutil": 0, "__init__": 0,
+    "errors": 0, "registry": 0, "signature": 0, "types": 0, "fsutil": 0, "progress": 0, "__init__": 0,
     "text": 1, "video.sampling": 1,
     "data": 2, "video": 2, "metrics": 2,
     "tasks": 3, "models": 3,

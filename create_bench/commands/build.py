@@ -9,25 +9,46 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "build", help="import the official CREATE release (JSON + videos [+ features]) into shards"
+        "build",
+        help="import the official CREATE release (JSON + videos [+ features]) into shards",
+        description=(
+            "Import the official CREATE release into a create-bench dataset: sharded Parquet, README.md "
+            "and manifest.json. Every annotation item is checked (a bad one names its file, row and vid) "
+            "and every video is probed once (frames that really decode, fps, size), with progress on "
+            "stderr. Split names come from the file names: create_210k_{train,val,test}.json give train, "
+            "validation and test; create_3m_pretrain.json and create_10m_pretrain.json give the "
+            "pre-training configs 'pretrain-3m' and 'pretrain-10m' (CREATE-sample calls its one 'pretrain')."
+        ),
     )
     p.add_argument(
         "--annotations",
         nargs="+",
         required=True,
         metavar="FILE",
-        help="create_210k_{train,val,test}.json, create_{3m,10m}_pretrain.json, or SPLIT=FILE",
+        help="annotation JSON files (each a JSON list of items): create_210k_{train,val,test}.json, "
+        "create_{3m,10m}_pretrain.json (splits pretrain-3m, pretrain-10m), or SPLIT=FILE",
     )
     p.add_argument("--videos", required=True, help="directory of videos named <vid>.<ext>")
     p.add_argument("--features", help="directory of per-video <vid>.npy features ([T, D] or [D])")
-    p.add_argument("--feature-set", default="clip", help="name of the feature set (default: clip)")
+    p.add_argument("--feature-set", default="clip", help="name of the feature set (default: %(default)s)")
     p.add_argument("--categories", help="category names: JSON list or a text file with one name per line")
     p.add_argument("--out", required=True, help="output dataset directory")
-    p.add_argument("--name", default="create-210k")
-    p.add_argument("--on-error", choices=["skip", "fail"], default="fail")
-    p.add_argument("--video-storage", choices=["embed", "path"], default="embed")
-    p.add_argument("--shard-size", type=int, default=1000, help="rows per shard")
-    p.add_argument("--workers", type=int, default=2, help="processes probing videos")
+    p.add_argument("--name", default="create-210k", help="dataset name (default: %(default)s)")
+    p.add_argument(
+        "--on-error",
+        choices=["skip", "fail"],
+        default="fail",
+        help="a bad annotation item or undecodable video: fail stops with nothing written; skip leaves "
+        "the row out and lists it in build_report.json (default: %(default)s)",
+    )
+    p.add_argument(
+        "--video-storage",
+        choices=["embed", "path"],
+        default="embed",
+        help="embed the video bytes in the shards, or store their absolute paths (default: %(default)s)",
+    )
+    p.add_argument("--shard-size", type=int, default=1000, help="rows per shard (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="processes probing videos (default: %(default)s)")
     p.set_defaults(func=run)
 
 

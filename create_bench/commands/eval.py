@@ -24,12 +24,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help="registered name (random, raw-title, nearest-neighbour, alwig) or file.py:Class",
+        help="registered name (random, raw-title, nearest-neighbour, alwig), path/to/file.py:Class, or "
+        "package.module:Class (importable, or a module file in the current directory); the class "
+        "implements encode_videos+encode_texts and/or generate",
     )
     p.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help=f"dataset directory (default {DEFAULT_DATA}, generated when missing)",
+        help=f"dataset directory (default {DEFAULT_DATA}, generated when missing); its splits: train, "
+        "validation, test (and pretrain in CREATE-sample, pretrain-3m/pretrain-10m in a build)",
     )
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument(
@@ -44,7 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--num-workers", type=int, default=0, help="decoding worker processes (default 0)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--model-args", default=None, help="YAML/JSON file of model constructor options")
-    p.add_argument("--out", default=None, help="results JSON path (predictions dir: same path without .json)")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE.json",
+        help="results JSON file; must end in .json and must not be a directory (checked before the model "
+        "runs). The predictions directory is the same path without .json "
+        "(default: RESULTS_DIR/<model>/<dataset>-<split>.json)",
+    )
     p.add_argument(
         "--results-dir", default="results", help="root of the default output layout (default results)"
     )
@@ -86,11 +96,9 @@ def run(args: argparse.Namespace) -> int:
     from create_bench.results import format_table
     from create_bench.runner import EvalConfig, evaluate, summary_line
 
-    data = _ensure_data(args.data)
-    model_args = load_model_args(args.model_args)
-    model = load_model(args.model, model_args)
+    # Options first (--out, --tasks, ...): a bad one must fail before the model is built or run.
     cfg = EvalConfig(
-        data_dir=data,
+        data_dir=Path(args.data),
         split=args.split,
         tasks=tuple(args.tasks.split(",")) if args.tasks else None,
         frames=args.frames,
@@ -106,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
         report=not args.no_report,
         overwrite=args.overwrite,
     )
+    _ensure_data(args.data)
+    model_args = load_model_args(args.model_args)
+    model = load_model(args.model, model_args)
     outcome = evaluate(model, cfg, model_args=model_args, model_spec=args.model)
     print(format_table(outcome.results))
     print(f"predictions: {outcome.predictions_dir}" + (" (cached)" if outcome.cached else ""))

@@ -25,8 +25,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--data", required=True, help="dataset directory")
-    p.add_argument("--split", required=True)
-    p.add_argument("--engine", choices=("local", "ray", "torchrun"), default="local")
+    p.add_argument("--split", required=True, help="split to extract, e.g. test or pretrain-3m")
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray", "torchrun"),
+        default="local",
+        help="where the work runs (default: %(default)s)",
+    )
     p.add_argument(
         "--encoder", default="fixed", help="fixed | clip:DIR | a CLIP checkpoint dir | file.py:Class"
     )
@@ -52,7 +57,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="torch threads of the encoder (default: CPUs - workers)",
     )
-    p.add_argument("--on-error", choices=("fail", "skip"), default="fail")
+    p.add_argument(
+        "--on-error",
+        choices=("fail", "skip"),
+        default="fail",
+        help="an undecodable video: fail stops; skip leaves it out and reports it (default: %(default)s)",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="per-video decode timeout, seconds")
     p.add_argument("--no-resume", action="store_true", help="redo videos already extracted")
     p.add_argument(

@@ -9,44 +9,78 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("leaderboard", help="leaderboard server, scoring worker, teams, static board")
+    p = sub.add_parser(
+        "leaderboard",
+        help="leaderboard server, scoring worker, teams, static board",
+        description="Run the evaluation server and its scoring workers, manage teams and the database, "
+        "and render the static board. 'create-bench leaderboard ACTION --help' describes each action.",
+    )
     lsub = p.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
 
-    s = lsub.add_parser("serve", help="run the evaluation server (and scoring workers)")
+    s = lsub.add_parser(
+        "serve",
+        help="run the evaluation server (and scoring workers)",
+        description="Run the evaluation server: teams upload submissions, scoring workers started "
+        "alongside (--workers) score them against --data, and the board shows the results.",
+    )
     _db(s)
     _scoring(s)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    s.add_argument("--port", type=int, default=8000, help="port to listen on")
     s.add_argument(
         "--workers", type=int, default=1, help="scoring worker processes to run alongside (0: none)"
     )
     s.add_argument("--max-upload-mb", type=float, default=1024, help="upload size limit")
     s.add_argument("--max-unpacked-mb", type=float, default=4096, help="limit on the unpacked submission")
-    s.add_argument("--title", default="create-bench leaderboard")
-    s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--title", default="create-bench leaderboard", help="title of the board's pages")
+    s.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="server log level",
+    )
     s.set_defaults(func=run_serve)
 
-    w = lsub.add_parser("worker", help="run one scoring worker (polls the database queue)")
+    w = lsub.add_parser(
+        "worker",
+        help="run one scoring worker (polls the database queue)",
+        description="Run one scoring worker: it takes queued submissions from the database, scores "
+        "them against --data and stores the results. Run several for more throughput.",
+    )
     _db(w)
     _scoring(w)
-    w.add_argument("--max-unpacked-mb", type=float, default=4096)
+    w.add_argument("--max-unpacked-mb", type=float, default=4096, help="limit on the unpacked submission")
     w.add_argument("--max-jobs", type=int, default=None, help="exit after this many jobs")
     w.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # set by serve --workers
     w.set_defaults(func=run_worker)
 
-    a = lsub.add_parser("add-team", help="create a team and print its token (shown once)")
-    a.add_argument("name")
+    a = lsub.add_parser(
+        "add-team",
+        help="create a team and print its token (shown once)",
+        description="Create a team (migrating the database first if needed) and print its upload "
+        "token. The token is shown only this once; the database keeps only its hash.",
+    )
+    a.add_argument("name", help="team name")
     _db(a, data=False)
     a.add_argument(
         "--daily-limit", type=int, default=5, help="submissions per UTC day (failed ones do not count)"
     )
     a.set_defaults(func=run_add_team)
 
-    m = lsub.add_parser("migrate", help="create or upgrade the database schema")
+    m = lsub.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Create the leaderboard database schema, or upgrade it to this version's.",
+    )
     _db(m, data=False)
     m.set_defaults(func=run_migrate)
 
-    r = lsub.add_parser("render", help="render leaderboard/README.md and index.html from results JSON files")
+    r = lsub.add_parser(
+        "render",
+        help="render leaderboard/README.md and index.html from results JSON files",
+        description="Render the static board (README.md table and index.html) from a directory of "
+        "results JSON files.",
+    )
     r.add_argument("--results", default="leaderboard/results", help="directory of results JSON files")
     r.add_argument("--out", default="leaderboard", help="directory of README.md and index.html")
     r.set_defaults(func=run_render)
@@ -69,10 +103,10 @@ def _db(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 
 def _scoring(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--split", default="test")
-    p.add_argument("--tokenizer", default="jieba", choices=["jieba", "char"])
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", help="split submissions are scored on")
+    p.add_argument("--tokenizer", default="jieba", choices=["jieba", "char"], help="captioning tokenizer")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument(
         "--lease", type=float, default=60.0, help="seconds before a silent worker's job is re-queued"
     )

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--predictions", required=True, metavar="PRED_DIR", help="predictions directory")
-    p.add_argument("--data", required=True, metavar="DIR", help="dataset directory")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset directory (with the references)")
     p.add_argument("--split", default="test", help="split (default test)")
     p.add_argument("--tokenizer", default="jieba", choices=("jieba", "char"), help="captioning tokenizer")
     p.add_argument(

@@ -1,4 +1,5 @@
-"""``create-bench stats DIR --out data_cards/NAME``: dataset statistics (JSON + plots) for a card."""
+"""``create-bench stats --data DIR --out data_cards/NAME`` (or ``stats DIR ...``): dataset statistics
+(JSON + plots) for a card."""
 
 from __future__ import annotations
 
@@ -7,12 +8,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+from create_bench.commands._data import add_data_argument, data_dir
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "stats", help="dataset statistics for a data card: stats.json and PNG plots, plus a summary table"
+        "stats",
+        help="dataset statistics for a data card: stats.json and PNG plots, plus a summary table",
+        description=(
+            "Describe a dataset for its data card: per split, videos, texts, tags, text lengths in "
+            "characters and jieba words, vocabulary, title/caption overlap, video durations and sizes "
+            "(and part-of-speech shares unless --no-pos). Writes OUT/stats.json and PNG plots and "
+            "prints a summary table; refreshes the card's generated block (see --card)."
+        ),
     )
-    p.add_argument("path", help="dataset directory")
+    add_data_argument(p)
     p.add_argument("--out", required=True, help="output directory, e.g. data_cards/create-sample")
     p.add_argument("--splits", nargs="+", metavar="SPLIT", help="splits to describe (default: all)")
     p.add_argument("--no-plots", action="store_true", help="write stats.json only")
@@ -74,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from create_bench.data.stats import ordered_splits, update_card, write_stats
 
     stats = write_stats(
-        args.path,
+        data_dir(args),
         args.out,
         plots=not args.no_plots,
         splits=args.splits,

@@ -43,12 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="CREATE configs used for training or selection, comma-separated (train, validation, "
         "pretrain, pretrain-3m, pretrain-10m; '' for none); default: what create-bench eval recorded",
     )
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="split the submission predicts")
     p.add_argument(
         "--tokenizer", default="jieba", choices=["jieba", "char"], help="--local scoring tokenizer"
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="--local bootstrap resamples for the CIs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="--local bootstrap seed")
     p.add_argument(
         "--wait", action="store_true", help="with --server: wait until it is scored, print the scores"
     )

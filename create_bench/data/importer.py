@@ -23,6 +23,7 @@ from create_bench.data.build import DatasetWriter
 from create_bench.data.schema import MAX_REFS
 from create_bench.errors import AnnotationError, DataError, VideoDecodeError
 from create_bench.fsutil import atomic_write_json
+from create_bench.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +121,29 @@ def load_annotations(path: Path) -> list[Any]:
         raise AnnotationError("annotation file not found", path=str(path)) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise AnnotationError(f"annotation file is not valid JSON: {exc}", path=str(path)) from exc
-    if isinstance(data, dict):  # tolerate {"annotations": [...]} / {vid: item}
-        data = data.get(
-            "annotations",
-            data.get("data", [dict(v, vid=k) if isinstance(v, dict) else v for k, v in data.items()]),
-        )
+    if isinstance(data, dict):  # tolerate {"annotations": [...]}, {"data": [...]} and {vid: item, ...}
+        wrapped = data.get("annotations", data.get("data"))
+        if isinstance(wrapped, list):
+            data = wrapped
+        elif data and all(isinstance(v, dict) for v in data.values()):
+            data = [dict(v, vid=k) for k, v in data.items()]
+        else:
+            keys = ", ".join(repr(k) for k in list(data)[:5]) + (", ..." if len(data) > 5 else "")
+            raise AnnotationError(
+                f"annotation file must hold a JSON list of items, got a JSON object (keys: {keys or 'none'})",
+                path=str(path),
+            )
     if not isinstance(data, list):
-        raise AnnotationError("annotation file must hold a JSON list of items", path=str(path))
+        raise AnnotationError(
+            f"annotation file must hold a JSON list of items, got {_json_type(data)}", path=str(path)
+        )
     return data
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def index_videos(videos_dir: Path) -> dict[str, Path]:
@@ -250,7 +266,13 @@ def build_from_release(
 
     # 2. Probe videos in parallel (each probe decodes the whole video once).
     with writer as w:
-        for (src, i, row, vpath), meta in zip(todo, _probe_all([str(t[3]) for t in todo], workers)):
+        probed = track(
+            zip(todo, _probe_all([str(t[3]) for t in todo], workers)),
+            desc="build: probed",
+            total=len(todo),
+            unit="videos",
+        )
+        for (src, i, row, vpath), meta in probed:
             vid = row["vid"]
             if isinstance(meta, Exception):
                 why = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)

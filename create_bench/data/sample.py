@@ -39,6 +39,7 @@ from create_bench.data.sample_text import (
 )
 from create_bench.data.sample_video import VideoSpec, render_video
 from create_bench.errors import ConfigError
+from create_bench.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +287,8 @@ def generate_sample(
         generator=_generator_info(seed, split_sizes, video_storage),
         readme_body=README_BODY,
     ) as writer:
-        for n, (plan, (data, info)) in enumerate(zip(plans, _render_all(plans, workers)), 1):
+        rendered = zip(plans, _render_all(plans, workers))
+        for plan, (data, info) in track(rendered, desc="sample: rendered", total=len(plans), unit="videos"):
             video: dict[str, Any]
             if video_storage == "embed":
                 video = {"bytes": data, "path": f"{plan.vid}.mp4"}
@@ -294,7 +296,5 @@ def generate_sample(
                 writer.add_file(f"videos/{plan.vid}.mp4", data)
                 video = {"bytes": None, "path": f"videos/{plan.vid}.mp4"}
             writer.add(_row(plan, video, info), index=plan.index)
-            if n % 250 == 0:
-                log.info("sample: %d/%d videos (%.1f s)", n, len(plans), time.perf_counter() - t0)
     log.info("sample: %d videos in %.1f s -> %s", len(plans), time.perf_counter() - t0, out)
     return out

@@ -50,6 +50,7 @@ from create_bench.data.schema import EVAL_SPLITS
 from create_bench.data.shards import iter_batches, open_dataset
 from create_bench.errors import BackendUnavailable, ConfigError, DataError
 from create_bench.fsutil import atomic_path, atomic_write_text
+from create_bench.progress import Progress
 from create_bench.text.normalize import NORMALIZER_NAME, is_punct_or_symbol, normalize
 from create_bench.text.tokenizers import get_tokenizer
 
@@ -494,17 +495,29 @@ def compute_stats(
     accs: dict[str, _SplitAcc] = {}
     for split in chosen:
         acc = accs[split] = _SplitAcc(info.categories, pos)
+        n_rows = info.num_rows(split)
+        total = n_rows if max_rows is None else min(n_rows, max_rows)
         # Explicit single partition: statistics describe the whole split even inside a
         # torch.distributed job or a DataLoader worker.
-        for batch in iter_batches(
-            data_dir, split, COLUMNS, batch_size=batch_size, rank=0, world_size=1, worker_id=0, num_workers=1
-        ):
-            for row in batch.to_pylist():
+        with Progress(f"stats: {split}", total, unit="videos") as bar:
+            for batch in iter_batches(
+                data_dir,
+                split,
+                COLUMNS,
+                batch_size=batch_size,
+                rank=0,
+                world_size=1,
+                worker_id=0,
+                num_workers=1,
+            ):
+                before = acc.videos
+                for row in batch.to_pylist():
+                    if max_rows is not None and acc.videos >= max_rows:
+                        break
+                    acc.add(row)
+                bar.update(acc.videos - before)
                 if max_rows is not None and acc.videos >= max_rows:
                     break
-                acc.add(row)
-            if max_rows is not None and acc.videos >= max_rows:
-                break
     spans = _spans(accs.values())
     out_splits = {split: acc.result(spans) for split, acc in accs.items()}
     all_tags: set[str] = set()

@@ -194,7 +194,10 @@ def load_model(name: str, args: dict[str, Any] | None = None) -> Any:
             raise ConfigError(f"model {name!r} rejected its options {args}: {exc}") from exc
     _coerce_meta(model, name)
     if not model_tasks(model):
+        has = [m for m in ("encode_videos", "encode_texts", "generate") if callable(getattr(model, m, None))]
         raise ModelError(
-            f"model {name!r} ({type(model).__name__}) implements none of encode_videos+encode_texts or generate"
+            f"model {name!r}: class {type(model).__name__} implements none of the model protocol's tasks: "
+            "retrieval needs encode_videos(batch) and encode_texts(texts), title/caption generation needs "
+            f"generate(batch, kind) (it has {', '.join(has) if has else 'none of them'})"
         )
     return model

@@ -16,7 +16,10 @@ Methods (a model implements any subset; the runner runs the tasks it can):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import difflib
+import functools
+import inspect
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,6 +83,34 @@ class ModelMeta:
             "frame_size": list(self.frame_size) if self.frame_size else None,
             "feature_set": self.feature_set,
         }
+
+
+def _check_meta_fields(init: Any) -> Any:
+    """Wrap the dataclass ``__init__`` of :class:`ModelMeta` so that an unknown field (a typo such as
+    ``input=``) or a missing/extra argument is a :class:`ConfigError` naming it, not a bare TypeError."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        known = [f.name for f in fields(ModelMeta)]
+        for key in kwargs:
+            if key not in known:
+                hint = difflib.get_close_matches(key, known, n=2, cutoff=0.5)
+                raise ConfigError(
+                    f"ModelMeta has no field {key!r}"
+                    + (f"; did you mean {' or '.join(repr(h) for h in hint)}?" if hint else "")
+                    + f" (fields: {', '.join(known)})"
+                )
+        try:
+            sig.bind(self, *args, **kwargs)
+        except TypeError as exc:
+            raise ConfigError(f"ModelMeta: {exc}") from None
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+ModelMeta.__init__ = _check_meta_fields(ModelMeta.__init__)  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

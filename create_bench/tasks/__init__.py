@@ -29,10 +29,11 @@ def get_task(name: str) -> TaskSpec:
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
     if key in TASKS:
         return TASKS[key]
-    hint = difflib.get_close_matches(key, list(TASKS) + list(ALIASES), n=2, cutoff=0.5)
+    close = difflib.get_close_matches(key, list(TASKS) + list(ALIASES), n=3, cutoff=0.5)
+    hint = list(dict.fromkeys(ALIASES.get(h, h) for h in close))  # an alias and its task: one suggestion
     msg = f"unknown task {name!r}"
     if hint:
-        msg += f"; did you mean {' or '.join(repr(ALIASES.get(h, h)) for h in hint)}?"
+        msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
     raise ConfigError(msg + f" (known: {', '.join(TASKS)})")
 
 
