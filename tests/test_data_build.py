@@ -259,3 +259,49 @@ def test_hf_load_dataset(mini_release, tmp_path):
     assert sorted(r["vid"] for r in streamed["validation"]) == ["val000", "val001", "val002"]
     pre = datasets.load_dataset(str(out), "pretrain-3m")
     assert pre["train"].num_rows == 3
+
+
+def test_validate_checks_what_the_hf_loader_reads(mini_release, tmp_path):
+    """A stray shard under data/ (or a file under features/) that manifest.json does not list makes
+    validate fail naming the file; so do README configs patterns and dataset_info sizes that do not
+    agree with the manifest. After validate says OK, datasets.load_dataset loads the directory."""
+    import shutil
+
+    import datasets
+    import yaml
+
+    out = tmp_path / "ds"
+    build_from_release(
+        _args(mini_release), mini_release["videos"], out, features_dir=mini_release["features"], workers=1
+    )
+    validate_dataset(out)
+    assert datasets.load_dataset(str(out))["test"].num_rows == 4  # validate OK -> the HF loader agrees
+
+    stray = out / "data" / "test-00001-of-00002.parquet"
+    shutil.copy(out / "data" / "test-00000-of-00001.parquet", stray)
+    with pytest.raises(ManifestError, match=r"data/test-00001-of-00002\.parquet: not listed in manifest"):
+        validate_dataset(out)
+    with pytest.raises(Exception, match="NonMatchingSplitsSizes|num_examples|expected"):  # what validate prevents
+        datasets.load_dataset(str(out), download_mode="force_redownload")
+    stray.unlink()
+
+    feat = next((out / "features").rglob("*.parquet"))
+    extra_feat = feat.with_name("test-00009-of-00010.parquet")
+    shutil.copy(feat, extra_feat)
+    with pytest.raises(ManifestError, match=extra_feat.relative_to(out).as_posix()):
+        validate_dataset(out, rows=False)
+    extra_feat.unlink()
+
+    readme = out / "README.md"
+    original = readme.read_text("utf-8")
+    front = yaml.safe_load(original.split("---\n")[1])
+    front["configs"][0]["data_files"][2]["path"] = "data/*-*.parquet"  # test split reads every shard
+    front["dataset_info"][0]["splits"][1]["num_examples"] = 99
+    readme.write_text("---\n" + yaml.safe_dump(front, allow_unicode=True) + "---\n", "utf-8")
+    with pytest.raises(ManifestError) as exc:
+        validate_dataset(out, rows=False)
+    msg = str(exc.value)
+    assert "data/train-00000-of-00001.parquet: matched by README.md config 'default' split 'test'" in msg
+    assert "split 'validation': num_examples 99, manifest.json says 3" in msg
+    readme.write_text(original, "utf-8")
+    validate_dataset(out, rows=False)
