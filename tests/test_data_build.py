@@ -281,7 +281,9 @@ def test_validate_checks_what_the_hf_loader_reads(mini_release, tmp_path):
     shutil.copy(out / "data" / "test-00000-of-00001.parquet", stray)
     with pytest.raises(ManifestError, match=r"data/test-00001-of-00002\.parquet: not listed in manifest"):
         validate_dataset(out)
-    with pytest.raises(Exception, match="NonMatchingSplitsSizes|num_examples|expected"):  # what validate prevents
+    with pytest.raises(
+        Exception, match="NonMatchingSplitsSizes|num_examples|expected"
+    ):  # what validate prevents
         datasets.load_dataset(str(out), download_mode="force_redownload")
     stray.unlink()
 
@@ -305,3 +307,49 @@ def test_validate_checks_what_the_hf_loader_reads(mini_release, tmp_path):
     assert "split 'validation': num_examples 99, manifest.json says 3" in msg
     readme.write_text(original, "utf-8")
     validate_dataset(out, rows=False)
+
+
+def test_skipped_rows_reach_manifest_results_report_and_card(mini_release, tmp_path):
+    """Rows `build --on-error skip` leaves out are counted per split in manifest.json and
+    build_report.json, and every score on that split says so (results JSON, printed table, report),
+    as do `create-bench stats` and the data card."""
+    from create_bench.data.stats import card_markdown, compute_stats
+    from create_bench.predictions import write_predictions
+    from create_bench.report import markdown
+    from create_bench.results import format_table
+    from create_bench.scoring import score_predictions
+
+    _corrupt(mini_release)
+    out = tmp_path / "ds"
+    report = build_from_release(_args(mini_release), mini_release["videos"], out, on_error="skip", workers=1)
+    assert report.skipped == {"test": 3}
+    assert "3 bad rows skipped (test 3;" in report.summary()
+    assert json.loads((out / "manifest.json").read_text())["skipped"] == {"test": 3}
+    assert json.loads((out / "build_report.json").read_text())["skipped"] == {"test": 3}
+    validate_dataset(out)
+
+    write_predictions(tmp_path / "p", generations={"test000": {"title": "标题", "caption": "一个人"}})
+    results = score_predictions(tmp_path / "p", out, "test", bootstrap=0, tokenizer="char")
+    assert results["dataset"]["skipped"] == 3 and results["dataset"]["counts"]["videos"] == 1
+    line = "3 test videos were skipped at build time (see build_report.json); scores are over the remaining 1"
+    assert line in format_table(results) and line in markdown(results)
+    validation = score_predictions(
+        write_predictions(
+            tmp_path / "pv", generations={f"val{i:03d}": {"title": "t", "caption": "c"} for i in range(3)}
+        ),
+        out,
+        "validation",
+        bootstrap=0,
+    )
+    assert "skipped" not in validation["dataset"] and "skipped at build" not in format_table(validation)
+
+    stats = compute_stats(out, splits=["test"], pos=False)
+    assert stats["dataset"]["skipped"] == {"test": 3}
+    assert "3 test videos were skipped at build time (see build_report.json)" in card_markdown(stats)
+
+
+def test_no_skipped_rows_no_skipped_key(mini_release, tmp_path):
+    out = tmp_path / "ds"
+    build_from_release([str(mini_release["test"])], mini_release["videos"], out, on_error="skip", workers=1)
+    assert "skipped" not in json.loads((out / "manifest.json").read_text())
+    assert json.loads((out / "build_report.json").read_text())["skipped"] == {}
