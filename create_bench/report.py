@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from create_bench.fsutil import atomic_dir, atomic_path, atomic_write_text
+from create_bench.results import TASK_LABELS, skipped_rows_note
 from create_bench.tasks import TASKS
 
 log = logging.getLogger(__name__)
@@ -349,6 +350,17 @@ def _interval_note(results: dict[str, Any]) -> str:
     return " (" + "; ".join(f"{k}: {v}" for k, v in methods.items()) + ")"
 
 
+def _skip_lines(results: dict[str, Any]) -> list[str]:
+    """Videos the build skipped and tasks that were not scored, as sentences."""
+    out = []
+    note = skipped_rows_note(results)
+    if note:
+        out.append(note)
+    for task, why in (results.get("skipped_tasks") or {}).items():
+        out.append(f"{TASK_LABELS.get(task, task)} not scored: {why}")
+    return out
+
+
 def markdown(results: dict[str, Any], *, chance: dict[str, dict[str, float]] | None = None,
              figures: Sequence[tuple[str, str]] = ()) -> str:  # fmt: skip
     """The report page as Markdown text (figures: (caption, relative path) pairs)."""
@@ -378,6 +390,9 @@ def markdown(results: dict[str, Any], *, chance: dict[str, dict[str, float]] | N
             ("Inputs", f"{ev.get('inputs')}" + (f", frames `{ev['frames']}`" if ev.get("frames") else ""))
         )
     lines += _table(["", ""], [[k, str(v)] for k, v in facts]) + [""]
+    skips = _skip_lines(results)
+    if skips:
+        lines += [f"- **{line[0].upper()}{line[1:]}.**" for line in skips] + [""]
     lines += [
         "R@K and captioning scores ×100; MdR/MnR are ranks. Brackets: 95% bootstrap interval over videos"
         + _interval_note(results)

@@ -5,7 +5,8 @@ Shape (``schema_version`` 1)::
     {
       "schema_version": 1,
       "model": {"name": ..., "params": ..., "training_data": [...], ...},
-      "dataset": {"name": ..., "fingerprint": ..., "split": ..., "counts": {"videos": N, ...}},
+      "dataset": {"name": ..., "fingerprint": ..., "split": ..., "counts": {"videos": N, ...},
+                  "skipped": 3},               # rows the build skipped in this split (when any)
       "protocol": "multi-reference" | "single-reference",
       "signature": "create-bench:0.1.0|data:...|split:test|...",      # every setting, one string
       "signature_fields": {"create-bench": "0.1.0", "data": ..., ...},  # the same as a dict
@@ -18,6 +19,7 @@ Shape (``schema_version`` 1)::
       "chance_test": {"alpha": 0.05, "correction": "holm", "family": 20, "p_values": {...},
                       "adjusted": {...}, "differs": [...], "consistent": true, "statement": "..."},
       "per_category": {"3": {"name": "美食", "count": 120, "t2v_caption": {...}, ...}, ...},
+      "skipped_tasks": {"caption": "generations.jsonl has no 'caption' field", ...},  # task -> why
       "created_at": "2025-01-01T00:00:00+00:00",
       "version": "0.1.0"
     }
@@ -25,8 +27,10 @@ Shape (``schema_version`` 1)::
 Score groups: ``t2v_caption``, ``v2t_caption``, ``t2v_title``, ``v2t_title`` (R@1, R@5, R@10 x100;
 MdR, MnR as ranks) and ``title``, ``caption`` (BLEU-1..4, ROUGE-L, CIDEr x100, METEOR when asked).
 Keys a reader does not know are kept, so later additions do not break older readers: ``chance``,
-``chance_test`` and ``bootstrap.interval`` (how the intervals were computed; absent means percentile
-intervals throughout) were added within schema 1 and are optional.
+``chance_test``, ``bootstrap.interval`` (how the intervals were computed; absent means percentile
+intervals throughout), ``skipped_tasks`` (tasks the predictions did not allow, with the reason) and
+``dataset.skipped`` (videos of the split that ``build --on-error skip`` left out) were added within
+schema 1 and are optional.
 """
 
 from __future__ import annotations
@@ -155,7 +159,21 @@ def validate_results(obj: Any, *, path: str | None = None) -> dict[str, Any]:
         if not isinstance(sig, str):
             raise _fail(f"signatures[{group!r}] must be a string", path)
     _validate_chance(obj, path)
+    _validate_skipped(obj, path)
     return obj
+
+
+def _validate_skipped(obj: dict[str, Any], path: str | None) -> None:
+    """The optional ``skipped_tasks`` (task -> reason) and ``dataset.skipped`` (a count)."""
+    tasks = obj.get("skipped_tasks")
+    if tasks is not None:
+        if not isinstance(tasks, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tasks.items()
+        ):
+            raise _fail("'skipped_tasks' must be an object of task -> reason strings", path)
+    n = obj["dataset"].get("skipped")
+    if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 0):
+        raise _fail(f"dataset.skipped = {n!r} is not a non-negative integer", path)
 
 
 def _validate_chance(obj: dict[str, Any], path: str | None) -> None:
@@ -296,6 +314,49 @@ def _block(
     return [line(header), *(line(r) for r in rows)]
 
 
+#: How a task (a ``skipped_tasks`` key) is named in sentences.
+TASK_LABELS = {
+    "retrieval": "retrieval",
+    "retrieval:caption": "caption retrieval",
+    "retrieval:title": "title retrieval",
+    "title": "title generation",
+    "caption": "caption generation",
+}
+
+
+def skipped_rows_note(results: Mapping[str, Any]) -> str | None:
+    """ "N test videos were skipped at build time ...; scores are over the remaining M", or None."""
+    ds = results.get("dataset") or {}
+    n = ds.get("skipped")
+    if not n:
+        return None
+    from create_bench.data.importer import skipped_note
+
+    return skipped_note(str(ds.get("split", "?")), int(n), (ds.get("counts") or {}).get("videos"))
+
+
+def scored_tasks(results: Mapping[str, Any]) -> list[str]:
+    """The tasks the results have scores for, in words (``caption retrieval``, ``title generation``)."""
+    scores = results.get("scores") or {}
+    kinds = [k for k in ("caption", "title") if f"t2v_{k}" in scores or f"v2t_{k}" in scores]
+    return [f"{k} retrieval" for k in kinds] + [f"{g} generation" for g in GENERATION_GROUPS if g in scores]
+
+
+def notes(results: Mapping[str, Any]) -> list[str]:
+    """What was scored, what was skipped and why (results that say, i.e. carry ``skipped_tasks``),
+    and the videos the build skipped: one line each."""
+    lines = []
+    skipped = results.get("skipped_tasks")
+    if isinstance(skipped, Mapping):
+        lines.append("scored: " + (", ".join(scored_tasks(results)) or "nothing"))
+        for task, why in skipped.items():
+            lines.append(f"{TASK_LABELS.get(task, task)} skipped: {why}")
+    note = skipped_rows_note(results)
+    if note:
+        lines.append(f"note: {note}")
+    return lines
+
+
 def format_table(results: Mapping[str, Any], *, show_ci: bool = False) -> str:
     """The scores as the CREATE paper prints them (R@K and captioning x100 with one decimal; MdR
     and MnR as ranks), followed by the signature.
@@ -323,6 +384,7 @@ def format_table(results: Mapping[str, Any], *, show_ci: bool = False) -> str:
     test = results.get("chance_test")
     if isinstance(test, Mapping) and isinstance(test.get("statement"), str):
         lines.append(f"chance: {test['statement']}")
+    lines += notes(results)
     sig = results.get("signature")
     if isinstance(sig, str):
         lines.append(f"signature: {sig}")

@@ -597,6 +597,7 @@ def evaluate(
         _write_predictions(pred_dir, outs, _model_card(model, model_args, model_spec, frames))
         atomic_write_json(_cache_file(pred_dir), {"key": _key_hash(key), "inputs": key})
     results = score_run(pred_dir, cfg, model, model_args, frames, tasks)
+    results["skipped_tasks"] = _skip_reasons(results.get("skipped_tasks") or {}, name, wanted, skipped)
     _write_results(results_path, results)
     report_path = None
     if cfg.report:
@@ -648,6 +649,28 @@ def _refresh_card(pred_dir: Path, card: dict[str, Any]) -> None:
 
     card = json.loads(json.dumps(card, default=str))
     atomic_write_text(pred_dir / MODEL_CARD, yaml.safe_dump(card, allow_unicode=True, sort_keys=False))
+
+
+def _skip_reasons(
+    from_predictions: dict[str, str],
+    model_name: str,
+    wanted: tuple[TaskSpec, ...],
+    unsupported: tuple[str, ...],
+) -> dict[str, str]:
+    """Why each task was not scored: the run's reason (not asked for, not implemented by the model)
+    where it has one, else what the predictions lacked."""
+    out = dict(from_predictions)
+    for task in TASKS.values():
+        if task.name in unsupported:
+            why = f"model {model_name!r} does not implement {' and '.join(task.requires)}"
+        elif task not in wanted:
+            why = "not requested (--tasks)"
+        else:
+            continue
+        for key in [k for k in out if k.split(":")[0] == task.name]:
+            del out[key]
+        out[task.name] = why
+    return out
 
 
 def _cache_hit(pred_dir: Path, key: dict) -> bool:

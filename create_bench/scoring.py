@@ -42,7 +42,9 @@ from create_bench.metrics.chance import chance_check, retrieval_chance
 from create_bench.metrics.retrieval import TIE_POLICIES, RankStats, rank_statistics, ranks_from_similarity
 from create_bench.predictions import (
     GENERATIONS,
+    TEXT_EMBEDDINGS,
     TEXT_IDS,
+    VIDEO_EMBEDDINGS,
     VIDEO_IDS,
     Predictions,
     load_predictions,
@@ -310,6 +312,39 @@ def _merge_refs(groups: dict[str, _Group]) -> str | None:
     return values.pop() if len(values) == 1 else ",".join(f"{k}={v}" for k, v in sorted(by_kind.items()))
 
 
+def _retrieval_gap(preds: Predictions, kind: str) -> str:
+    """Why ``kind`` retrieval cannot be scored from these predictions."""
+    if preds.video_ids is None:
+        return f"no {VIDEO_EMBEDDINGS} with {VIDEO_IDS}"
+    if preds.text_ids is None:
+        return f"no {TEXT_EMBEDDINGS} with {TEXT_IDS}"
+    if not len(preds.text_rows(kind)[0]):
+        return f"{TEXT_IDS} has no {kind} ids ('<vid>:{kind}:<k>')"
+    return f"no {similarity_file(kind)} and no {VIDEO_EMBEDDINGS}/{TEXT_EMBEDDINGS}"
+
+
+def skipped_tasks(preds: Predictions) -> dict[str, str]:
+    """Tasks the predictions do not allow, each with the reason (results key ``skipped_tasks``).
+
+    Keys are task names (``retrieval``, ``title``, ``caption``); retrieval scored for one text kind
+    only lists the other as ``retrieval:<kind>``.
+    """
+    out: dict[str, str] = {}
+    have = preds.retrieval_kinds()
+    gaps = {k: _retrieval_gap(preds, k) for k in TEXT_KINDS if k not in have}
+    if gaps and not have:
+        out["retrieval"] = "; ".join(dict.fromkeys(gaps.values()))
+    else:
+        out.update({f"retrieval:{k}": why for k, why in gaps.items()})
+    gen = preds.generation_kinds()
+    for kind in TEXT_KINDS:
+        if kind not in gen:
+            out[kind] = (
+                f"no {GENERATIONS}" if preds.generations is None else f"{GENERATIONS} has no {kind!r} field"
+            )
+    return out
+
+
 GROUP_ORDER = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption")
 
 
@@ -434,9 +469,18 @@ def score_predictions(
     counts: dict[str, int] = {"videos": len(refs.vids)}
     for kind in TEXT_KINDS:
         counts[f"{kind}_texts"] = sum(len(t) for t in refs.texts[kind])
+    dataset: dict[str, Any] = {
+        "name": info.name,
+        "fingerprint": info.fingerprint,
+        "split": split,
+        "counts": counts,
+    }
+    n_skipped = int((info.manifest.get("skipped") or {}).get(split, 0))
+    if n_skipped:  # rows ``build --on-error skip`` left out: the scores are over the others
+        dataset["skipped"] = n_skipped
     return build_results(
         model=_model_info(preds),
-        dataset={"name": info.name, "fingerprint": info.fingerprint, "split": split, "counts": counts},
+        dataset=dataset,
         scores={g: groups[g].scores for g in order},
         signature=signature,
         signatures=signatures,
@@ -446,7 +490,10 @@ def score_predictions(
         chance_test=unc.chance_test,
         per_category=per_category,
         protocol=protocol,
-        extra={"retrieval": {g: groups[g].extra for g in order if groups[g].extra}},
+        extra={
+            "retrieval": {g: groups[g].extra for g in order if groups[g].extra},
+            "skipped_tasks": skipped_tasks(preds),
+        },
     )
 
 

@@ -259,3 +259,97 @@ def test_hf_load_dataset(mini_release, tmp_path):
     assert sorted(r["vid"] for r in streamed["validation"]) == ["val000", "val001", "val002"]
     pre = datasets.load_dataset(str(out), "pretrain-3m")
     assert pre["train"].num_rows == 3
+
+
+def test_validate_checks_what_the_hf_loader_reads(mini_release, tmp_path):
+    """A stray shard under data/ (or a file under features/) that manifest.json does not list makes
+    validate fail naming the file; so do README configs patterns and dataset_info sizes that do not
+    agree with the manifest. After validate says OK, datasets.load_dataset loads the directory."""
+    import shutil
+
+    import datasets
+    import yaml
+
+    out = tmp_path / "ds"
+    build_from_release(
+        _args(mini_release), mini_release["videos"], out, features_dir=mini_release["features"], workers=1
+    )
+    validate_dataset(out)
+    assert datasets.load_dataset(str(out))["test"].num_rows == 4  # validate OK -> the HF loader agrees
+
+    stray = out / "data" / "test-00001-of-00002.parquet"
+    shutil.copy(out / "data" / "test-00000-of-00001.parquet", stray)
+    with pytest.raises(ManifestError, match=r"data/test-00001-of-00002\.parquet: not listed in manifest"):
+        validate_dataset(out)
+    with pytest.raises(
+        Exception, match="NonMatchingSplitsSizes|num_examples|expected"
+    ):  # what validate prevents
+        datasets.load_dataset(str(out), download_mode="force_redownload")
+    stray.unlink()
+
+    feat = next((out / "features").rglob("*.parquet"))
+    extra_feat = feat.with_name("test-00009-of-00010.parquet")
+    shutil.copy(feat, extra_feat)
+    with pytest.raises(ManifestError, match=extra_feat.relative_to(out).as_posix()):
+        validate_dataset(out, rows=False)
+    extra_feat.unlink()
+
+    readme = out / "README.md"
+    original = readme.read_text("utf-8")
+    front = yaml.safe_load(original.split("---\n")[1])
+    front["configs"][0]["data_files"][2]["path"] = "data/*-*.parquet"  # test split reads every shard
+    front["dataset_info"][0]["splits"][1]["num_examples"] = 99
+    readme.write_text("---\n" + yaml.safe_dump(front, allow_unicode=True) + "---\n", "utf-8")
+    with pytest.raises(ManifestError) as exc:
+        validate_dataset(out, rows=False)
+    msg = str(exc.value)
+    assert "data/train-00000-of-00001.parquet: matched by README.md config 'default' split 'test'" in msg
+    assert "split 'validation': num_examples 99, manifest.json says 3" in msg
+    readme.write_text(original, "utf-8")
+    validate_dataset(out, rows=False)
+
+
+def test_skipped_rows_reach_manifest_results_report_and_card(mini_release, tmp_path):
+    """Rows `build --on-error skip` leaves out are counted per split in manifest.json and
+    build_report.json, and every score on that split says so (results JSON, printed table, report),
+    as do `create-bench stats` and the data card."""
+    from create_bench.data.stats import card_markdown, compute_stats
+    from create_bench.predictions import write_predictions
+    from create_bench.report import markdown
+    from create_bench.results import format_table
+    from create_bench.scoring import score_predictions
+
+    _corrupt(mini_release)
+    out = tmp_path / "ds"
+    report = build_from_release(_args(mini_release), mini_release["videos"], out, on_error="skip", workers=1)
+    assert report.skipped == {"test": 3}
+    assert "3 bad rows skipped (test 3;" in report.summary()
+    assert json.loads((out / "manifest.json").read_text())["skipped"] == {"test": 3}
+    assert json.loads((out / "build_report.json").read_text())["skipped"] == {"test": 3}
+    validate_dataset(out)
+
+    write_predictions(tmp_path / "p", generations={"test000": {"title": "标题", "caption": "一个人"}})
+    results = score_predictions(tmp_path / "p", out, "test", bootstrap=0, tokenizer="char")
+    assert results["dataset"]["skipped"] == 3 and results["dataset"]["counts"]["videos"] == 1
+    line = "3 test videos were skipped at build time (see build_report.json); scores are over the remaining 1"
+    assert line in format_table(results) and line in markdown(results)
+    validation = score_predictions(
+        write_predictions(
+            tmp_path / "pv", generations={f"val{i:03d}": {"title": "t", "caption": "c"} for i in range(3)}
+        ),
+        out,
+        "validation",
+        bootstrap=0,
+    )
+    assert "skipped" not in validation["dataset"] and "skipped at build" not in format_table(validation)
+
+    stats = compute_stats(out, splits=["test"], pos=False)
+    assert stats["dataset"]["skipped"] == {"test": 3}
+    assert "3 test videos were skipped at build time (see build_report.json)" in card_markdown(stats)
+
+
+def test_no_skipped_rows_no_skipped_key(mini_release, tmp_path):
+    out = tmp_path / "ds"
+    build_from_release([str(mini_release["test"])], mini_release["videos"], out, on_error="skip", workers=1)
+    assert "skipped" not in json.loads((out / "manifest.json").read_text())
+    assert json.loads((out / "build_report.json").read_text())["skipped"] == {}

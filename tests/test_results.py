@@ -74,6 +74,8 @@ def test_build_write_load_round_trip(tmp_path: Path) -> None:
         (lambda r: r.update(scores={}), "'scores' is empty"),
         (lambda r: r.pop("model"), "'model' must be a dict"),
         (lambda r: r.update(schema_version=2), "schema_version is 2"),
+        (lambda r: r.update(skipped_tasks={"caption": 3}), "'skipped_tasks' must be an object"),
+        (lambda r: r["dataset"].update(skipped=-1), "dataset.skipped = -1"),
     ],
 )
 def test_validation_errors(mutate, match) -> None:
@@ -154,3 +156,16 @@ def test_doctests() -> None:
 
     result = doctest.testmod(results_mod)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_table_says_what_was_skipped() -> None:
+    r = sample()
+    r["skipped_tasks"] = {"caption": "generations.jsonl has no 'caption' field"}
+    r["dataset"].update(skipped=2, counts={"videos": 10})
+    text = format_table(validate_results(r))
+    assert "caption generation skipped: generations.jsonl has no 'caption' field" in text
+    assert (
+        "note: 2 test videos were skipped at build time (see build_report.json); scores are over the remaining 10"
+        in text
+    )
+    assert "scored: caption retrieval" in text

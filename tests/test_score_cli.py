@@ -309,3 +309,60 @@ def test_scoring_normalises_embeddings(tmp_path: Path, dataset: Path, refs: dict
     for g in base["scores"]:
         if g.startswith(("t2v", "v2t")):
             assert other["scores"][g] == pytest.approx(base["scores"][g], abs=1e-9)
+
+
+def test_skipped_tasks_are_recorded_and_printed(tmp_path: Path, dataset: Path, refs: dict, capsys) -> None:
+    """Predictions that allow only some tasks: the results say which were skipped and why, and
+    `create-bench score` prints what was scored and what was skipped."""
+    titles = {vid: {"title": "标题"} for vid in refs["vid"]}
+    write_predictions(tmp_path / "titles", generations=titles)
+    r = score_predictions(tmp_path / "titles", dataset, "test", bootstrap=0)
+    assert list(r["scores"]) == ["title"]
+    assert r["skipped_tasks"] == {
+        "retrieval": "no video_embeddings.npy with video_ids.json",
+        "caption": "generations.jsonl has no 'caption' field",
+    }
+    assert (
+        main(["score", "--predictions", str(tmp_path / "titles"), "--data", str(dataset), "--bootstrap", "0"])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "scored: title generation" in printed
+    assert "retrieval skipped: no video_embeddings.npy with video_ids.json" in printed
+    assert "caption generation skipped: generations.jsonl has no 'caption' field" in printed
+
+    kw = embeddings_predictions(refs, np.random.default_rng(3))
+    keep = [i for i, t in enumerate(kw["text_ids"]) if ":caption:" in t]
+    write_predictions(
+        tmp_path / "cap",
+        video_ids=kw["video_ids"],
+        video_embeddings=kw["video_embeddings"],
+        text_ids=[kw["text_ids"][i] for i in keep],
+        text_embeddings=kw["text_embeddings"][keep],
+    )
+    r = score_predictions(tmp_path / "cap", dataset, "test", bootstrap=0)
+    assert list(r["scores"]) == ["t2v_caption", "v2t_caption"]
+    assert r["skipped_tasks"] == {
+        "retrieval:title": "text_ids.json has no title ids ('<vid>:title:<k>')",
+        "title": "no generations.jsonl",
+        "caption": "no generations.jsonl",
+    }
+    full = score_predictions(load_predictions_from(tmp_path / "all", kw), dataset, "test", bootstrap=0)
+    assert full["skipped_tasks"] == {}
+
+
+def test_eval_skip_reasons_name_the_run() -> None:
+    """`create-bench eval`: a task the model does not implement or --tasks left out says so, rather
+    than what the predictions directory lacks."""
+    from create_bench.runner import _skip_reasons
+    from create_bench.tasks import parse_tasks
+
+    from_preds = {
+        "retrieval": "no video_embeddings.npy with video_ids.json",
+        "caption": "no generations.jsonl",
+    }
+    got = _skip_reasons(from_preds, "m", parse_tasks("retrieval,title"), ("retrieval",))
+    assert got == {
+        "retrieval": "model 'm' does not implement encode_videos and encode_texts",
+        "caption": "not requested (--tasks)",
+    }

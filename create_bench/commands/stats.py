@@ -81,6 +81,7 @@ def _pct(x: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from create_bench.data.importer import skipped_note
     from create_bench.data.stats import ordered_splits, update_card, write_stats
 
     stats = write_stats(
@@ -99,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         f"all splits: {overall['videos']:,} videos, {overall['unique_tags']:,} unique tags, "
         f"{overall['annotation_words']:,} distinct title/caption words"
     )
+    for split, n in (stats["dataset"].get("skipped") or {}).items():
+        print(skipped_note(split, n))
     print(
         "ch/w: mean characters / jieba words per text; T in C: share of title words found in the "
         "same video's captions"

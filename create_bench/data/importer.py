@@ -41,6 +41,15 @@ _SPLIT_PATTERNS = [
 ]
 
 
+def skipped_note(split: str, skipped: int, remaining: int | None = None) -> str:
+    """The sentence results, reports and cards print for rows a build left out of ``split``."""
+    s = (
+        f"{skipped} {split} video{'s were' if skipped != 1 else ' was'} skipped at build time "
+        "(see build_report.json)"
+    )
+    return s + (f"; scores are over the remaining {remaining}" if remaining is not None else "")
+
+
 def split_of(path: str | os.PathLike[str]) -> str:
     """The split an annotation file holds, from its name (``create_210k_val.json`` -> validation).
     ``NAME=path`` is not parsed here; see ``parse_annotation_arg``."""
@@ -170,8 +179,19 @@ class BuildReport:
     errors: list[dict[str, Any]] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
 
-    def add(self, path: str, index: int | None, vid: str | None, message: str) -> None:
-        self.errors.append({"file": path, "row": index, "vid": vid, "error": message})
+    def add(
+        self, path: str, index: int | None, vid: str | None, message: str, split: str | None = None
+    ) -> None:
+        self.errors.append({"file": path, "row": index, "vid": vid, "split": split, "error": message})
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Rows left out per split (what the manifest records as ``skipped``)."""
+        out: dict[str, int] = {}
+        for e in self.errors:
+            key = e.get("split") or "unknown"
+            out[key] = out.get(key, 0) + 1
+        return out
 
     def summary(self) -> str:
         lines = [
@@ -179,7 +199,11 @@ class BuildReport:
             + ", ".join(f"{k} {v}" for k, v in self.rows.items())
         ]
         if self.errors:
-            lines.append(f"{len(self.errors)} bad rows skipped:")
+            per_split = ", ".join(f"{k} {v}" for k, v in self.skipped.items())
+            lines.append(
+                f"{len(self.errors)} bad rows skipped ({per_split}; recorded in manifest.json as 'skipped', "
+                "and reported with every score on those splits):"
+            )
             lines += [
                 f"  {e['file']} row {e['row']} vid {e['vid']!r}: {e['error']}" for e in self.errors[:50]
             ]
@@ -233,11 +257,11 @@ def build_from_release(
     writer.check_out_dir()  # before any work: refuse an --out that would lose data
 
     def fail_or_skip(
-        exc: DataError | VideoDecodeError, path: str, index: int | None, vid: str | None
+        exc: DataError | VideoDecodeError, path: str, index: int | None, vid: str | None, split: str
     ) -> None:
         if on_error == "fail":
             raise exc
-        report.add(path, index, vid, str(exc))
+        report.add(path, index, vid, str(exc), split)
 
     # 1. Parse every annotation (cheap) and find its video.
     todo: list[tuple[str, int, dict[str, Any], Path]] = []
@@ -259,7 +283,7 @@ def build_from_release(
                         "video file not found in the videos directory", path=str(path), row=i, vid=row["vid"]
                     )
             except DataError as exc:
-                fail_or_skip(exc, str(path), i, item.get("vid") if isinstance(item, dict) else None)
+                fail_or_skip(exc, str(path), i, item.get("vid") if isinstance(item, dict) else None, split)
                 continue
             seen[row["vid"]] = str(path)
             todo.append((str(path), i, row, videos[row["vid"]]))
@@ -276,7 +300,8 @@ def build_from_release(
             vid = row["vid"]
             if isinstance(meta, Exception):
                 why = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)
-                fail_or_skip(VideoDecodeError(f"undecodable video {vpath}: {why}", vid=vid), src, i, vid)
+                why = VideoDecodeError(f"undecodable video {vpath}: {why}", vid=vid)
+                fail_or_skip(why, src, i, vid, row["split"])
                 continue
             row.update(meta)
             if video_storage == "embed":
@@ -297,14 +322,19 @@ def build_from_release(
                 else:
                     w.add(row, source=src, index=i)
             except DataError as exc:
-                fail_or_skip(exc, src, i, vid)
+                fail_or_skip(exc, src, i, vid, row["split"])
                 continue
             report.rows[row["split"]] = report.rows.get(row["split"], 0) + 1
         if not report.rows:
             raise DataError(
                 "no valid rows to import" + (f"; {len(report.errors)} bad rows" if report.errors else "")
             )
-    atomic_write_json(out_dir / "build_report.json", {"rows": report.rows, "errors": report.errors})
+        if report.errors:  # results and reports say how many videos their scores leave out
+            w.extra_manifest["skipped"] = report.skipped
+    atomic_write_json(
+        out_dir / "build_report.json",
+        {"rows": report.rows, "skipped": report.skipped, "errors": report.errors},
+    )
     return report
 
 

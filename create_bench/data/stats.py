@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from create_bench.data.importer import skipped_note
 from create_bench.data.schema import EVAL_SPLITS
 from create_bench.data.shards import iter_batches, open_dataset
 from create_bench.errors import BackendUnavailable, ConfigError, DataError
@@ -464,6 +465,13 @@ def ordered_splits(splits: Iterable[str]) -> list[str]:
     return sorted(splits, key=lambda s: (order.get(s, len(order)), s))
 
 
+def _skipped(manifest: dict[str, Any], splits: Sequence[str]) -> dict[str, Any]:
+    """``{"skipped": {split: n}}``: rows ``build --on-error skip`` left out of the described splits
+    (see build_report.json); empty when none, so datasets without skipped rows keep their stats."""
+    skipped = {s: int(n) for s, n in (manifest.get("skipped") or {}).items() if n and s in splits}
+    return {"skipped": skipped} if skipped else {}
+
+
 def compute_stats(
     data_dir: str | os.PathLike[str],
     *,
@@ -534,6 +542,7 @@ def compute_stats(
             "generator": info.manifest.get("generator", {}),
             "num_categories": len(info.categories),
             "rows": {s: info.num_rows(s) for s in chosen},
+            **_skipped(info.manifest, chosen),
         },
         "tokenizer": get_tokenizer("jieba").signature(),
         "normalizer": NORMALIZER_NAME,
@@ -616,6 +625,14 @@ def _dist_cell(d: dict[str, Any], digits: int = 1) -> str:
     return f"{_fmt(d['mean'], digits)} / " + " / ".join(_num(d[k], digits) for k in ("median", "p95", "max"))
 
 
+def _skipped_lines(ds: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """The rows ``build --on-error skip`` left out, which users should report with their scores."""
+    notes = [skipped_note(s, n) for s, n in (ds.get("skipped") or {}).items()]
+    if not notes:
+        return []
+    return ["**Skipped at build time:** " + "; ".join(notes) + ". Report this with any score on them.", ""]
+
+
 def card_markdown(stats: dict[str, Any], plots: str | None = None) -> str:
     """The Markdown statistics block of a card, from a statistics dict.
 
@@ -674,6 +691,7 @@ def card_markdown(stats: dict[str, Any], plots: str | None = None) -> str:
         f"All splits: {ov['videos']:,} videos, {ov['unique_tags']:,} unique tags, "
         f"{ov['annotation_words']:,} distinct words in titles and captions.",
         "",
+        *_skipped_lines(ds, splits),
         "**Text length** (mean / median / p95 / max) and vocabulary",
         "",
     ]
