@@ -62,12 +62,7 @@ SUBSTITUTIONS = [
 ]
 
 #: case id -> reason: README examples that fail today, fixed on other branches (strict xfail).
-KNOWN_FAILING = {
-    "python: next(iter(loader))": "make_loader batches videos of different frame sizes (the sample "
-    "mixes them) and raises; fixed on branch h-video, issue #16",
-    "create-bench submit results/alwig/create-sample-test --local leaderboard/": "`submit --local` "
-    "exits 2 asking for --data DIR, which README's line does not give; fixed on branch h-board, issue #16",
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -87,7 +82,8 @@ def command_lines(code: str) -> list[str]:
     for line in joined.splitlines():
         words = shlex.split(line, comments=True)
         if words:
-            out.append(" ".join(words))
+            # quote only words with whitespace (README's "My Team"); brackets stay for drop_optional
+            out.append(" ".join(shlex.quote(w) if any(c.isspace() for c in w) else w for w in words))
     return out
 
 
