@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ensure_data, parser  # noqa: E402
+from _common import ensure_data, make_clip, parser  # noqa: E402
 
 from create_bench.data.build import DatasetWriter  # noqa: E402
 from create_bench.data.shards import read_table, video_source  # noqa: E402
@@ -373,38 +373,6 @@ def check_same_work(
 
 
 # --------------------------------------------------------------------------- generated clips
-
-
-def make_clip(
-    path: Path, seconds: int, gop_seconds: int, fps: int = 30, width: int = 1280, height: int = 720
-) -> None:
-    """A 720p H.264 clip: textured background, a moving block, a colour change per frame."""
-    import av
-
-    rng = np.random.default_rng(gop_seconds)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([(xx * 255 // width), (yy * 255 // height), ((xx + yy) * 255 // (width + height))], -1)
-    base = (base + rng.integers(0, 24, (height, width, 3))).clip(0, 255).astype(np.uint8)
-    gop = fps * gop_seconds
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {
-            "preset": "superfast",
-            "crf": "26",
-            "g": str(gop),
-            "keyint_min": str(gop),
-            "sc_threshold": "0",
-            "bf": "2",
-        }
-        for i in range(seconds * fps):
-            img = np.roll(base, 4 * i, axis=1)
-            x, y = (i * 13) % (width - 160), (i * 7) % (height - 160)
-            img[y : y + 160, x : x + 160] = (255, (i * 5) % 256, 40)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
 
 
 def clip_dataset(tmp: Path, seconds: int, copies: int) -> dict[int, Path]:

@@ -33,10 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import ensure_data, parser  # noqa: E402
+from _common import ensure_data, make_clip, parser  # noqa: E402
 
 from create_bench.data.build import DatasetWriter  # noqa: E402
 from create_bench.data.shards import read_table, video_source  # noqa: E402
@@ -113,39 +111,11 @@ def report(title: str, fns: dict[str, Callable[[], int]], videos: int, repeat: i
     return oks
 
 
-def make_clip(path: Path, seconds: int, fps: int = 25, width: int = 1280, height: int = 720) -> None:
-    """A 720p H.264 clip (libx264, a keyframe every second): a textured background moving, a block."""
-    import av
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([(xx * 255 // width), (yy * 255 // height), ((xx + yy) * 255 // (width + height))], -1)
-    base = (base + rng.integers(0, 24, (height, width, 3))).clip(0, 255).astype(np.uint8)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {
-            "preset": "ultrafast",
-            "crf": "26",
-            "g": str(fps),
-            "keyint_min": str(fps),
-            "sc_threshold": "0",
-        }
-        for i in range(seconds * fps):
-            img = np.roll(base, 4 * i, axis=1)
-            x, y = (i * 13) % (width - 160), (i * 7) % (height - 160)
-            img[y : y + 160, x : x + 160] = (255, (i * 5) % 256, 40)
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 def clip_dataset(tmp: Path, seconds: int, copies: int) -> Path:
     from create_bench.video.probe import probe_video
 
     clip = tmp / "clip720.mp4"
-    make_clip(clip, seconds)
+    make_clip(clip, seconds, gop_seconds=1, fps=25, preset="ultrafast", bframes=None, seed=0)
     info = probe_video(clip).to_dict()
     data, ds = clip.read_bytes(), tmp / "clips"
     with DatasetWriter(ds, name="clips720", categories=["x"]) as w:
