@@ -73,6 +73,15 @@ def scrub(obj: Any, secrets: list[str]) -> Any:
     return obj
 
 
+def server_paths(data_dir: str | os.PathLike[str], storage: str | os.PathLike[str]) -> list[str]:
+    """Every absolute form of the server's data and storage paths (as given, made absolute, with
+    symbolic links resolved): what :func:`.worker.scrub` removes from any answer."""
+    forms = set()
+    for p in (data_dir, storage):
+        forms |= {os.path.abspath(p), str(Path(p).resolve())}
+    return sorted(forms, key=len, reverse=True)
+
+
 class Worker:
     """Claims, scores and completes jobs; see the module docstring."""
 
