@@ -413,6 +413,8 @@ def parse_card_yaml(text: str, *, source: str = CARD_NAME) -> Any:
     except yaml.YAMLError as exc:
         raise SubmissionError(f"{source}: malformed YAML: {exc}") from None
     except ValueError as exc:  # int() of a number over Python's 4300-digit limit, a bad date...
+        if "digits" in str(exc):
+            raise SubmissionError(f"{source}: an integer with too many digits (at most 64 bits)") from None
         raise SubmissionError(f"{source}: unsupported value ({str(exc).splitlines()[0][:120]})") from None
     except RecursionError:  # pragma: no cover - the depth cap stops nesting well before this
         raise SubmissionError(f"{source}: nested too deeply") from None
