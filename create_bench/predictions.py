@@ -207,7 +207,7 @@ class Predictions:
 def _finite_rows(block: np.ndarray) -> np.ndarray:
     """Rows whose values are all finite in the scoring dtype (float64 beyond float32's range is not)."""
     with np.errstate(over="ignore"):
-        return np.isfinite(block.astype(SCORING_DTYPE, copy=False)).all(axis=1)
+        return np.asarray(np.isfinite(block.astype(SCORING_DTYPE, copy=False)).all(axis=1))
 
 
 def _check_ids(ids: Any, name: str) -> None:
@@ -344,7 +344,9 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
             magic = fh.read(len(_NPY_MAGIC))
             if magic != _NPY_MAGIC:
                 what = "a zip archive (.npz?)" if magic.startswith(b"PK") else f"magic {magic[:6]!r}"
-                raise PredictionError(f"{path}: not a readable .npy array: it starts with {what}, not the .npy magic")
+                raise PredictionError(
+                    f"{path}: not a readable .npy array: it starts with {what}, not the .npy magic"
+                )
             fh.seek(0)
             version = npformat.read_magic(fh)
             if version == (1, 0):
@@ -357,9 +359,13 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
     except PredictionError:
         raise
     except (OSError, ValueError, SyntaxError, TypeError) as exc:
-        raise PredictionError(f"{path}: not a readable .npy header ({str(exc).splitlines()[0][:200]})") from None
+        raise PredictionError(
+            f"{path}: not a readable .npy header ({str(exc).splitlines()[0][:200]})"
+        ) from None
     if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
-        raise PredictionError(f"{path}: invalid .npy shape {shape!r} (dimensions must be non-negative integers)")
+        raise PredictionError(
+            f"{path}: invalid .npy shape {shape!r} (dimensions must be non-negative integers)"
+        )
     if dtype.hasobject or dtype not in _FLOAT_DTYPES:
         raise PredictionError(f"{path} has dtype {dtype}; expected float16/32/64")
     size = path.stat().st_size

@@ -180,7 +180,9 @@ def test_long_texts_are_rejected(board):
     one_line(board, board.post(board.archive(pred)), 400, "'generations.jsonl' expands beyond 49152 bytes")
     gens[vids[0]]["title"] = "长" * 3000
     pred = board.predictions(generations=gens)
-    one_line(board, board.post(board.archive(pred)), 400, "generations.jsonl", "line 1", "longer than 8192 bytes")
+    one_line(
+        board, board.post(board.archive(pred)), 400, "generations.jsonl", "line 1", "longer than 8192 bytes"
+    )
     gens[vids[0]]["title"] = "长" * 145
     pred = board.predictions(generations=gens)
     one_line(board, board.post(board.archive(pred)), 400, "title has 145 characters; the limit is 144")
@@ -199,8 +201,13 @@ def _queue(db: Database, storage: Path, team, n: int, tmp: Path, tag: str) -> li
         pack_directory(pred, storage / "uploads" / name)
         ids.append(
             db.create_submission(
-                team, model_name=f"{tag}{i}", card={}, split="test", upload_path=f"uploads/{name}",
-                upload_sha256="0" * 64, upload_bytes=1,
+                team,
+                model_name=f"{tag}{i}",
+                card={},
+                split="test",
+                upload_path=f"uploads/{name}",
+                upload_sha256="0" * 64,
+                upload_bytes=1,
             )  # fmt: skip
         )
     return ids

@@ -483,14 +483,14 @@ class Database:
         ).all()
         if len({r.team_id for r in rows}) <= 1:
             return list(rows)
-        running = dict(
+        running: dict[int, int] = dict(
             conn.execute(
                 sa.select(submissions.c.team_id, sa.func.count())
                 .where(submissions.c.state == "running", submissions.c.lease_expires >= t)
                 .group_by(submissions.c.team_id)
             ).all()
         )
-        recent = dict(
+        recent: dict[int, int] = dict(
             conn.execute(
                 sa.select(submissions.c.team_id, sa.func.count())
                 .select_from(events.join(submissions, submissions.c.id == events.c.submission_id))

@@ -470,7 +470,7 @@ class _CappedTarInfo(tarfile.TarInfo):
     max_meta_bytes = 64 << 10
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> Any:
-        meta = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+        meta: tuple[bytes, ...] = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
         meta += (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
         if self.type in meta and self.size > self.max_meta_bytes:
             raise SubmissionError(

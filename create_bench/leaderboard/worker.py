@@ -269,7 +269,6 @@ class Worker:
                 f"internal error while scoring ({type(exc).__name__}); please contact the organisers",
             )
 
-
     def _run_scorer(self, job: Job, storage: Path, data_dir: Path, team: str) -> dict[str, Any]:
         cfg = self.config
         with open_submission(
