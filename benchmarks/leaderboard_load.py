@@ -144,8 +144,9 @@ def run_load(
                             headers={"Authorization": f"Bearer {tokens[i % len(tokens)]}",
                                      "Content-Type": "application/gzip"},
                         )  # fmt: skip
-                        ok = resp.status_code == 202
-                        if ok:
+                        # 503: every validation slot was busy; an answer to retry, not a failure
+                        ok = resp.status_code in (202, 503)
+                        if resp.status_code == 202:
                             with lock:
                                 accepted.append(resp.json()["id"])
                     else:

@@ -20,7 +20,9 @@ Writing replaces the whole directory atomically.
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,32 @@ MODEL_CARD = "model_card.yaml"
 #: Generation fields of a generations.jsonl line besides ``vid``.
 GENERATION_KINDS = ("title", "caption")
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: The dtype scoring computes in (``scoring.l2_normalise``, ``metrics.retrieval``): a value must be
+#: finite once cast to it, so float64 values beyond float32's range are rejected when loading,
+#: by the same rule the scorer applies, instead of failing later as "NaN or infinite".
+SCORING_DTYPE = np.dtype(np.float32)
+#: Nesting depth allowed in the JSON files: id lists and generation lines are flat (depth 1); one
+#: more level lets the field checks name what is wrong (e.g. a list where a text belongs).
+MAX_JSON_DEPTH = 2
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    """Caps applied while reading untrusted predictions (the leaderboard sets them from the split).
+
+    ``None`` means no cap. The generations file is read as a stream, so with caps its memory is
+    bounded by one line whatever the file holds.
+    """
+
+    #: Lines of ``generations.jsonl`` (blank lines included), e.g. the split's video count.
+    max_lines: int | None = None
+    #: Bytes of one ``generations.jsonl`` line.
+    max_line_bytes: int | None = None
+    #: Characters of one generated text, per kind.
+    max_text_chars: Mapping[str, int] = field(default_factory=dict)
+    #: Elements of one ``.npy`` array, per file name (the file's shape must fit the split).
+    max_elements: Mapping[str, int] = field(default_factory=dict)
 
 
 def similarity_file(kind: str) -> str:
@@ -170,10 +198,16 @@ class Predictions:
             raise PredictionError(f"{name} has dtype {sim.dtype}; expected float16/32/64")
         step = max(1, (16 << 20) // max(1, sim.shape[1]))
         for start in range(0, sim.shape[0], step):
-            ok = np.isfinite(sim[start : start + step]).all(axis=1)
+            ok = _finite_rows(sim[start : start + step])
             if not ok.all():
                 i = start + int(np.flatnonzero(~ok)[0])
                 raise PredictionError(f"{name}: row {i} (text {row_ids[i]!r}) has NaN or infinite values")
+
+
+def _finite_rows(block: np.ndarray) -> np.ndarray:
+    """Rows whose values are all finite in the scoring dtype (float64 beyond float32's range is not)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(np.isfinite(block.astype(SCORING_DTYPE, copy=False)).all(axis=1))
 
 
 def _check_ids(ids: Any, name: str) -> None:
@@ -211,7 +245,7 @@ def _check_matrix(arr: np.ndarray, name: str, ids: Sequence[str], what: str) -> 
         raise PredictionError(f"{name} has zero columns")
     step = max(1, (16 << 20) // arr.shape[1])
     for start in range(0, arr.shape[0], step):
-        ok = np.isfinite(arr[start : start + step]).all(axis=1)
+        ok = _finite_rows(arr[start : start + step])
         if not ok.all():
             i = start + int(np.flatnonzero(~ok)[0])
             raise PredictionError(f"{name}: row {i} ({what} {ids[i]!r}) has NaN or infinite values")
@@ -249,9 +283,47 @@ def _check_generations(gens: Mapping[str, Any]) -> None:
 # reading
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[^\[\]{}]+")
+
+
+def json_depth_error(text: str, max_depth: int) -> str | None:
+    """Why ``text`` nests deeper than ``max_depth`` (arrays/objects), or None; checked before
+    parsing, so a deeply nested file is a clear error, never a RecursionError.
+
+    >>> json_depth_error('["a", "[["]', 1) is None
+    True
+    >>> json_depth_error('[["a"]]', 1)
+    'nested more than 1 level deep (arrays/objects)'
+    """
+    depth = deepest = 0
+    for ch in _JSON_BRACKETS.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if ch in "[{" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > max_depth:
+                break
+    if deepest > max_depth:
+        return f"nested more than {max_depth} level{'s' if max_depth != 1 else ''} deep (arrays/objects)"
+    return None
+
+
+def _loads(text: str, where: str) -> Any:
+    """``json.loads`` of untrusted text: depth-checked first; huge integers are an error too."""
+    problem = json_depth_error(text, MAX_JSON_DEPTH)
+    if problem:
+        raise PredictionError(f"{where}: {problem}")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as exc:  # e.g. an integer over Python's 4300-digit limit
+        raise PredictionError(f"{where}: unsupported JSON value ({str(exc).splitlines()[0]})") from None
+
+
 def _read_json_list(path: Path) -> list[Any]:
     try:
-        data = json.loads(path.read_text("utf-8"))
+        data = _loads(path.read_text("utf-8"), str(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PredictionError(f"{path}: not readable JSON ({exc})") from None
     if not isinstance(data, list):
@@ -259,41 +331,119 @@ def _read_json_list(path: Path) -> list[Any]:
     return data
 
 
-def _read_npy(path: Path, mmap: bool) -> np.ndarray:
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """Shape, dtype, Fortran order and data offset of a ``.npy`` file, checked against its size.
+
+    Only the header is read (never a pickle, never a zip archive such as ``.npz``); a negative or
+    non-integer dimension, an object dtype or a size that does not match the file is an error.
+    """
+    from numpy.lib import format as npformat
+
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(_NPY_MAGIC))
+            if magic != _NPY_MAGIC:
+                what = "a zip archive (.npz?)" if magic.startswith(b"PK") else f"magic {magic[:6]!r}"
+                raise PredictionError(
+                    f"{path}: not a readable .npy array: it starts with {what}, not the .npy magic"
+                )
+            fh.seek(0)
+            version = npformat.read_magic(fh)
+            if version == (1, 0):
+                shape, fortran, dtype = npformat.read_array_header_1_0(fh)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = npformat.read_array_header_2_0(fh)
+            else:
+                raise PredictionError(f"{path}: unsupported .npy format version {version}")
+            offset = fh.tell()
+    except PredictionError:
+        raise
+    except (OSError, ValueError, SyntaxError, TypeError) as exc:
+        raise PredictionError(
+            f"{path}: not a readable .npy header ({str(exc).splitlines()[0][:200]})"
+        ) from None
+    if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):
+        raise PredictionError(
+            f"{path}: invalid .npy shape {shape!r} (dimensions must be non-negative integers)"
+        )
+    if dtype.hasobject or dtype not in _FLOAT_DTYPES:
+        raise PredictionError(f"{path} has dtype {dtype}; expected float16/32/64")
+    size = path.stat().st_size
+    expected = offset + math.prod(shape) * dtype.itemsize
+    if size != expected:
+        raise PredictionError(
+            f"{path}: .npy shape {shape} of {dtype} needs {expected} bytes but the file has {size}"
+        )
+    return shape, dtype, bool(fortran), offset
+
+
+def _read_npy(path: Path, mmap: bool, max_elements: int | None = None) -> np.ndarray:
+    shape, dtype, _, _ = npy_header(path)
+    if max_elements is not None and math.prod(shape) > max_elements:
+        raise PredictionError(
+            f"{path}: .npy shape {shape} has {math.prod(shape)} values; the split allows at most {max_elements}"
+        )
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise PredictionError(f"{path}: not a readable .npy array ({exc})") from None
 
 
-def read_generations(path: Path) -> dict[str, dict[str, str]]:
-    """Parse ``generations.jsonl`` (errors name the line)."""
+def read_generations(path: Path, limits: ReadLimits | None = None) -> dict[str, dict[str, str]]:
+    """Parse ``generations.jsonl`` as a stream (errors name the line); ``limits`` caps the lines,
+    the bytes of a line and the characters of each text, so memory stays bounded by one line."""
+    limits = limits or ReadLimits()
     gens: dict[str, dict[str, str]] = {}
+    cap = limits.max_line_bytes
     try:
-        lines = path.read_text("utf-8").splitlines()
+        with open(path, "rb") as fh:
+            n = 0
+            while True:
+                raw = fh.readline(cap + 2) if cap is not None else fh.readline()
+                if not raw:
+                    break
+                n += 1
+                if limits.max_lines is not None and n > limits.max_lines:
+                    raise PredictionError(
+                        f"{path}: more than {limits.max_lines} lines (one line per video of the split, "
+                        "blank lines included)"
+                    )
+                if cap is not None and len(raw.rstrip(b"\r\n")) > cap:
+                    raise PredictionError(f"{path}: line {n} is longer than {cap} bytes")
+                line = raw.decode("utf-8")
+                if line.strip():
+                    _parse_generation(path, n, line, gens, limits)
     except (OSError, UnicodeDecodeError) as exc:
         raise PredictionError(f"{path}: not readable UTF-8 text ({exc})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PredictionError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
-        if not isinstance(obj, dict):
-            raise PredictionError(f"{path}: line {n} is not a JSON object")
-        vid = obj.get("vid")
-        if not isinstance(vid, str) or not vid:
-            raise PredictionError(f"{path}: line {n} has no string 'vid'")
-        if vid in gens:
-            raise PredictionError(f"{path}: line {n}: vid {vid!r} appears twice")
-        unknown = sorted(set(obj) - {"vid", *GENERATION_KINDS})
-        if unknown:
-            raise PredictionError(
-                f"{path}: line {n} (vid {vid!r}) has unknown field(s) {unknown} (known: vid, title, caption)"
-            )
-        gens[vid] = {k: obj[k] for k in GENERATION_KINDS if obj.get(k) is not None}
     return gens
+
+
+def _parse_generation(
+    path: Path, n: int, line: str, gens: dict[str, dict[str, str]], limits: ReadLimits
+) -> None:
+    try:
+        obj = _loads(line, f"{path}: line {n}")
+    except json.JSONDecodeError as exc:
+        raise PredictionError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise PredictionError(f"{path}: line {n} is not a JSON object")
+    vid = obj.get("vid")
+    if not isinstance(vid, str) or not vid:
+        raise PredictionError(f"{path}: line {n} has no string 'vid'")
+    if vid in gens:
+        raise PredictionError(f"{path}: line {n}: vid {vid!r} appears twice")
+    unknown = sorted(set(obj) - {"vid", *GENERATION_KINDS})
+    if unknown:
+        raise PredictionError(
+            f"{path}: line {n} (vid {vid!r}) has unknown field(s) {unknown} (known: vid, title, caption)"
+        )
+    for kind, most in limits.max_text_chars.items():
+        text = obj.get(kind)
+        if isinstance(text, str) and len(text) > most:
+            raise PredictionError(
+                f"{path}: line {n} (vid {vid!r}): {kind} has {len(text)} characters; the limit is {most}"
+            )
+    gens[vid] = {k: obj[k] for k in GENERATION_KINDS if obj.get(k) is not None}
 
 
 def _read_card(path: Path) -> dict[str, Any]:
@@ -301,8 +451,8 @@ def _read_card(path: Path) -> dict[str, Any]:
 
     try:
         card = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PredictionError(f"{path}: not readable YAML ({exc})") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, RecursionError) as exc:
+        raise PredictionError(f"{path}: not readable YAML ({str(exc).splitlines()[0][:200]})") from None
     if card is None:
         return {}
     if not isinstance(card, dict):
@@ -310,7 +460,9 @@ def _read_card(path: Path) -> dict[str, Any]:
     return card
 
 
-def load_predictions(path: str | os.PathLike[str], *, mmap: bool = True) -> Predictions:
+def load_predictions(
+    path: str | os.PathLike[str], *, mmap: bool = True, limits: ReadLimits | None = None
+) -> Predictions:
     """Read and validate a predictions directory (large arrays memory-mapped by default).
 
     Raises:
@@ -322,18 +474,20 @@ def load_predictions(path: str | os.PathLike[str], *, mmap: bool = True) -> Pred
     p = Predictions(path=root)
     f = root / GENERATIONS
     if f.is_file():
-        p.generations = read_generations(f)
+        p.generations = read_generations(f, limits)
     if (root / VIDEO_IDS).is_file():
         p.video_ids = _read_json_list(root / VIDEO_IDS)
     if (root / TEXT_IDS).is_file():
         p.text_ids = _read_json_list(root / TEXT_IDS)
+    most = (limits or ReadLimits()).max_elements
     if (root / VIDEO_EMBEDDINGS).is_file():
-        p.video_embeddings = _read_npy(root / VIDEO_EMBEDDINGS, mmap)
+        p.video_embeddings = _read_npy(root / VIDEO_EMBEDDINGS, mmap, most.get(VIDEO_EMBEDDINGS))
     if (root / TEXT_EMBEDDINGS).is_file():
-        p.text_embeddings = _read_npy(root / TEXT_EMBEDDINGS, mmap)
+        p.text_embeddings = _read_npy(root / TEXT_EMBEDDINGS, mmap, most.get(TEXT_EMBEDDINGS))
     for kind in TEXT_KINDS:
-        if (root / similarity_file(kind)).is_file():
-            p.similarity[kind] = _read_npy(root / similarity_file(kind), mmap)
+        name = similarity_file(kind)
+        if (root / name).is_file():
+            p.similarity[kind] = _read_npy(root / name, mmap, most.get(name))
     if (root / MODEL_CARD).is_file():
         p.model_card = _read_card(root / MODEL_CARD)
     if p.generations is None and p.video_ids is None and p.text_ids is None:

@@ -175,6 +175,10 @@ def validate(
         }
 
 
+#: Times an upload answered 503 (server busy checking other uploads) is sent again.
+BUSY_RETRIES = 5
+
+
 def upload(
     path: str | os.PathLike[str],
     server: str,
@@ -197,10 +201,16 @@ def upload(
                 while block := fh.read(1 << 20):
                     yield block
 
-        try:
-            resp = httpx.post(url, content=chunks(), headers=headers, timeout=timeout)
-        except httpx.HTTPError as exc:
-            raise SubmissionError(f"could not reach the leaderboard server at {server}: {exc}") from None
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                resp = httpx.post(url, content=chunks(), headers=headers, timeout=timeout)
+            except httpx.HTTPError as exc:
+                raise SubmissionError(f"could not reach the leaderboard server at {server}: {exc}") from None
+            if resp.status_code != 503 or attempt == BUSY_RETRIES:
+                break
+            # 503: the server is checking as many uploads as it does at once; it says when to retry.
+            retry = resp.headers.get("retry-after", "")
+            time.sleep(min(30.0, float(retry)) if retry.isdigit() else 5.0)
     return _answer(resp, "upload")
 
 

@@ -45,6 +45,11 @@ STATES = ("submitted", "queued", "running", "finished", "failed")
 COUNTED_STATES = ("submitted", "queued", "running", "finished")
 SCHEMA_VERSION = 1
 TOKEN_PREFIX = "cbt"
+#: How far back :meth:`Database.claim` looks at a team's started jobs to decide whose turn it is.
+FAIR_WINDOW_S = 3600.0
+#: A failure whose error starts with this (the worker's scoring timeout) counts against the daily
+#: limit like a submission that ran: the team used a worker for the whole limit.
+COUNTED_FAILURE = "scoring timed out"
 
 
 class AuthError(CreateBenchError):
@@ -276,8 +281,14 @@ class Database:
 
     def add_team(self, name: str, *, daily_limit: int = 5) -> tuple[Team, str]:
         """Create a team; returns it and its token (the only time the token exists in clear)."""
-        name = name.strip()
-        if not name or len(name) > 100:
+        from create_bench.errors import SubmissionError
+        from create_bench.leaderboard.submission import clean_name
+
+        try:
+            name = clean_name(name, what="team name")
+        except SubmissionError as exc:
+            raise ConfigError(str(exc)) from None
+        if len(name) > 100:
             raise ConfigError("a team name must have 1 to 100 characters")
         if daily_limit < 1:
             raise ConfigError(f"daily limit must be at least 1, got {daily_limit}")
@@ -329,7 +340,13 @@ class Database:
                 .where(
                     submissions.c.team_id == team_id,
                     submissions.c.created_at >= utc_day_start(at),
-                    submissions.c.state.in_(COUNTED_STATES),
+                    sa.or_(
+                        submissions.c.state.in_(COUNTED_STATES),
+                        sa.and_(
+                            submissions.c.state == "failed",
+                            submissions.c.error.like(COUNTED_FAILURE + "%"),
+                        ),
+                    ),
                 )
             ).scalar_one()
         )
@@ -396,7 +413,8 @@ class Database:
     # ------------------------------------------------------------------ worker side
 
     def claim(self, worker: str, *, lease_s: float, max_attempts: int = 3) -> Job | None:
-        """Claim the oldest queued job, or a running one whose lease expired (its worker died).
+        """Claim a queued job, or a running one whose lease expired (its worker died), fairly
+        across teams (see :meth:`_fair_order`).
 
         A job that already used ``max_attempts`` leases fails instead of being retried forever.
         """
@@ -406,14 +424,7 @@ class Database:
             sa.and_(submissions.c.state == "running", submissions.c.lease_expires < t),
         )
         with self.write() as conn:
-            for row in conn.execute(
-                sa.select(
-                    submissions.c.id, submissions.c.state, submissions.c.attempts, submissions.c.lease_owner
-                )
-                .where(runnable)
-                .order_by(submissions.c.created_at, submissions.c.id)
-                .limit(8)
-            ).all():
+            for row in self._fair_order(conn, runnable, t)[:8]:
                 if row.state == "running":
                     self._event(conn, row.id, "queued", row.lease_owner, "lease expired; re-queued")
                 if row.attempts >= max_attempts:
@@ -452,6 +463,50 @@ class Database:
                 ).one()
                 return Job(row.id, job.upload_path, job.split, job.attempts, worker)
         return None
+
+    def _fair_order(self, conn: Connection, runnable: Any, t: float) -> list[Any]:
+        """Runnable jobs, fairest first: one team's burst never holds the workers while other
+        teams wait. A team's turn comes by (jobs it has running now, jobs of it that workers
+        started in the last ``FAIR_WINDOW_S``, its oldest runnable job); within a team, oldest
+        first."""
+        rows = conn.execute(
+            sa.select(
+                submissions.c.id,
+                submissions.c.team_id,
+                submissions.c.state,
+                submissions.c.attempts,
+                submissions.c.lease_owner,
+                submissions.c.created_at,
+            )
+            .where(runnable)
+            .order_by(submissions.c.created_at, submissions.c.id)
+        ).all()
+        if len({r.team_id for r in rows}) <= 1:
+            return list(rows)
+        running: dict[int, int] = dict(
+            conn.execute(
+                sa.select(submissions.c.team_id, sa.func.count())
+                .where(submissions.c.state == "running", submissions.c.lease_expires >= t)
+                .group_by(submissions.c.team_id)
+            ).all()
+        )
+        recent: dict[int, int] = dict(
+            conn.execute(
+                sa.select(submissions.c.team_id, sa.func.count())
+                .select_from(events.join(submissions, submissions.c.id == events.c.submission_id))
+                .where(events.c.state == "running", events.c.at >= t - FAIR_WINDOW_S)
+                .group_by(submissions.c.team_id)
+            ).all()
+        )
+        by_team: dict[int, list[Any]] = {}
+        for r in rows:
+            by_team.setdefault(r.team_id, []).append(r)
+        # Round robin: each team's k-th job after every team's (k-1)-th, teams in fairness order.
+        teams_order = sorted(
+            by_team, key=lambda tid: (running.get(tid, 0), recent.get(tid, 0), by_team[tid][0].created_at)
+        )
+        depth = max(len(v) for v in by_team.values())
+        return [by_team[tid][k] for k in range(depth) for tid in teams_order if k < len(by_team[tid])]
 
     def heartbeat(self, job: Job, *, lease_s: float) -> bool:
         """Extend the lease; False when the worker no longer holds it (it must stop)."""

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from create_bench.errors import CreateBenchError, SubmissionError
 from create_bench.leaderboard import board
 from create_bench.leaderboard.db import AuthError, Database, LimitError, NotFound
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
-from create_bench.leaderboard.worker import ScoringConfig, scrub
+from create_bench.leaderboard.worker import ScoringConfig, scrub, server_paths
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,48 @@ class UploadTooLarge(SubmissionError):
     """The request body is over the upload limit."""
 
 
+class Busy(CreateBenchError):
+    """As many uploads as the server validates at once are in progress (503, retry shortly)."""
+
+
+class TooManyRejected(LimitError):
+    """A team sent too many invalid uploads recently (429)."""
+
+
+#: Largest id a submission can have (a signed 64-bit primary key).
+MAX_ID = (1 << 63) - 1
+
+
+class Rejections:
+    """Rejected uploads per team in a sliding window (in this server process's memory).
+
+    A rejected upload is not a submission, so it never counts against the daily limit; this
+    bound keeps a team from making the server validate bad uploads over and over for free.
+    """
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self._at: dict[int, list[float]] = {}
+
+    def _recent(self, team_id: int, now: float) -> list[float]:
+        times = [t for t in self._at.get(team_id, []) if t > now - self.window_s]
+        self._at[team_id] = times
+        return times
+
+    def check(self, team: Any, now: float) -> None:
+        times = self._recent(team.id, now)
+        if len(times) >= self.limit:
+            wait = int(times[0] + self.window_s - now) + 1
+            raise TooManyRejected(
+                f"team {team.name!r} had {len(times)} rejected uploads in the last "
+                f"{int(self.window_s)} s (limit {self.limit}); check submissions locally with "
+                f"`create-bench submit --data` and retry in {wait} s"
+            )
+
+    def add(self, team: Any, now: float) -> None:
+        self._recent(team.id, now).append(now)
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     db_url: str
@@ -57,6 +100,11 @@ class ServerConfig:
     scoring: ScoringConfig
     limits: Limits = field(default_factory=Limits)
     title: str = "create-bench leaderboard"
+    #: Uploads received and validated at once; more are answered 503 at once (Retry-After).
+    max_validations: int = 2
+    #: Rejected uploads a team may send per window before it gets 429 for the rest of it.
+    max_rejected: int = 10
+    rejected_window_s: float = 3600.0
 
 
 def uploads_dir(storage: Path) -> Path:
@@ -67,17 +115,16 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     """Build the FastAPI application (the database is migrated to the current schema)."""
     db = db or Database(config.db_url)
     db.migrate()
-    storage = Path(config.storage_dir)
+    # Absolute (not resolved) so every path built from it has one known form to scrub.
+    storage = Path(os.path.abspath(config.storage_dir))
     uploads = uploads_dir(storage)
     uploads.mkdir(parents=True, exist_ok=True)
     for stale in uploads.glob(".incoming-*"):  # half-received uploads of a previous run
         stale.unlink(missing_ok=True)
     expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
-    secrets = [
-        str(Path(config.scoring.data_dir).resolve()),
-        str(config.scoring.data_dir),
-        str(storage.resolve()),
-    ]
+    secrets = server_paths(config.scoring.data_dir, storage)
+    rejections = Rejections(config.max_rejected, config.rejected_window_s)
+    in_flight = [0]  # validations running now (changed only on the event loop)
 
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
@@ -98,8 +145,17 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
 
     @app.exception_handler(CreateBenchError)
     async def typed_error(_request: Request, exc: CreateBenchError) -> JSONResponse:
-        status = {AuthError: 401, LimitError: 429, NotFound: 404, UploadTooLarge: 413}.get(type(exc), 400)
+        status = {
+            AuthError: 401,
+            LimitError: 429,
+            TooManyRejected: 429,
+            NotFound: 404,
+            UploadTooLarge: 413,
+            Busy: 503,
+        }.get(type(exc), 400)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status in (429, 503):
+            headers = {"Retry-After": "5" if status == 503 else "60"}
         resp = error(status, str(exc))
         if headers:
             resp.headers.update(headers)
@@ -112,7 +168,23 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     @app.post("/api/submissions", status_code=202)
     async def submit(request: Request) -> JSONResponse:
         team = await run_in_threadpool(db.authenticate, _bearer(request.headers.get("authorization")))
+        rejections.check(team, time.time())
         await run_in_threadpool(db.check_limit, team)
+        if in_flight[0] >= config.max_validations:
+            raise Busy(
+                f"the server is checking {in_flight[0]} other uploads (at most {config.max_validations} "
+                "at once); retry in a few seconds"
+            )
+        in_flight[0] += 1
+        try:
+            return await receive(request, team)
+        except SubmissionError:
+            rejections.add(team, time.time())
+            raise
+        finally:
+            in_flight[0] -= 1
+
+    async def receive(request: Request, team: Any) -> JSONResponse:
         cap = config.limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
@@ -170,7 +242,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
 
     @app.get("/api/submissions/{sub_id}")
     def get_submission(sub_id: int) -> dict[str, Any]:
-        return db.get_submission(sub_id)
+        return db.get_submission(_check_id(sub_id))
 
     @app.get("/api/leaderboard")
     def leaderboard(fingerprint: str | None = None) -> dict[str, Any]:
@@ -219,7 +291,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     @app.get("/submissions/{sub_id}", response_class=HTMLResponse)
     def submission_page(sub_id: int) -> HTMLResponse:
         try:
-            sub = db.get_submission(sub_id)
+            sub = db.get_submission(_check_id(sub_id))
         except NotFound:
             return HTMLResponse(
                 "<!doctype html><title>Not found</title><p>No such submission.</p>", status_code=404
@@ -227,6 +299,12 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         return HTMLResponse(board.render_submission_html(sub))
 
     return app
+
+
+def _check_id(sub_id: int) -> int:
+    if not 1 <= sub_id <= MAX_ID:
+        raise NotFound(f"no submission {str(sub_id)[:30]} (submission ids are 1 to {MAX_ID})")
+    return sub_id
 
 
 def _bearer(header: str | None) -> str | None:

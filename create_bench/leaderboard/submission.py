@@ -28,6 +28,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import unicodedata
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ import yaml
 
 from create_bench import predictions as P
 from create_bench.errors import CreateBenchError, SubmissionError
-from create_bench.predictions import Predictions, load_predictions
+from create_bench.predictions import Predictions, ReadLimits, load_predictions
 from create_bench.types import TEXT_KINDS
 
 #: Version of the model card schema (``schema_version`` in ``model_card.yaml``).
@@ -58,9 +59,23 @@ PREDICTION_FILES = (
 ALLOWED_FILES = frozenset((CARD_NAME, "README.md", *PREDICTION_FILES))
 
 
+#: CREATE's longest reference title and caption, in characters (the paper's statistics: titles
+#: are at most 36 characters, captions at most 113).
+CREATE_MAX_CHARS = {"title": 36, "caption": 113}
+#: Generated texts may be this many times longer than CREATE's longest reference (a generous
+#: margin: a longer text cannot be a sensible title or caption, and scoring time grows with length).
+TEXT_MARGIN = 4
+#: Bytes allowed for a ``.npy`` header (numpy itself refuses headers over 10,000 bytes).
+NPY_HEADER_BYTES = 16 << 10
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Size limits on a submission. The defaults fit the full CREATE test protocol."""
+    """Size limits on a submission. The defaults fit the full CREATE test protocol.
+
+    With the split's ids known (the server always knows them) every file also gets a cap derived
+    from the split, see :func:`file_caps`, and the unpacked total is at most their sum.
+    """
 
     #: The upload (compressed archive) in bytes.
     max_upload_bytes: int = 1 << 30
@@ -70,6 +85,61 @@ class Limits:
     max_files: int = 32
     #: The model card alone.
     max_card_bytes: int = 64 << 10
+    #: Characters of a generated text, per kind: TEXT_MARGIN x CREATE's longest reference.
+    max_text_chars: tuple[tuple[str, int], ...] = tuple(
+        (k, TEXT_MARGIN * n) for k, n in CREATE_MAX_CHARS.items()
+    )
+    #: Bytes of one ``generations.jsonl`` line: both texts at their cap, every character
+    #: written as a 6-byte ``\\uXXXX`` escape, plus the vid and keys, rounded up.
+    max_line_bytes: int = 8 << 10
+    #: Embedding dimension (CLIP-style encoders use 512-1024; 4096 leaves room).
+    max_dim: int = 4096
+    #: A PAX extended header or GNU long name (tar metadata that is read into memory whole).
+    max_pax_bytes: int = 64 << 10
+    #: Nesting of mappings/lists in the model card.
+    max_card_depth: int = 32
+
+
+def file_caps(expected: ExpectedIds, limits: Limits) -> dict[str, int]:
+    """The most bytes each file may hold for this split (a bomb in any file stops there).
+
+    With V videos, T texts (T_k of kind k), D = ``max_dim`` and 8 bytes a value (float64 is
+    accepted): embeddings V x D x 8 and T x D x 8, similarity_k T_k x V x 8 (each plus a
+    ``.npy`` header), id files 4 x their compact JSON + 64 KiB, ``generations.jsonl``
+    V x ``max_line_bytes``, the card and README ``max_card_bytes``.
+    """
+    n_v = len(expected.vids)
+    texts = [t for kind in expected.text_ids for t in expected.text_ids[kind]]
+    caps = {
+        CARD_NAME: limits.max_card_bytes,
+        "README.md": limits.max_card_bytes,
+        P.GENERATIONS: n_v * limits.max_line_bytes,
+        P.VIDEO_IDS: 4 * len(json.dumps(list(expected.vids))) + (64 << 10),
+        P.TEXT_IDS: 4 * len(json.dumps(texts)) + (64 << 10),
+    }
+    for name, count in element_caps(expected, limits).items():
+        caps[name] = count * 8 + NPY_HEADER_BYTES
+    return caps
+
+
+def element_caps(expected: ExpectedIds, limits: Limits) -> dict[str, int]:
+    """The most values each ``.npy`` file may hold for this split (see :func:`file_caps`)."""
+    n_v = len(expected.vids)
+    n_t = sum(len(ids) for ids in expected.text_ids.values())
+    caps = {P.VIDEO_EMBEDDINGS: n_v * limits.max_dim, P.TEXT_EMBEDDINGS: n_t * limits.max_dim}
+    for kind in TEXT_KINDS:
+        caps[P.similarity_file(kind)] = len(expected.text_ids.get(kind, ())) * n_v
+    return caps
+
+
+def read_limits(expected: ExpectedIds | None, limits: Limits) -> ReadLimits:
+    """The caps :func:`create_bench.predictions.load_predictions` applies to a submission."""
+    return ReadLimits(
+        max_lines=len(expected.vids) if expected is not None else None,
+        max_line_bytes=limits.max_line_bytes,
+        max_text_chars=dict(limits.max_text_chars),
+        max_elements=element_caps(expected, limits) if expected is not None else {},
+    )
 
 
 # --------------------------------------------------------------------------- model card
@@ -170,8 +240,18 @@ def _short(value: Any, n: int = 60) -> str:
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
+#: Nesting of mappings/lists the card parser allows (Limits.max_card_depth is the same default).
+MAX_CARD_DEPTH = 32
+#: Integers in a card must fit a signed 64-bit column.
+_INT_RANGE = 1 << 63
+
+
 class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader without anchors/aliases: a card is small data, and aliases allow YAML bombs."""
+    """SafeLoader without anchors/aliases (aliases allow YAML bombs) and with a nesting cap (a
+    deeply nested card is an error, never a RecursionError)."""
+
+    max_depth = MAX_CARD_DEPTH
+    _depth = 0
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
@@ -179,7 +259,74 @@ class _NoAliasLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "YAML aliases (*name) are not allowed in a model card", event.start_mark
             )
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > self.max_depth:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"nested more than {self.max_depth} levels deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _json_type_error(value: Any, where: str = "$") -> str | None:
+    """Why a parsed card is not plain JSON data (dates, bytes, sets, huge integers...), or None."""
+    stack = [(value, where)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if not isinstance(key, str):
+                    return f"{at}: key {repr(key)[:40]} is not a string"
+                stack.append((sub, f"{at}.{key}"))
+        elif isinstance(item, list):
+            stack.extend((sub, f"{at}[{i}]") for i, sub in enumerate(item))
+        elif isinstance(item, bool) or item is None or isinstance(item, str):
+            continue
+        elif isinstance(item, int):
+            if not -_INT_RANGE <= item < _INT_RANGE:
+                return f"{at}: integer out of range (at most 64 bits)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{at}: {item} is not a finite number"
+        else:
+            kind = {"date": "date", "datetime": "timestamp", "bytes": "!!binary", "set": "!!set"}.get(
+                type(item).__name__, type(item).__name__
+            )
+            return f"{at}: a YAML {kind} value; only JSON types are allowed (quote it to make it a string)"
+    return None
+
+
+#: Unicode categories a displayed name may not hold: controls, format characters (bidi
+#: overrides, zero-width spaces and joiners), surrogates, private use, unassigned, and line or
+#: paragraph separators.
+_BANNED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def clean_name(value: str, *, what: str) -> str:
+    """A model or team name as shown on the board: NFKC, whitespace runs collapsed, trimmed.
+
+    Control, bidi and zero-width characters are an error (they hide or reorder what a reader
+    sees), and so is a name that is empty once normalised.
+
+    >>> clean_name(" Ｍｙ   Team ", what="team")
+    'My Team'
+    """
+    text = unicodedata.normalize("NFKC", value)
+    for i, ch in enumerate(text):
+        if unicodedata.category(ch) in _BANNED_CATEGORIES:
+            raise SubmissionError(
+                f"{what}: character U+{ord(ch):04X} ({unicodedata.name(ch, 'unnamed')}) at position {i} "
+                "is not allowed in a name (control, bidi or zero-width character)"
+            )
+    text = " ".join(text.split())
+    if not text:
+        raise SubmissionError(f"{what}: empty once normalised (only spaces or invisible characters)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -235,13 +382,19 @@ class ModelCard:
         """Validate a parsed card against the schema; raises SubmissionError listing every problem."""
         if not isinstance(data, dict):
             raise SubmissionError(f"{source}: expected a mapping of fields, got {_type_name(data)}")
+        problem = _json_type_error(data)
+        if problem:
+            raise SubmissionError(f"{source}: {problem}")
         errors = schema_errors(data, load_schema())
         if errors:
             raise SubmissionError(
                 f"{source} does not follow the model card schema (leaderboard/README.md):\n  "
                 + "\n  ".join(errors)
             )
-        return cls(json.loads(json.dumps(data)))
+        data = json.loads(json.dumps(data))
+        for key in ("name", "team"):
+            data[key] = clean_name(data[key], what=f"{source}: $.{key}")
+        return cls(data)
 
 
 def parse_model_card(text: str, *, source: str = CARD_NAME) -> ModelCard:
@@ -259,6 +412,12 @@ def parse_card_yaml(text: str, *, source: str = CARD_NAME) -> Any:
         raise SubmissionError(f"{source}: malformed YAML{at}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise SubmissionError(f"{source}: malformed YAML: {exc}") from None
+    except ValueError as exc:  # int() of a number over Python's 4300-digit limit, a bad date...
+        if "digits" in str(exc):
+            raise SubmissionError(f"{source}: an integer with too many digits (at most 64 bits)") from None
+        raise SubmissionError(f"{source}: unsupported value ({str(exc).splitlines()[0][:120]})") from None
+    except RecursionError:  # pragma: no cover - the depth cap stops nesting well before this
+        raise SubmissionError(f"{source}: nested too deeply") from None
     return data
 
 
@@ -304,6 +463,28 @@ class _CappedReader(io.RawIOBase):
         return len(data)
 
 
+class _CappedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses tar metadata records (PAX headers, GNU long names) over a cap:
+    tarfile reads such a record into memory whole, before any of our checks see the member."""
+
+    max_meta_bytes = 64 << 10
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> Any:
+        meta: tuple[bytes, ...] = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+        meta += (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+        if self.type in meta and self.size > self.max_meta_bytes:
+            raise SubmissionError(
+                f"archive: a tar extended header (PAX or long name) of {self.size} bytes; "
+                f"the limit is {self.max_meta_bytes}"
+            )
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+def _m(name: str) -> str:
+    """A member name for a message (an attacker's name can be long)."""
+    return repr(name) if len(name) <= 80 else repr(name[:77]) + "..."
+
+
 _MEMBER_KINDS = (
     ("issym", "a symbolic link"),
     ("islnk", "a hard link"),
@@ -316,14 +497,14 @@ _MEMBER_KINDS = (
 def _member_path(name: str) -> PurePosixPath:
     """The member's relative path, or a SubmissionError for anything that could escape."""
     if not name or "\x00" in name or "\\" in name:
-        raise SubmissionError(f"archive member {name!r}: invalid name")
+        raise SubmissionError(f"archive member {_m(name)}: invalid name")
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise SubmissionError(f"archive member {name!r}: absolute paths are not allowed")
+        raise SubmissionError(f"archive member {_m(name)}: absolute paths are not allowed")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise SubmissionError(f"archive member {name!r}: '..' in paths is not allowed")
+        raise SubmissionError(f"archive member {_m(name)}: '..' in paths is not allowed")
     if not parts:
-        raise SubmissionError(f"archive member {name!r}: invalid name")
+        raise SubmissionError(f"archive member {_m(name)}: invalid name")
     return PurePosixPath(*parts)
 
 
@@ -333,13 +514,18 @@ def is_gzip(path: str | os.PathLike[str]) -> bool:
 
 
 def unpack_archive(
-    archive: str | os.PathLike[str], dest: str | os.PathLike[str], *, limits: Limits | None = None
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    limits: Limits | None = None,
+    expected: ExpectedIds | None = None,
 ) -> Path:
     """Safely extract a submission ``.tar.gz`` into the empty directory ``dest``.
 
-    The archive may hold the files at its top level or inside one top-level directory; the
-    directory that holds them is returned. Raises SubmissionError (and leaves ``dest`` empty)
-    on anything unsafe or over the limits.
+    The archive may hold the files at its top level or inside one top-level directory; they are
+    written flat into ``dest`` (the directory's name is never used on disk), which is returned.
+    With ``expected`` every file is also capped by :func:`file_caps`. Raises SubmissionError
+    (and leaves ``dest`` empty) on anything unsafe or over the limits.
     """
     limits = limits or Limits()
     archive, dest = Path(archive), Path(dest)
@@ -349,25 +535,24 @@ def unpack_archive(
     if not is_gzip(archive):
         raise SubmissionError(f"{archive.name}: not a gzip file (expected a .tar.gz)")
     dest.mkdir(parents=True, exist_ok=True)
+    caps = file_caps(expected, limits) if expected is not None else {}
     try:
-        _extract(archive, dest, limits)
+        _extract(archive, dest, limits, caps)
     except BaseException:
         for child in dest.iterdir():
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
         raise
-    entries = list(dest.iterdir())
-    if len(entries) == 1 and entries[0].is_dir():
-        return entries[0]
     return dest
 
 
-def _extract(archive: Path, dest: Path, limits: Limits) -> None:
+def _extract(archive: Path, dest: Path, limits: Limits, caps: dict[str, int]) -> None:
+    unpacked = min(limits.max_unpacked_bytes, sum(caps.values())) if caps else limits.max_unpacked_bytes
     bomb = (
-        f"archive expands beyond the limit of {limits.max_unpacked_bytes} bytes "
+        f"archive expands beyond the limit of {unpacked} bytes "
         "(a decompression bomb, or a submission too large)"
     )
-    # Tar headers and padding come on top of file bytes; a generous allowance for them.
-    stream_cap = limits.max_unpacked_bytes + (limits.max_files + 8) * 2048 + (1 << 20)
+    # Tar headers, padding and capped PAX records come on top of file bytes.
+    stream_cap = unpacked + (limits.max_files + 8) * (limits.max_pax_bytes + 2048) + (1 << 20)
     seen: set[PurePosixPath] = set()
     top: str | None = None
     total = 0
@@ -375,7 +560,8 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> None:
     with open(archive, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
         capped = io.BufferedReader(_CappedReader(gz, stream_cap, bomb), buffer_size=1 << 16)
         try:
-            with tarfile.open(fileobj=capped, mode="r|") as tf:
+            tarinfo = type("TarInfo", (_CappedTarInfo,), {"max_meta_bytes": limits.max_pax_bytes})
+            with tarfile.open(fileobj=capped, mode="r|", tarinfo=tarinfo) as tf:
                 for member in tf:
                     members += 1
                     if members > limits.max_files:
@@ -384,38 +570,44 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> None:
                     for attr, what in _MEMBER_KINDS:
                         if getattr(member, attr)():
                             raise SubmissionError(
-                                f"archive member {member.name!r} is {what}; only files are allowed"
+                                f"archive member {_m(member.name)} is {what}; only files are allowed"
                             )
                     if member.isdir():
                         if len(path.parts) != 1 or (top is not None and top != path.parts[0]):
                             raise SubmissionError(
-                                f"archive member {member.name!r}: files must be at the top level "
+                                f"archive member {_m(member.name)}: files must be at the top level "
                                 "or inside one top-level directory"
                             )
                         top = path.parts[0]
                         continue
                     if not member.isreg():
-                        raise SubmissionError(f"archive member {member.name!r} is not a regular file")
+                        raise SubmissionError(f"archive member {_m(member.name)} is not a regular file")
                     if len(path.parts) == 2:
                         if top is not None and top != path.parts[0]:
                             raise SubmissionError(
-                                f"archive member {member.name!r}: more than one top-level directory"
+                                f"archive member {_m(member.name)}: more than one top-level directory"
                             )
                         top = path.parts[0]
                     elif len(path.parts) > 2 or (len(path.parts) == 1 and top is not None):
                         raise SubmissionError(
-                            f"archive member {member.name!r}: files must be at the top level "
+                            f"archive member {_m(member.name)}: files must be at the top level "
                             "or inside one top-level directory"
                         )
-                    _check_name(path.name, where=f"archive member {member.name!r}")
+                    _check_name(path.name, where=f"archive member {_m(member.name)}")
                     if path in seen:
-                        raise SubmissionError(f"archive member {member.name!r} appears twice")
+                        raise SubmissionError(f"archive member {_m(member.name)} appears twice")
                     seen.add(path)
-                    if total + member.size > limits.max_unpacked_bytes:
-                        raise SubmissionError(bomb)
-                    total += _copy_member(
-                        tf, member, dest / Path(*path.parts), limits.max_unpacked_bytes - total, bomb
-                    )
+                    budget, over = unpacked - total, bomb
+                    cap = caps.get(path.name)
+                    if cap is not None and cap < budget:
+                        budget = cap
+                        over = (
+                            f"archive member {_m(member.name)} expands beyond {cap} bytes, the most "
+                            f"this file can need for the split (a decompression bomb?)"
+                        )
+                    if member.size > budget:
+                        raise SubmissionError(over)
+                    total += _copy_member(tf, member, dest / path.name, budget, over)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             if isinstance(exc, gzip.BadGzipFile) or not isinstance(exc, OSError | EOFError):
                 raise SubmissionError(f"{archive.name}: not a valid .tar.gz ({exc})") from None
@@ -427,7 +619,7 @@ def _extract(archive: Path, dest: Path, limits: Limits) -> None:
 def _copy_member(tf: tarfile.TarFile, member: tarfile.TarInfo, out: Path, budget: int, bomb: str) -> int:
     src = tf.extractfile(member)
     if src is None:  # pragma: no cover - isreg() members always have data
-        raise SubmissionError(f"archive member {member.name!r} has no data")
+        raise SubmissionError(f"archive member {_m(member.name)} has no data")
     out.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     # "xb": never follow or overwrite anything already there; permissions are ours, not the archive's.
@@ -566,14 +758,12 @@ def validate_directory(
     """
     limits = limits or Limits()
     path = Path(path)
-    files = check_directory(path, limits=limits)
-    card = load_model_card(path / CARD_NAME, limits=limits)
     try:
-        preds = load_predictions(path)
-    except CreateBenchError as exc:
-        raise SubmissionError(f"invalid predictions: {exc}") from None
-    except (ValueError, TypeError, KeyError, OSError, EOFError) as exc:  # untrusted files: never a 500
-        raise SubmissionError(f"invalid predictions: {type(exc).__name__}: {exc}") from None
+        files = check_directory(path, limits=limits)
+        card = load_model_card(path / CARD_NAME, limits=limits)
+        preds = _load(path, expected, limits)
+    except SubmissionError as exc:
+        raise SubmissionError(_strip_root(str(exc), path)) from None
     if expected is not None:
         problems = _check_ids(preds, expected)
         if problems:
@@ -583,6 +773,24 @@ def validate_directory(
     return ValidatedSubmission(
         path=path, card=card, files=files, tasks=tuple(preds.tasks()), predictions=preds
     )
+
+
+def _load(path: Path, expected: ExpectedIds | None, limits: Limits) -> Predictions:
+    try:
+        return load_predictions(path, limits=read_limits(expected, limits))
+    except CreateBenchError as exc:
+        raise SubmissionError(f"invalid predictions: {exc}") from None
+    except (ValueError, TypeError, KeyError, OSError, EOFError, RecursionError) as exc:  # never a 500
+        raise SubmissionError(f"invalid predictions: {type(exc).__name__}: {exc}") from None
+
+
+def _strip_root(message: str, root: Path) -> str:
+    """A message about a file of the submission, naming the file, not where it was unpacked
+    (a server path, however it was given: relative, absolute or through a symbolic link)."""
+    forms = {str(root), os.path.abspath(root), str(root.resolve())}
+    for form in sorted(forms, key=len, reverse=True):
+        message = message.replace(form + os.sep, "").replace(form, "<submission>")
+    return message
 
 
 def _check_ids(preds: Predictions, expected: ExpectedIds) -> list[str]:
@@ -620,7 +828,7 @@ def open_submission(
         Path(workdir).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="submission-", dir=workdir))
     try:
-        root = unpack_archive(path, tmp, limits=limits)
+        root = unpack_archive(path, tmp, limits=limits, expected=expected)
         yield validate_directory(root, expected=expected, limits=limits)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from create_bench.errors import CreateBenchError
-from create_bench.leaderboard.db import Database, Job
+from create_bench.leaderboard.db import COUNTED_FAILURE, Database, Job
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,72 @@ class WorkerConfig:
     max_attempts: int = 3
     scorer: str = DEFAULT_SCORER
     limits: Limits = field(default_factory=Limits)
+    #: Scoring time limit: ``timeout_base_s + timeout_per_item_s x (videos + texts of the
+    #: split)``; about 11 minutes for the CREATE test split (5,000 videos, 100,000 texts).
+    timeout_base_s: float = 120.0
+    timeout_per_item_s: float = 0.005
+
+
+#: Start of the error of a submission whose scoring ran out of time (such a failure counts
+#: against the team's daily limit, see :mod:`.db`).
+TIMEOUT_ERROR = COUNTED_FAILURE
+
+
+class ScoringTimeout(BaseException):
+    """Raised in the scoring thread when its time is up; a BaseException, so that no
+    ``except Exception`` inside a scorer swallows it."""
+
+
+def scoring_timeout(expected: ExpectedIds, config: WorkerConfig) -> float:
+    """Seconds a submission may take to score on this split (see WorkerConfig)."""
+    items = len(expected.vids) + sum(len(ids) for ids in expected.text_ids.values())
+    return config.timeout_base_s + config.timeout_per_item_s * items
+
+
+def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
+    import ctypes
+
+    arg = ctypes.py_object(exc) if exc is not None else None  # None: clear a pending one
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), arg)
+
+
+class Deadline:
+    """Raises :class:`ScoringTimeout` in the thread that started it once ``seconds`` pass.
+
+    A watchdog thread sets an asynchronous exception on the scoring thread (it arrives at the
+    next Python bytecode: pure-Python scoring stops promptly, one long C call finishes first)
+    and sets it again every few seconds should a scorer swallow it. :meth:`cancel` is
+    idempotent and clears an exception that is set but not yet raised.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.fired = False
+        self._tid = threading.get_ident()
+        self._lock = threading.Lock()
+        self._active = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        if self._stop.wait(self.seconds):
+            return
+        while True:
+            with self._lock:
+                if not self._active:
+                    return
+                self.fired = True
+                _async_raise(self._tid, ScoringTimeout)
+            if self._stop.wait(2.0):
+                return
+
+    def cancel(self) -> None:
+        with self._lock:
+            if self._active:
+                self._active = False
+                _async_raise(self._tid, None)
+        self._stop.set()
 
 
 def worker_id() -> str:
@@ -71,6 +137,15 @@ def scrub(obj: Any, secrets: list[str]) -> Any:
     if isinstance(obj, list | tuple):
         return [scrub(v, secrets) for v in obj]
     return obj
+
+
+def server_paths(data_dir: str | os.PathLike[str], storage: str | os.PathLike[str]) -> list[str]:
+    """Every absolute form of the server's data and storage paths (as given, made absolute, with
+    symbolic links resolved): what :func:`.worker.scrub` removes from any answer."""
+    forms = set()
+    for p in (data_dir, storage):
+        forms |= {os.path.abspath(p), str(Path(p).resolve())}
+    return sorted(forms, key=len, reverse=True)
 
 
 class Worker:
@@ -166,24 +241,25 @@ class Worker:
 
     def _score(self, job: Job) -> tuple[str, Any]:
         cfg = self.config
-        secrets = [
-            str(Path(cfg.scoring.data_dir).resolve()),
-            str(cfg.scoring.data_dir),
-            str(cfg.storage_dir.resolve()),
-        ]
-        upload = cfg.storage_dir / job.upload_path
+        # Absolute paths everywhere, so that every path in a message has a form scrub() knows.
+        storage = Path(os.path.abspath(cfg.storage_dir))
+        data_dir = Path(os.path.abspath(cfg.scoring.data_dir))
+        secrets = server_paths(data_dir, storage)
         try:
-            with open_submission(
-                upload, expected=self.expected, limits=cfg.limits, workdir=cfg.storage_dir / "work"
-            ) as sub:
-                s = cfg.scoring
-                results = self.scorer(
-                    sub.path, s.data_dir, s.split, tokenizer=s.tokenizer, bootstrap=s.bootstrap, seed=s.seed
-                )
-                results = dict(results)
-                results["model"] = sub.card.model_info()
-                results["submission"] = {"id": job.id}
+            limit = scoring_timeout(self.expected, cfg)
+            team = self.db.get_submission(job.id)["team"]
+            deadline = Deadline(limit)
+            try:
+                results = self._run_scorer(job, storage, data_dir, team)
+            finally:
+                deadline.cancel()
             return "finished", scrub(results, secrets)
+        except ScoringTimeout:
+            deadline.cancel()
+            return "failed", (
+                f"{TIMEOUT_ERROR} after {limit:.0f} s, the limit for this split ({cfg.timeout_base_s:g} s + "
+                f"{cfg.timeout_per_item_s:g} s per video and text); this failure counts against the daily limit"
+            )
         except CreateBenchError as exc:
             return "failed", scrub(str(exc), secrets)
         except Exception as exc:  # a bug, not the submitter's fault: log it, say little
@@ -192,6 +268,21 @@ class Worker:
                 "failed",
                 f"internal error while scoring ({type(exc).__name__}); please contact the organisers",
             )
+
+    def _run_scorer(self, job: Job, storage: Path, data_dir: Path, team: str) -> dict[str, Any]:
+        cfg = self.config
+        with open_submission(
+            storage / job.upload_path, expected=self.expected, limits=cfg.limits, workdir=storage / "work"
+        ) as sub:
+            s = cfg.scoring
+            results = self.scorer(
+                sub.path, data_dir, s.split, tokenizer=s.tokenizer, bootstrap=s.bootstrap, seed=s.seed
+            )
+            results = dict(results)
+            # The board shows the team the token belongs to, never the card's self-declared one.
+            results["model"] = {**sub.card.model_info(), "team": team}
+            results["submission"] = {"id": job.id}
+        return results
 
 
 def run_worker(db: Database, config: WorkerConfig, stop: threading.Event | None = None) -> None:
