@@ -140,6 +140,7 @@ class DatasetWriter:
         self._feature_meta: dict[str, dict[str, Any]] = {}
         self._files: list[str] = []
         self._digests: list[tuple[str, bytes]] = []
+        self._pending_digests: list[dict[str, Any]] = []
         self.inputs = list(inputs)
 
     def check_out_dir(self) -> None:
@@ -184,7 +185,10 @@ class DatasetWriter:
                 f"duplicate vid (already in split {self._vids[vid]!r})", path=source, row=index, vid=vid
             )
         self._vids[vid] = row["split"]
-        self._digests.append(row_digest(row, self._tmp))
+        if (row["video"] or {}).get("bytes"):
+            self._digests.append(row_digest(row, self._tmp))
+        else:  # a path: hashed at close, when every file added with add_file is in place
+            self._pending_digests.append({k: v for k, v in row.items()})
         split = row["split"]
         if split not in self._spools:
             self._spools[split] = _Spool(self._tmp / "data", split, self.schema, self.shard_size)
@@ -270,6 +274,7 @@ class DatasetWriter:
                 "files": files,
                 **self.extra_manifest,
             }
+            self._digests += [row_digest(r, tmp) for r in self._pending_digests]
             manifest["fingerprint_method"] = FINGERPRINT_METHOD
             manifest["fingerprint"] = content_fingerprint(
                 self._digests, schema_version=SHARD_SCHEMA_VERSION, categories=self.categories

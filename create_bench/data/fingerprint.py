@@ -28,21 +28,26 @@ METHOD = "content-v1"
 _FLOAT32_COLUMNS = ("fps", "duration")
 
 
-def _video_sha256(video: dict[str, Any], root: Path, vid: str) -> str:
+def _video_sha256(video: dict[str, Any], root: Path) -> str:
+    """sha256 of the video's bytes (embedded, or the file at its path); a path that does not
+    resolve to a file enters as ``missing:<path>`` (a dataset whose videos are not shipped, e.g.
+    features-only, still has a defined fingerprint, and a video that goes missing changes it)."""
     data = video.get("bytes")
     if data:
         return hashlib.sha256(data).hexdigest()
     path = video.get("path")
     if not path:
-        raise DataError("row has neither video bytes nor a video path", vid=vid)
+        return "none"
     p = Path(path) if os.path.isabs(path) else root / path
+    if not p.is_file():
+        return f"missing:{path}"
     try:
         h = hashlib.sha256()
         with open(p, "rb") as fh:
             while block := fh.read(1 << 20):
                 h.update(block)
     except OSError as exc:
-        raise DataError(f"cannot read video file for the fingerprint: {exc.strerror}", path=str(p), vid=vid) from exc
+        raise DataError(f"cannot read video file for the fingerprint: {exc.strerror}", path=str(p)) from exc
     return h.hexdigest()
 
 
@@ -56,7 +61,7 @@ def row_digest(row: dict[str, Any], root: str | os.PathLike[str]) -> tuple[str, 
     values: dict[str, Any] = {}
     for col in COLUMNS:
         if col == "video":
-            values[col] = _video_sha256(row.get("video") or {}, Path(root), vid)
+            values[col] = _video_sha256(row.get("video") or {}, Path(root))
         elif col in _FLOAT32_COLUMNS:
             values[col] = _canonical_float(row.get(col) or 0.0)
         else:
