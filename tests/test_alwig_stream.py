@@ -19,14 +19,14 @@ import torch
 
 from create_bench.errors import ConfigError, DataError
 from create_bench.models.alwig.config import ALWIGConfig
-from create_bench.models.alwig.stream import (
+from create_bench.training.alwig.stream import (
     LaneStream,
     assign_lanes,
     lane_order,
     merge_moments,
     unit_features,
 )
-from create_bench.models.alwig.train import (
+from create_bench.training.alwig.train import (
     SplitData,
     TrainOptions,
     _read_dataset_features,

@@ -28,7 +28,7 @@ too; lines an interrupted run logged after it are dropped from ``log.jsonl``).
 
 Data feeding (``stream``): small splits are held in memory on every rank (``epoch_plan``: a seeded
 permutation per epoch); large ones, with ``encoder: features``, are streamed by rank from the
-feature shards (:mod:`create_bench.models.alwig.stream`: each rank reads only its own rows, in an
+feature shards (:mod:`create_bench.training.alwig.stream`: each rank reads only its own rows, in an
 order that does not depend on the world size). In both the position in an epoch is the number of
 global batches consumed, so a run saved on W1 processes resumes on W2 (same global batch size)
 with every remaining sample of the epoch exactly once.
@@ -553,7 +553,7 @@ class TrainOptions:
     extra: dict[str, Any] = field(default_factory=dict)
     #: Where each phase's training rows come from. ``off``: the whole split in memory on every rank
     #: (a seeded permutation per epoch; CREATE-sample). ``on``: streamed by rank from the dataset's
-    #: feature shards (``encoder: features``; :mod:`create_bench.models.alwig.stream`). ``auto``:
+    #: feature shards (``encoder: features``; :mod:`create_bench.training.alwig.stream`). ``auto``:
     #: stream a phase whose split's features would take more than :data:`STREAM_AUTO_BYTES` in memory.
     stream: str = "auto"
     #: Rows per lane block of the streamed order (its shuffle window; see ``stream.py``).
@@ -790,7 +790,7 @@ class _MemoryFeeder:
 
 
 class _StreamFeeder:
-    """A phase's batches streamed from the feature shards (:class:`~create_bench.models.alwig.stream.LaneStream`)."""
+    """A phase's batches streamed from the feature shards (:class:`~create_bench.training.alwig.stream.LaneStream`)."""
 
     def __init__(self, bundle: ALWIG, stream: Any, cfg: ALWIGConfig, phase: str, world: World):
         self.bundle, self.stream, self.cfg, self.phase, self.world = bundle, stream, cfg, phase, world
@@ -836,11 +836,11 @@ def _all_min(value: int, world: World, device: str) -> int:
 def open_stream(
     data_dir: Path, split: str, cfg: ALWIGConfig, phase: str, world: World, device: str, block: int
 ) -> Any:
-    """This rank's :class:`~create_bench.models.alwig.stream.LaneStream` of a phase, its epoch length
+    """This rank's :class:`~create_bench.training.alwig.stream.LaneStream` of a phase, its epoch length
     agreed with the other ranks (collective: every rank calls it)."""
     from functools import partial
 
-    from create_bench.models.alwig.stream import LaneStream
+    from create_bench.training.alwig.stream import LaneStream
 
     t0 = time.perf_counter()
     stream = LaneStream(
@@ -874,7 +874,7 @@ def open_stream(
 
 def _stream_feature_stats(bundle: ALWIG, stream: Any, world: World) -> None:
     """The model's feature standardisation from the streamed split (every rank its own rows)."""
-    from create_bench.models.alwig.stream import merge_moments
+    from create_bench.training.alwig.stream import merge_moments
 
     mine = stream.feature_moments()
     parts: list[Any] = [mine]
@@ -897,7 +897,7 @@ def _stream_feature_stats(bundle: ALWIG, stream: Any, world: World) -> None:
 def _corpus(data_dir: Path, pretrain_split: str | None) -> tuple[Iterator[str], Iterator[list[str]]]:
     """The vocabularies' texts and tag lists, streamed from the data shards (as the in-memory path
     takes them: fine-tuning titles and captions, pre-training raw titles, both splits' tags)."""
-    from create_bench.models.alwig.stream import scan_texts
+    from create_bench.training.alwig.stream import scan_texts
 
     def texts() -> Iterator[str]:
         for b in scan_texts(data_dir, "train", columns=["titles", "captions"]):

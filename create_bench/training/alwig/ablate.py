@@ -1,11 +1,11 @@
-"""ALWIG ablations on CREATE-sample (application code, like train.py; the library never imports it).
+"""ALWIG ablations on CREATE-sample (application code, like the trainer; the library never imports it).
 
 Trains (or reuses) three checkpoints with the same config and seed, differing only in the ablated
 part, evaluates each and the simple baselines through the harness on one split, and writes a
 Markdown report with every score, its bootstrap 95% interval, and paired bootstrap tests of ALWIG
 against each baseline and each ablation (same video resamples)::
 
-    python -m create_bench.models.alwig.ablate --data data/create-sample --out checkpoints/alwig-ablations \\
+    python -m create_bench.training.alwig.ablate --data data/create-sample --out checkpoints/alwig-ablations \\
         --report create_bench/models/alwig/ABLATIONS.md
 
 - ``full``: ALWIG as configured;
@@ -52,7 +52,7 @@ def _cfg(args: argparse.Namespace) -> Any:
 
 def _train(variant: str, args: argparse.Namespace) -> Path:
     from create_bench.models.alwig.config import load_config
-    from create_bench.models.alwig.train import TrainOptions, train
+    from create_bench.training.alwig.train import TrainOptions, train
 
     out = Path(args.out) / variant
     if (out / "config.json").is_file() and not args.retrain:
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Signature: `" + first["signature"] + "`",
         "",
-        "Regenerate with `python -m create_bench.models.alwig.ablate --data data/create-sample "
+        "Regenerate with `python -m create_bench.training.alwig.ablate --data data/create-sample "
         "--report create_bench/models/alwig/ABLATIONS.md` (reuses checkpoints under "
         "`checkpoints/alwig-ablations/`; `--retrain` to train again).",
         "",
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             f"- `{v}`: best epoch {m.get('best_epoch')} (validation {m.get('selected_by')} {m.get('best_val', float('nan')):.4f}), "
             f"{m.get('seconds')} s of training on {m.get('device')}"
         )
-    lines += ["", f"_Generated {_dt.date.today().isoformat()} by `create_bench/models/alwig/ablate.py`._", ""]
+    lines += ["", f"_Generated {_dt.date.today().isoformat()} by `create_bench/training/alwig/ablate.py`._", ""]
     text = "\n".join(lines)
     if args.report:
         from create_bench.fsutil import atomic_write_text
