@@ -710,7 +710,8 @@ def test_ddp_two_processes_match_single_process_gradients(
     each, gives the gradients of one process on the whole batch."""
     import torch.multiprocessing as mp
 
-    from create_bench.training.alwig.train import SplitData, make_batch, text_choices
+    from create_bench.training.alwig.batches import make_batch, text_choices
+    from create_bench.training.alwig.features import SplitData
 
     b = tiny_bundle(gen_kinds_per_video=kinds_per_video, **extra)
     toy = toy_batch(b, n=6)

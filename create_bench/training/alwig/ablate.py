@@ -116,7 +116,7 @@ def _paired_lines(label: str, test: dict[str, Any]) -> list[str]:
     return [f"| {label} | " + " | ".join(cells) + " |"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/create-sample")
     p.add_argument(
@@ -132,24 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
     )
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {unknown}")
+    return p
 
-    outcomes: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
-    for v in variants:
-        ck = _train(v, args)
-        outcomes[f"ALWIG ({v})" if v != "full" else "ALWIG"] = _evaluate(
-            "alwig", {"checkpoint": str(ck)}, args, f"alwig-{v}"
-        )
-        meta[v] = json.loads((ck / "config.json").read_text("utf-8"))["training"]
-    for b in BASELINES:
-        outcomes[b] = _evaluate(b, {}, args, b)
 
+def _report(
+    args: argparse.Namespace, variants: list[str], outcomes: dict[str, Any], meta: dict[str, Any]
+) -> str:
+    """The Markdown report: scores with intervals, paired differences, the training runs."""
     first = next(iter(outcomes.values())).results
     lines = [
         "# ALWIG ablations on CREATE-sample",
@@ -193,8 +182,35 @@ def main(argv: list[str] | None = None) -> int:
             f"- `{v}`: best epoch {m.get('best_epoch')} (validation {m.get('selected_by')} {m.get('best_val', float('nan')):.4f}), "
             f"{m.get('seconds')} s of training on {m.get('device')}"
         )
-    lines += ["", f"_Generated {_dt.date.today().isoformat()} by `create_bench/training/alwig/ablate.py`._", ""]
-    text = "\n".join(lines)
+    lines += [
+        "",
+        f"_Generated {_dt.date.today().isoformat()} by `create_bench/training/alwig/ablate.py`._",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}")
+
+    outcomes: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for v in variants:
+        ck = _train(v, args)
+        outcomes[f"ALWIG ({v})" if v != "full" else "ALWIG"] = _evaluate(
+            "alwig", {"checkpoint": str(ck)}, args, f"alwig-{v}"
+        )
+        meta[v] = json.loads((ck / "config.json").read_text("utf-8"))["training"]
+    for b in BASELINES:
+        outcomes[b] = _evaluate(b, {}, args, b)
+
+    text = _report(args, variants, outcomes, meta)
     if args.report:
         from create_bench.fsutil import atomic_write_text
 
