@@ -100,7 +100,9 @@ def test_training_is_the_app_layer():
     names = {name for name, _ in MODULES}
     assert {"training", "training.alwig.train", "training.alwig.stream", "training.alwig.ablate"} <= names
     assert all(layer_of(n) == APP for n in names if _under(n, ("training",)))
-    assert not [n for n in names if _under(n, ("models",)) and n.rsplit(".", 1)[-1] in ("train", "stream", "ablate")]
+    assert not [
+        n for n in names if _under(n, ("models",)) and n.rsplit(".", 1)[-1] in ("train", "stream", "ablate")
+    ]
 
 
 def test_no_library_module_imports_training():
