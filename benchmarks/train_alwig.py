@@ -26,7 +26,9 @@ from create_bench.data.shards import read_table  # noqa: E402
 from create_bench.loader import make_loader  # noqa: E402
 from create_bench.models.alwig.bundle import ALWIG, frame_features  # noqa: E402
 from create_bench.models.alwig.config import load_config  # noqa: E402
-from create_bench.models.alwig.train import SplitData, make_batch, make_optimizer, text_choices  # noqa: E402
+from create_bench.training.alwig.batches import make_batch, text_choices  # noqa: E402
+from create_bench.training.alwig.features import SplitData  # noqa: E402
+from create_bench.training.alwig.optim import make_optimizer  # noqa: E402
 
 
 def step(bundle: ALWIG, opt: torch.optim.Optimizer, data: SplitData, rows: list[int], salt: int) -> None:

@@ -19,20 +19,16 @@ import torch
 
 from create_bench.errors import ConfigError, DataError
 from create_bench.models.alwig.config import ALWIGConfig
-from create_bench.models.alwig.stream import (
+from create_bench.training.alwig.batches import text_choices_at
+from create_bench.training.alwig.features import SplitData, _read_dataset_features
+from create_bench.training.alwig.stream import (
     LaneStream,
     assign_lanes,
     lane_order,
     merge_moments,
     unit_features,
 )
-from create_bench.models.alwig.train import (
-    SplitData,
-    TrainOptions,
-    _read_dataset_features,
-    text_choices_at,
-    train,
-)
+from create_bench.training.alwig.train import TrainOptions, train
 
 SET, DIM, T = "syn", 12, 4
 #: A tiny ALWIG on precomputed features (the feature set this module writes).
@@ -156,7 +152,7 @@ def _stream(
 
 
 def _streams(data: Path, split: str, world: int, **kw: Any) -> list[LaneStream]:
-    """Every rank's stream of a simulated world, its epoch length agreed as train.py's all-reduce does."""
+    """Every rank's stream of a simulated world, its epoch length agreed as the trainer's all-reduce does."""
     streams = [_stream(data, split, r, world, **kw) for r in range(world)]
     steps = min(s.local_steps for s in streams)
     for s in streams:
@@ -261,7 +257,7 @@ def test_text_choices_of_rank_shares_make_the_one_process_choices(kinds: int) ->
 
 # ------------------------------------------------------------------------------ the lane stream
 def test_streamed_features_equal_the_in_memory_reader(feat_dataset: Path) -> None:
-    """Padding, spreading of long videos and the mask, against train.py's whole-split reader."""
+    """Padding, spreading of long videos and the mask, against the trainer's whole-split reader (features.py)."""
     ref = _read_dataset_features(feat_dataset, "train", cfg_of())
     by_vid = {v: i for i, v in enumerate(ref["vids"])}
     (s,) = _streams(feat_dataset, "train", 1)

@@ -13,7 +13,8 @@ import torch
 
 from create_bench.models.alwig.bundle import ALWIG
 from create_bench.models.alwig.config import ALWIGConfig
-from create_bench.models.alwig.train import TrainOptions, epoch_plan, text_choices, train
+from create_bench.training.alwig.batches import epoch_plan, text_choices
+from create_bench.training.alwig.train import TrainOptions, train
 
 TINY = dict(
     encoder="fixed",
@@ -113,7 +114,7 @@ def test_feature_cache_is_reused(
     files = sorted(feature_cache.glob("*.safetensors"))
     assert len(files) >= 2  # train + validation
 
-    import create_bench.models.alwig.train as T
+    import create_bench.training.alwig.features as T
 
     def boom(*a, **k):
         raise AssertionError("features recomputed although cached")
@@ -179,7 +180,7 @@ def test_pretrain_then_finetune(tiny_dataset: Path, tmp_path: Path, feature_cach
 
 
 def test_text_choices_pretrain_uses_raw_titles() -> None:
-    from create_bench.models.alwig.train import SplitData
+    from create_bench.training.alwig.features import SplitData
 
     data = SplitData(
         "p",
@@ -195,7 +196,7 @@ def test_text_choices_pretrain_uses_raw_titles() -> None:
 
 
 def test_tag_dropout_is_seeded_and_drops_tags() -> None:
-    from create_bench.models.alwig.train import SplitData
+    from create_bench.training.alwig.features import SplitData
 
     tags = [[f"t{i}{j}" for j in range(6)] for i in range(20)]
     data = SplitData(

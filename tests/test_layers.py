@@ -1,6 +1,7 @@
 """Import directions of ARCHITECTURE.md: a module imports only from its own layer or below;
-tasks never import models, models never import tasks/metrics/runner, and the evaluation library
-never imports application code (``models/alwig/train.py``, ``ablate.py``)."""
+tasks never import models, models never import tasks/metrics/scoring/runner, and the library never
+imports the application layer (``training/``: train loops, streams, ablations), which only
+``cli.py``/``commands/`` launch. Every row is enforced for every module: no module is exempt by name."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ LAYER = {
     "tasks": 3, "models": 3,
     "loader": 4, "runner": 4, "predictions": 4, "results": 4, "scoring": 4, "report": 4, "extract": 4,
     "leaderboard": 5, "cli": 5, "commands": 5, "__main__": 5,
+    "training": 6,
 }  # fmt: skip
+#: The application layer (``training/``): may import anything; only the launchers import it.
+APP = 6
+#: The only library modules that may import the application layer (they launch it).
+LAUNCHERS = ("cli", "commands")
 
 
 def layer_of(mod: str) -> int:
@@ -61,14 +67,14 @@ def imports_of(path: Path, modname: str) -> set[str]:
 
 
 MODULES = modules()
-#: Application code (training, ablation runs): may import anything; the library never imports it.
-APPLICATION = ("models.alwig.train", "models.alwig.ablate")
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
 @pytest.mark.parametrize("name,path", MODULES, ids=[m for m, _ in MODULES])
 def test_import_directions(name, path):
-    if name in APPLICATION:
-        return
     mine = layer_of(name)
     for dep in imports_of(path, name):
         if dep in ("create_bench", ""):
@@ -77,13 +83,55 @@ def test_import_directions(name, path):
             theirs = layer_of(dep)
         except KeyError:
             continue  # an attribute import like `create_bench.__version__`
+        if theirs == APP:
+            assert mine == APP or _under(name, LAUNCHERS), (
+                f"the library ({name}) must not import application code {dep}; only cli.py/commands/ launch it"
+            )
+            continue
         assert theirs <= mine, f"{name} (layer {mine}) imports {dep} (layer {theirs})"
-        if name.startswith("tasks"):
-            assert not dep.startswith("models"), f"{name}: tasks never import models"
-        if name.startswith("models"):
-            assert not dep.startswith(("tasks", "metrics", "runner")), f"{name} imports {dep}"
-        if not name.startswith("commands"):
-            assert dep not in APPLICATION, f"the library ({name}) must not import application code {dep}"
+        if _under(name, ("tasks",)):
+            assert not _under(dep, ("models",)), f"{name}: tasks never import models"
+        if _under(name, ("models",)):
+            assert not _under(dep, ("tasks", "metrics", "scoring", "runner")), f"{name} imports {dep}"
+
+
+def test_training_is_the_app_layer():
+    """The training code sits in ``training/`` (layer "app"), none of it left among the models."""
+    names = {name for name, _ in MODULES}
+    assert {"training", "training.alwig.train", "training.alwig.stream", "training.alwig.ablate"} <= names
+    assert all(layer_of(n) == APP for n in names if _under(n, ("training",)))
+    assert not [
+        n for n in names if _under(n, ("models",)) and n.rsplit(".", 1)[-1] in ("train", "stream", "ablate")
+    ]
+
+
+def test_no_library_module_imports_training():
+    """Also imports by string (importlib, registry entries): the library never names ``training``."""
+    offenders = []
+    for name, path in MODULES:
+        if layer_of(name) == APP or _under(name, LAUNCHERS):
+            continue
+        if any(layer_of(d) == APP for d in imports_of(path, name) if _placed(d)):
+            offenders.append(name)
+        elif "create_bench.training" in path.read_text("utf-8"):
+            offenders.append(name)
+    assert not offenders, f"library modules importing application code: {offenders}"
+
+
+def test_layer_check_sees_a_library_import_of_training(tmp_path):
+    """The AST walk records a function-level import of the training package from a model."""
+    f = tmp_path / "m.py"
+    f.write_text("def f():\n    from create_bench.training.alwig.train import train\n")
+    deps = imports_of(f, "models.alwig.m")
+    assert "training.alwig.train" in deps and layer_of("training.alwig.train") == APP
+
+
+def _placed(dep: str) -> bool:
+    try:
+        layer_of(dep)
+    except KeyError:
+        return False
+    return True
 
 
 def test_every_module_is_placed():

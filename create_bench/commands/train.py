@@ -1,4 +1,4 @@
-"""``create-bench train alwig``: train the ALWIG baseline (see create_bench/models/alwig/train.py)."""
+"""``create-bench train alwig``: train the ALWIG baseline (see create_bench/training/alwig/)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from create_bench.errors import ConfigError
     from create_bench.models.alwig.config import load_config
-    from create_bench.models.alwig.train import TrainOptions, train
+    from create_bench.training.alwig.train import TrainOptions, train
 
     overrides: dict[str, Any] = {}
     if args.epochs is not None:

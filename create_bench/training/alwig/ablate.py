@@ -1,11 +1,11 @@
-"""ALWIG ablations on CREATE-sample (application code, like train.py; the library never imports it).
+"""ALWIG ablations on CREATE-sample (application code, like the trainer; the library never imports it).
 
 Trains (or reuses) three checkpoints with the same config and seed, differing only in the ablated
 part, evaluates each and the simple baselines through the harness on one split, and writes a
 Markdown report with every score, its bootstrap 95% interval, and paired bootstrap tests of ALWIG
 against each baseline and each ablation (same video resamples)::
 
-    python -m create_bench.models.alwig.ablate --data data/create-sample --out checkpoints/alwig-ablations \\
+    python -m create_bench.training.alwig.ablate --data data/create-sample --out checkpoints/alwig-ablations \\
         --report create_bench/models/alwig/ABLATIONS.md
 
 - ``full``: ALWIG as configured;
@@ -52,7 +52,7 @@ def _cfg(args: argparse.Namespace) -> Any:
 
 def _train(variant: str, args: argparse.Namespace) -> Path:
     from create_bench.models.alwig.config import load_config
-    from create_bench.models.alwig.train import TrainOptions, train
+    from create_bench.training.alwig.train import TrainOptions, train
 
     out = Path(args.out) / variant
     if (out / "config.json").is_file() and not args.retrain:
@@ -116,7 +116,7 @@ def _paired_lines(label: str, test: dict[str, Any]) -> list[str]:
     return [f"| {label} | " + " | ".join(cells) + " |"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="data/create-sample")
     p.add_argument(
@@ -132,24 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
     )
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"unknown variant(s) {unknown}")
+    return p
 
-    outcomes: dict[str, Any] = {}
-    meta: dict[str, Any] = {}
-    for v in variants:
-        ck = _train(v, args)
-        outcomes[f"ALWIG ({v})" if v != "full" else "ALWIG"] = _evaluate(
-            "alwig", {"checkpoint": str(ck)}, args, f"alwig-{v}"
-        )
-        meta[v] = json.loads((ck / "config.json").read_text("utf-8"))["training"]
-    for b in BASELINES:
-        outcomes[b] = _evaluate(b, {}, args, b)
 
+def _report(
+    args: argparse.Namespace, variants: list[str], outcomes: dict[str, Any], meta: dict[str, Any]
+) -> str:
+    """The Markdown report: scores with intervals, paired differences, the training runs."""
     first = next(iter(outcomes.values())).results
     lines = [
         "# ALWIG ablations on CREATE-sample",
@@ -164,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Signature: `" + first["signature"] + "`",
         "",
-        "Regenerate with `python -m create_bench.models.alwig.ablate --data data/create-sample "
+        "Regenerate with `python -m create_bench.training.alwig.ablate --data data/create-sample "
         "--report create_bench/models/alwig/ABLATIONS.md` (reuses checkpoints under "
         "`checkpoints/alwig-ablations/`; `--retrain` to train again).",
         "",
@@ -193,8 +182,35 @@ def main(argv: list[str] | None = None) -> int:
             f"- `{v}`: best epoch {m.get('best_epoch')} (validation {m.get('selected_by')} {m.get('best_val', float('nan')):.4f}), "
             f"{m.get('seconds')} s of training on {m.get('device')}"
         )
-    lines += ["", f"_Generated {_dt.date.today().isoformat()} by `create_bench/models/alwig/ablate.py`._", ""]
-    text = "\n".join(lines)
+    lines += [
+        "",
+        f"_Generated {_dt.date.today().isoformat()} by `create_bench/training/alwig/ablate.py`._",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variant(s) {unknown}")
+
+    outcomes: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for v in variants:
+        ck = _train(v, args)
+        outcomes[f"ALWIG ({v})" if v != "full" else "ALWIG"] = _evaluate(
+            "alwig", {"checkpoint": str(ck)}, args, f"alwig-{v}"
+        )
+        meta[v] = json.loads((ck / "config.json").read_text("utf-8"))["training"]
+    for b in BASELINES:
+        outcomes[b] = _evaluate(b, {}, args, b)
+
+    text = _report(args, variants, outcomes, meta)
     if args.report:
         from create_bench.fsutil import atomic_write_text
 

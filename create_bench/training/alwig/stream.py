@@ -1,6 +1,6 @@
 """ALWIG training data streamed from Parquet feature shards, each rank reading only its own rows.
 
-The in-memory path of ``train.py`` holds a split's features as one dense tensor on every rank; at
+The in-memory path of the trainer (``features.py``) holds a split's features as one dense tensor on every rank; at
 CREATE-10M scale (10M videos x 8 frames x 512 float32 = 164 GB) no rank can. This module feeds a
 training phase from the dataset's feature shards (``features/<set>/``, as ``create-bench extract``
 writes them; ``encoder: features``) in an order that does not depend on the world size.
@@ -160,7 +160,7 @@ def scan_texts(
 
 def unit_features(table: pa.Table, num_frames: int, dim: int, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """float32 [n, num_frames, dim] and bool mask [n, num_frames] of a feature row group (columns
-    ``vid``, ``features``), as ``train.py`` builds them from ``read_features``: more stored frames
+    ``vid``, ``features``), as ``features.py`` builds them from ``read_features``: more stored frames
     than ``num_frames`` are spread evenly, fewer are padded with zeros."""
     col = table.column("features").combine_chunks()
     vids = table.column("vid").to_pylist()
@@ -190,7 +190,7 @@ def unit_features(table: pa.Table, num_frames: int, dim: int, path: Path) -> tup
     starts = np.concatenate([[0], np.cumsum(frames_per_row)])
     for i in range(n):
         a = frames[starts[i] : starts[i + 1]]
-        if a.shape[0] > num_frames:  # the same spread as train.py's in-memory reader
+        if a.shape[0] > num_frames:  # the same spread as features.py's in-memory reader
             a = a[torch.linspace(0, a.shape[0] - 1, num_frames).round().long().numpy()]
         feats[i, : a.shape[0]] = a
         mask[i, : a.shape[0]] = True
