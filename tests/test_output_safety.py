@@ -199,3 +199,22 @@ def test_predictions_and_report_figures_never_replace_foreign_files(tmp_path):
         write_predictions(pred, generations={"v1": {"title": "标题"}})
     assert (pred / "notes.md").read_text() == "mine"
     assert "新标题" in (pred / "generations.jsonl").read_text()
+
+
+def test_train_refuses_a_foreign_checkpoint_directory(tmp_path):
+    """`create-bench train alwig --out DIR` writes config.json, model.safetensors, ... into DIR: a
+    directory holding anything else, or the dataset itself, is refused before any work."""
+    from create_bench.models.alwig.config import ALWIGConfig
+    from create_bench.training.alwig.train import TrainOptions, train
+
+    data = generate_sample(tmp_path / "s", sizes=SIZES, workers=1)
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}')
+    (out / "results.csv").write_text("x")
+    with pytest.raises(OutputError, match="results.csv"):
+        train(TrainOptions(cfg=ALWIGConfig(), data_dir=data, out_dir=out))
+    assert (out / "config.json").read_text() == '{"mine": true}'
+    with pytest.raises(OutputError, match="input"):
+        train(TrainOptions(cfg=ALWIGConfig(), data_dir=data, out_dir=data / "ckpt"))
+    assert not (data / "ckpt").exists()

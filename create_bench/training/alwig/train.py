@@ -58,6 +58,7 @@ from typing import Any
 import torch
 
 from create_bench.errors import ConfigError, DataError
+from create_bench.fsutil import check_output_dir
 from create_bench.models.alwig.bundle import ALWIG, load_weights
 from create_bench.training.alwig.context import RunContext
 from create_bench.training.alwig.distributed import barrier, setup_world, wrap_ddp
@@ -67,6 +68,7 @@ from create_bench.training.alwig.logs import JsonlLog, SampleLog, truncate_log
 from create_bench.training.alwig.loop import run_phase
 from create_bench.training.alwig.options import TrainOptions, check_options, wants_stream
 from create_bench.training.alwig.state import (
+    STATE_DIR,
     check_resume_config,
     check_resume_stream,
     ckpt_dir,
@@ -94,6 +96,17 @@ def train(opts: TrainOptions) -> dict[str, Any]:
     return _finish(ctx)
 
 
+#: What a checkpoint directory holds (all a new run there may overwrite): the bundle, the log,
+#: the resumable state.
+CHECKPOINT_ENTRIES = frozenset(
+    {"config.json", "model.safetensors", "vocab.txt", "tags.txt", "log.jsonl", STATE_DIR}
+)
+
+
+def _checkpoint_entry(path: Path) -> bool:
+    return path.name in CHECKPOINT_ENTRIES or path.name.startswith(".")  # temp files of atomic writes
+
+
 def _start(opts: TrainOptions) -> RunContext:
     """The world, the dataset's checks and the plan of phases (which stream), and whether to resume."""
     cfg = opts.cfg
@@ -104,6 +117,7 @@ def _start(opts: TrainOptions) -> RunContext:
     from create_bench.data.shards import open_dataset
 
     data_dir, out = Path(opts.data_dir), Path(opts.out_dir)
+    check_output_dir(out, owns=_checkpoint_entry, inputs=[data_dir], what="create-bench train alwig")
     info = open_dataset(data_dir)
     pre = opts.pretrain_split
     for split in ("train", "validation") + ((pre,) if opts.pretrain else ()):
