@@ -33,6 +33,7 @@ from create_bench.models.alwig.train import (
     text_choices_at,
     train,
 )
+from alwig_util import small_cfg
 
 SET, DIM, T = "syn", 12, 4
 #: A tiny ALWIG on precomputed features (the feature set this module writes).
@@ -65,7 +66,7 @@ CFG = dict(
 
 
 def cfg_of(**kw: Any) -> ALWIGConfig:
-    return ALWIGConfig(**{**CFG, **kw})
+    return small_cfg(**{**CFG, **kw})
 
 
 @pytest.fixture(autouse=True, scope="module")

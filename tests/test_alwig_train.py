@@ -14,6 +14,7 @@ import torch
 from create_bench.models.alwig.bundle import ALWIG
 from create_bench.models.alwig.config import ALWIGConfig
 from create_bench.models.alwig.train import TrainOptions, epoch_plan, text_choices, train
+from alwig_util import small_cfg
 
 TINY = dict(
     encoder="fixed",
@@ -51,7 +52,7 @@ def _one_thread():
 
 
 def tiny_train_cfg(**kw) -> ALWIGConfig:
-    return ALWIGConfig(**{**TINY, **kw})
+    return small_cfg(**{**TINY, **kw})
 
 
 @pytest.fixture(scope="module")
