@@ -562,6 +562,9 @@ def evaluate(
     from create_bench.data.shards import open_dataset
 
     model_args = dict(model_args or {})
+    bind = getattr(model, "bind_dataset", None)  # optional: per-dataset defaults, before meta is read
+    if callable(bind):
+        bind(cfg.data_dir)
     name = model.meta.name
     info = open_dataset(cfg.data_dir)
     if cfg.split not in info.splits:
