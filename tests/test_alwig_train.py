@@ -225,7 +225,7 @@ def test_cli_ablation_flags(tiny_dataset: Path, tmp_path: Path, feature_cache: P
     import yaml
 
     cfg.write_text(
-        yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}), encoding="utf-8"
+        yaml.safe_dump(tiny_train_cfg().to_dict()), encoding="utf-8"
     )
     rc = main(
         [
