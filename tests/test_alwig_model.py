@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from alwig_util import small_cfg
 
 from create_bench.errors import ConfigError, ModelError
 from create_bench.models.alwig.bundle import ALWIG, read_record
 from create_bench.models.alwig.config import ALWIGConfig, load_config
 from create_bench.models.alwig.model import World, contrastive_loss
 from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab
-from alwig_util import small_cfg
 
 TEXTS = [
     "红色的球向左移动",

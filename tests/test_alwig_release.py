@@ -168,10 +168,10 @@ def test_features_only_release_trains_and_evaluates_the_paper_config(
     assert _sample_checkpoints() == before
 
     # 6. A frame model is refused on a features-only dataset, with the reason.
+    from create_bench.data.shards import open_dataset
     from create_bench.errors import ConfigError
     from create_bench.models.base import ModelMeta
     from create_bench.runner import _check_inputs_available
-    from create_bench.data.shards import open_dataset
 
     with pytest.raises(ConfigError, match="features-only"):
         _check_inputs_available(ModelMeta(name="framey", inputs="frames"), open_dataset(data))

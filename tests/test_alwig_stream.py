@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from alwig_util import small_cfg
 
 from create_bench.errors import ConfigError, DataError
 from create_bench.models.alwig.config import ALWIGConfig
@@ -33,7 +34,6 @@ from create_bench.models.alwig.train import (
     text_choices_at,
     train,
 )
-from alwig_util import small_cfg
 
 SET, DIM, T = "syn", 12, 4
 #: A tiny ALWIG on precomputed features (the feature set this module writes).

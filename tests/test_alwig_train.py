@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from alwig_util import small_cfg
 
 from create_bench.models.alwig.bundle import ALWIG
 from create_bench.models.alwig.config import ALWIGConfig
 from create_bench.models.alwig.train import TrainOptions, epoch_plan, text_choices, train
-from alwig_util import small_cfg
 
 TINY = dict(
     encoder="fixed",

@@ -273,7 +273,7 @@ def build_from_release(
         report.add(path, index, vid, str(exc), split)
 
     # 1. Parse every annotation (cheap) and find its video.
-    todo: list[tuple[str, int, dict[str, Any], Path]] = []
+    todo: list[tuple[str, int, dict[str, Any], Path | None]] = []
     seen: dict[str, str] = {}
     for arg in annotations:
         split, path = parse_annotation_arg(arg)

@@ -228,7 +228,9 @@ class ALWIG:
         cfg = self.cfg
         if not cfg.uses_tag_chars:
             return None
-        out = torch.full((len(tag_lists), cfg.max_tags + 2, cfg.extensions.max_tag_chars), self.tokenizer.pad_id)
+        out = torch.full(
+            (len(tag_lists), cfg.max_tags + 2, cfg.extensions.max_tag_chars), self.tokenizer.pad_id
+        )
         for r, tags in enumerate(tag_lists):
             for j, tag in enumerate(kept_tags(tags, cfg.max_tags)):
                 ids = self.tokenizer.encode(tag, cfg.extensions.max_tag_chars)

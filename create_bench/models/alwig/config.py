@@ -94,15 +94,15 @@ class Extensions:
             self.text_bigram_buckets >= 0,
             f"extensions.text_bigram_buckets must be >= 0, got {self.text_bigram_buckets}",
         )
-        need(0.0 <= self.exact_match < 1.0, f"extensions.exact_match must be in [0, 1), got {self.exact_match}")
+        need(
+            0.0 <= self.exact_match < 1.0, f"extensions.exact_match must be in [0, 1), got {self.exact_match}"
+        )
 
     @property
     def enabled(self) -> list[str]:
         """Names of the extensions switched on (sizes such as ``max_tag_chars`` are not counted)."""
         return [
-            f.name
-            for f in fields(self)
-            if f.name not in _EXT_SIZES and getattr(self, f.name) != f.default
+            f.name for f in fields(self) if f.name not in _EXT_SIZES and getattr(self, f.name) != f.default
         ]
 
 
@@ -287,9 +287,7 @@ def extension_names() -> list[str]:
     return [f.name for f in fields(Extensions)]
 
 
-def _fold_extensions(
-    data: dict[str, Any], source: str, base: dict[str, Any] | None = None
-) -> dict[str, Any]:
+def _fold_extensions(data: dict[str, Any], source: str, base: dict[str, Any] | None = None) -> dict[str, Any]:
     """``data`` with its ``extensions`` block (a mapping or :class:`Extensions`) merged over
     ``base`` and any flat extension keys (the pre-block layout) moved into it; a key given both
     ways with different values is an error."""
@@ -362,9 +360,13 @@ def _check_types(cfg: ALWIGConfig | Extensions) -> None:
         if not ok:
             want = " | ".join("None" if t is type(None) else t.__name__ for t in allowed)
             raise ConfigError(f"ALWIG config: {f.name} must be {want}, got {type(value).__name__} {value!r}")
-    if isinstance(cfg, ALWIGConfig) and cfg.frame_size is not None and (
-        len(cfg.frame_size) != 2
-        or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in cfg.frame_size)
+    if (
+        isinstance(cfg, ALWIGConfig)
+        and cfg.frame_size is not None
+        and (
+            len(cfg.frame_size) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in cfg.frame_size)
+        )
     ):
         raise ConfigError(
             f"ALWIG config: frame_size must be [H, W] positive ints or null, got {cfg.frame_size!r}"

@@ -133,7 +133,9 @@ class TagCharTable(nn.Module):
     def chars(self, tag_ids: torch.Tensor) -> torch.Tensor:
         return cast(torch.Tensor, self.table)[tag_ids]
 
-    def embed(self, tag_ids: torch.Tensor, char_inputs: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def embed(
+        self, tag_ids: torch.Tensor, char_inputs: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """The mean of each tag's character input embeddings (``char_inputs`` of [N, S] ids),
         [B, K, width], so a tag and the same word in a title or caption start out close."""
         chars = self.chars(tag_ids)  # [B, K, L]
@@ -299,7 +301,12 @@ class CopyMechanism(nn.ModuleDict):
 
 
 def check_tag_chars(
-    tag_chars: torch.Tensor | None, want: tuple[int, int, int], use_tags: bool, pad_id: int, what: str, device: Any
+    tag_chars: torch.Tensor | None,
+    want: tuple[int, int, int],
+    use_tags: bool,
+    pad_id: int,
+    what: str,
+    device: Any,
 ) -> torch.Tensor:
     """The tag characters ``want`` = [B, max_tags + 2, max_tag_chars] an extension reads; all [PAD]
     when tags are ablated (nothing to read, match or copy). A missing tensor is an error, not

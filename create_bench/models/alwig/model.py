@@ -39,7 +39,7 @@ from torch import nn
 from create_bench.errors import ModelError
 from create_bench.models.alwig import extensions as ext
 from create_bench.models.alwig.config import ALWIGConfig
-from create_bench.models.alwig.extensions import GroupedProjection, masked_mean
+from create_bench.models.alwig.extensions import masked_mean
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,9 @@ class ALWIGNet(nn.Module):
             x = x + self.bigram_embed.embed(ids)
         return x
 
-    def _tag_chars(self, tag_chars: torch.Tensor | None, b: int, what: str, device: torch.device) -> torch.Tensor:
+    def _tag_chars(
+        self, tag_chars: torch.Tensor | None, b: int, what: str, device: torch.device
+    ) -> torch.Tensor:
         want = (b, self.num_tag_tokens, self.cfg.extensions.max_tag_chars)
         return ext.check_tag_chars(tag_chars, want, self.cfg.use_tags, self.vocab.pad_id, what, device)
 
