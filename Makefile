@@ -8,7 +8,12 @@ DATA ?= data/create-sample
 SPLIT ?= test
 MODEL_ARGS ?=
 EVAL_ARGS ?=
-ALWIG_CKPT ?= checkpoints/alwig-sample
+# ALWIG: one checkpoint per dataset (where `create-bench eval --model alwig` looks by default), and
+# the config follows the dataset: configs/sample.yaml for CREATE-sample (by its manifest), the paper's
+# configs/paper.yaml for anything else; ALWIG_CONFIG=FILE|name overrides. An ALWIG_CKPT override
+# also needs MODEL_ARGS (a YAML with `checkpoint:`) for eval to use it.
+ALWIG_CKPT ?= checkpoints/alwig-$(notdir $(patsubst %/,%,$(DATA)))
+ALWIG_CONFIG ?=
 
 .PHONY: setup system-deps test test-fast lint eval sample bench leaderboard stats clean
 
@@ -59,7 +64,7 @@ $(DATA)/manifest.json:
 sample: $(VENV)/.installed $(DATA)/manifest.json
 
 $(ALWIG_CKPT)/config.json:
-	$(PY) -m create_bench train alwig --data $(DATA) --out $(ALWIG_CKPT)
+	$(PY) -m create_bench train alwig --data $(DATA) --out $(ALWIG_CKPT) $(if $(ALWIG_CONFIG),--config $(ALWIG_CONFIG))
 
 eval: $(VENV)/.installed $(DATA)/manifest.json $(if $(filter alwig,$(MODEL)),$(ALWIG_CKPT)/config.json)
 	$(PY) -m create_bench eval --model $(MODEL) --data $(DATA) --split $(SPLIT) \

@@ -25,7 +25,7 @@ from _common import ensure_data, parser, ratio_line  # noqa: E402
 from create_bench.data.shards import read_table  # noqa: E402
 from create_bench.loader import make_loader  # noqa: E402
 from create_bench.models.alwig.bundle import ALWIG, frame_features  # noqa: E402
-from create_bench.models.alwig.config import load_config  # noqa: E402
+from create_bench.models.alwig.config import config_for_dataset  # noqa: E402
 from create_bench.training.alwig.batches import make_batch, text_choices  # noqa: E402
 from create_bench.training.alwig.features import SplitData  # noqa: E402
 from create_bench.training.alwig.optim import make_optimizer  # noqa: E402
@@ -41,11 +41,13 @@ def step(bundle: ALWIG, opt: torch.optim.Optimizer, data: SplitData, rows: list[
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--config", default=None, help="ALWIG config (default: the CREATE-sample config)")
+    p.add_argument(
+        "--config", default=None, help="ALWIG config (default: the dataset's; sample.yaml for CREATE-sample)"
+    )
     p.add_argument("--steps", type=int, default=None, help="timed steps per path (default 8, --quick 2)")
     args = p.parse_args()
     data_dir = ensure_data(args.data)
-    cfg = load_config(args.config)
+    cfg = config_for_dataset(data_dir, args.config)
     steps = args.steps or (2 if args.quick else 8)
     if args.quick:
         cfg = cfg.replace(batch_size=16)

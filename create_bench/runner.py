@@ -458,6 +458,17 @@ def _check_device(device: str) -> None:
             raise BackendUnavailable(f"--device {device} was asked for, but torch sees no CUDA device here")
 
 
+def _check_inputs_available(meta: ModelMeta, info: Any) -> None:
+    """A frame model cannot run on a features-only dataset (manifest ``"videos": false``): say so
+    before anything runs."""
+    sets = sorted((info.manifest.get("feature_sets") or {}).keys())
+    if meta.inputs == "frames" and info.manifest.get("videos") is False:
+        raise ConfigError(
+            f"model {meta.name!r} reads video frames, but dataset {info.name!r} is features-only (no "
+            f"video files; feature sets: {', '.join(sets) or 'none'}): use a model that reads features"
+        )
+
+
 def run_model(model: Any, cfg: EvalConfig, tasks: tuple[TaskSpec, ...], frames: str) -> _Outputs:
     """Set the model up and collect its validated outputs for ``tasks`` on the split (nothing written)."""
     _check_device(cfg.device)
@@ -562,12 +573,16 @@ def evaluate(
     from create_bench.data.shards import open_dataset
 
     model_args = dict(model_args or {})
+    bind = getattr(model, "bind_dataset", None)  # optional: per-dataset defaults, before meta is read
+    if callable(bind):
+        bind(cfg.data_dir)
     name = model.meta.name
     info = open_dataset(cfg.data_dir)
     if cfg.split not in info.splits:
         raise ConfigError(
             f"dataset {info.name!r} has no split {cfg.split!r} (splits: {', '.join(info.splits)})"
         )
+    _check_inputs_available(model.meta, info)
     supported = model_tasks(model)
     wanted = parse_tasks(list(cfg.tasks) if cfg.tasks else None)
     tasks = tuple(t for t in wanted if t.name in supported)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from alwig_util import small_cfg
 
 from create_bench.errors import ConfigError, ModelError
 from create_bench.models.alwig.bundle import ALWIG, read_record
@@ -60,7 +61,7 @@ def tiny_cfg(**kw) -> ALWIGConfig:
         no_repeat_ngram=0,
     )
     base.update(kw)
-    return ALWIGConfig(**base)
+    return small_cfg(**base)
 
 
 def tiny_bundle(**kw) -> ALWIG:
@@ -106,7 +107,13 @@ def test_config_type_and_value_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="divisible"):
         ALWIGConfig(hidden_size=30, num_heads=4)
     with pytest.raises(ConfigError, match="feature_set"):
-        ALWIGConfig(encoder="features")
+        ALWIGConfig(encoder="features", feature_set=None)
+    with pytest.raises(ConfigError, match=r"unknown key 'extensions\.copy_tag'.*did you mean 'copy_tags'"):
+        ALWIGConfig.from_dict({"extensions": {"copy_tag": True}})
+    with pytest.raises(ConfigError, match="both flat"):
+        ALWIGConfig.from_dict({"copy_tags": True, "extensions": {"copy_tags": False}})
+    with pytest.raises(ConfigError, match="exact_match must be in"):
+        ALWIGConfig().replace(exact_match=1.5)
     with pytest.raises(ConfigError, match="unknown key"):
         load_config(None, not_a_field=1)
     with pytest.raises(ConfigError, match="not found"):
@@ -115,11 +122,91 @@ def test_config_type_and_value_errors(tmp_path: Path) -> None:
 
 def test_shipped_configs_load() -> None:
     sample = load_config("sample")
-    assert sample == load_config(None)
     assert sample.encoder == "fixed" and sample.frame_size == (64, 64)
     paper = load_config("paper")
+    assert paper == load_config(None) == ALWIGConfig()
     assert paper.encoder == "features" and paper.gpt_layers == 12 and paper.gpt_width == 768
-    assert ALWIGConfig.from_dict(paper.to_dict()) == paper  # JSON round trip (checkpoints)
+    for cfg in (sample, paper):
+        assert ALWIGConfig.from_dict(cfg.to_dict()) == cfg  # JSON round trip (checkpoints)
+
+
+def test_paper_yaml_lists_every_field_and_equals_the_defaults() -> None:
+    """ALWIG by default is the paper's model: paper.yaml states every key (nothing inherited
+    silently) and its values are ALWIGConfig's defaults, every extension off."""
+    import dataclasses
+
+    import yaml
+
+    from create_bench.models.alwig.config import CONFIG_DIR, extension_names, field_names
+
+    raw = yaml.safe_load((CONFIG_DIR / "paper.yaml").read_text("utf-8"))
+    assert sorted(raw) == sorted(field_names())
+    assert sorted(raw["extensions"]) == sorted(extension_names())
+    assert ALWIGConfig.from_dict(raw) == ALWIGConfig()
+    assert ALWIGConfig().extensions.enabled == []
+    defaults = ALWIGConfig().extensions
+    for f in dataclasses.fields(defaults):  # each extension's own default is "off"
+        assert getattr(defaults, f.name) == f.default
+
+
+def test_sample_yaml_is_unchanged_by_the_extensions_block() -> None:
+    """The CREATE-sample config resolves to exactly what the flat sample.yaml of before gave (same
+    training, same scores): every value, written the old flat way, reads back equal."""
+    from create_bench.models.alwig.config import extension_names
+
+    sample = load_config("sample")
+    flat = {k: v for k, v in sample.to_dict().items() if k != "extensions"}
+    flat.update(sample.to_dict()["extensions"])
+    assert ALWIGConfig.from_dict(flat) == sample
+    before = {  # configs/sample.yaml before the block (and the defaults it relied on)
+        "encoder": "fixed", "encoder_path": None, "feature_set": None, "feature_dim": None,
+        "frames": "uniform-center@8", "num_frames": 8, "frame_size": [64, 64], "frame_groups": True,
+        "use_tags": True, "max_tags": 8, "min_tag_count": 1, "unk_tag_buckets": 1, "tag_dropout": 0.5,
+        "hidden_size": 128, "num_heads": 4, "ffn_size": 512, "align_layers": 2, "text_layers": 2,
+        "dropout": 0.0, "embed_dim": 128, "max_text_len": 40, "text_bigram_buckets": 8192,
+        "text_bow": True, "tag_chars": True, "tag_lexical": True, "max_tag_chars": 8,
+        "lexical_idf": True, "exact_match": 0.5, "exact_match_dims": 1024, "init_temperature": 0.07,
+        "max_logit_scale": 100.0, "min_char_count": 1, "max_vocab": 8000, "gpt_path": None,
+        "gpt_layers": 3, "gpt_heads": 4, "gpt_width": 128, "gpt_activation": "gelu_new",
+        "max_gen_len": 40, "gen_video_bias": False, "gen_tag_chars": False, "copy_tags": True,
+        "gen_kinds_per_video": 2, "use_align": True, "align_weight": 1.0, "gen_weight": 1.0,
+        "title_weight": 1.0, "caption_weight": 1.0, "seed": 0, "epochs": 22, "pretrain_epochs": 2,
+        "batch_size": 64, "lr": 2.0e-3, "gpt_lr": None, "weight_decay": 0.01, "warmup_ratio": 0.05,
+        "grad_clip": 1.0, "eval_every": 2, "select_metric": "score", "encode_batch_size": 32,
+        "num_workers": 0, "beam_size": 1, "no_repeat_ngram": 3, "length_penalty": 1.0,
+    }  # fmt: skip
+    assert ALWIGConfig.from_dict(before) == sample
+    assert sorted(sample.extensions.enabled) == sorted(
+        ["frame_groups", "text_bigram_buckets", "text_bow", "tag_chars", "tag_lexical", "lexical_idf",
+         "exact_match", "copy_tags"]
+    )  # fmt: skip
+    assert set(extension_names()) <= set(before)
+
+
+def test_config_follows_the_dataset(tmp_path: Path) -> None:
+    """sample.yaml for CREATE-sample (by its manifest's generator), paper.yaml for anything else;
+    the fixed encoder refuses every dataset that is not CREATE-sample."""
+    import json
+
+    from create_bench.models.alwig.config import check_dataset, config_for_dataset, default_config_name
+
+    def dataset(name: str, generator: str) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "manifest.json").write_text(json.dumps({"name": name, "generator": {"name": generator}}))
+        return d
+
+    sample = dataset("create-sample", "create-sample")
+    real = dataset("create-210k", "create-bench build")
+    assert default_config_name(sample) == "sample" and default_config_name(real) == "paper"
+    assert default_config_name(tmp_path / "nowhere") == "paper"
+    assert config_for_dataset(sample) == load_config("sample")
+    assert config_for_dataset(real) == load_config("paper")
+    check_dataset(load_config("sample"), sample)
+    with pytest.raises(ConfigError, match="fixed.*CREATE-sample.*create-bench build"):
+        config_for_dataset(real, "sample")
+    with pytest.raises(ConfigError, match="fixed"):
+        check_dataset(load_config("sample"), tmp_path / "nowhere")
 
 
 # ------------------------------------------------------------------------------------- tokenizers
@@ -570,7 +657,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
 
 
 def test_frame_groups_project_each_feature_group_separately(tmp_path: Path) -> None:
-    """cfg.frame_groups: each of the encoder's feature groups has its own linear map + LayerNorm
+    """extensions.frame_groups: each of the encoder's feature groups has its own linear map + LayerNorm
     (the sum of the parts); the groups travel with the checkpoint."""
     from create_bench.models.alwig.encoders import FixedEncoder
     from create_bench.models.alwig.model import ALWIGNet, GroupedProjection

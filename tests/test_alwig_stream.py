@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from alwig_util import small_cfg
 
 from create_bench.errors import ConfigError, DataError
 from create_bench.models.alwig.config import ALWIGConfig
@@ -61,7 +62,7 @@ CFG = dict(
 
 
 def cfg_of(**kw: Any) -> ALWIGConfig:
-    return ALWIGConfig(**{**CFG, **kw})
+    return small_cfg(**{**CFG, **kw})
 
 
 @pytest.fixture(autouse=True, scope="module")

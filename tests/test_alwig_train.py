@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from alwig_util import small_cfg
 
 from create_bench.models.alwig.bundle import ALWIG
 from create_bench.models.alwig.config import ALWIGConfig
@@ -52,7 +53,7 @@ def _one_thread():
 
 
 def tiny_train_cfg(**kw) -> ALWIGConfig:
-    return ALWIGConfig(**{**TINY, **kw})
+    return small_cfg(**{**TINY, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +226,7 @@ def test_cli_ablation_flags(tiny_dataset: Path, tmp_path: Path, feature_cache: P
     import yaml
 
     cfg.write_text(
-        yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in TINY.items()}), encoding="utf-8"
+        yaml.safe_dump(tiny_train_cfg().to_dict()), encoding="utf-8"
     )
     rc = main(
         [

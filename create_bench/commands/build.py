@@ -28,7 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="annotation JSON files (each a JSON list of items): create_210k_{train,val,test}.json, "
         "create_{3m,10m}_pretrain.json (splits pretrain-3m, pretrain-10m), or SPLIT=FILE",
     )
-    p.add_argument("--videos", required=True, help="directory of videos named <vid>.<ext>")
+    p.add_argument(
+        "--videos",
+        default=None,
+        help="directory of videos named <vid>.<ext>; omit it (with --features) for a features-only "
+        "dataset: no video column content, num_frames = each video's feature count T",
+    )
     p.add_argument("--features", help="directory of per-video <vid>.npy features ([T, D] or [D])")
     p.add_argument("--feature-set", default="clip", help="name of the feature set (default: %(default)s)")
     p.add_argument("--categories", help="category names: JSON list or a text file with one name per line")

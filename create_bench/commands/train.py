@@ -17,9 +17,17 @@ def register(subparsers: Any) -> None:
         "--data", required=True, help="dataset directory (train/validation splits; pretrain with --pretrain)"
     )
     p.add_argument(
-        "--out", required=True, help="checkpoint directory to write (e.g. checkpoints/alwig-sample)"
+        "--out",
+        default=None,
+        help="checkpoint directory to write (default checkpoints/alwig-<DATA's directory name>, where "
+        "create-bench eval --model alwig looks for it)",
     )
-    p.add_argument("--config", default=None, help="YAML config, or a shipped name: sample (default), paper")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML config, or a shipped name: sample, paper (default: sample for CREATE-sample, by its "
+        "manifest, paper for any other dataset)",
+    )
     p.add_argument(
         "--pretrain", action="store_true", help="pre-train on the 'pretrain' split first (raw title + tags)"
     )
@@ -75,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from create_bench.errors import ConfigError
-    from create_bench.models.alwig.config import load_config
+    from create_bench.models.alwig import default_checkpoint
+    from create_bench.models.alwig.config import config_for_dataset
     from create_bench.training.alwig.train import TrainOptions, train
 
     overrides: dict[str, Any] = {}
@@ -87,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["use_tags"] = False
     if args.no_align:
         overrides["use_align"] = False
-    cfg = load_config(args.config, **overrides)
+    cfg = config_for_dataset(args.data, args.config, **overrides)  # refuses 'fixed' off CREATE-sample
+    args.out = args.out or str(default_checkpoint(args.data))
     if args.max_steps is not None and args.max_steps < 1:
         raise ConfigError(f"--max-steps must be >= 1, got {args.max_steps}")
     summary = train(

@@ -36,8 +36,8 @@ def _video_sha256(video: dict[str, Any], root: Path) -> str:
     if data:
         return hashlib.sha256(data).hexdigest()
     path = video.get("path")
-    if not path:
-        return "none"
+    if not path:  # features-only row (no video file): the video contributes an empty digest
+        return ""
     p = Path(path) if os.path.isabs(path) else root / path
     if not p.is_file():
         return f"missing:{path}"

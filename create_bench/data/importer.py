@@ -214,7 +214,7 @@ class BuildReport:
 
 def build_from_release(
     annotations: list[str],
-    videos_dir: str | os.PathLike[str],
+    videos_dir: str | os.PathLike[str] | None,
     out_dir: str | os.PathLike[str],
     *,
     features_dir: str | os.PathLike[str] | None = None,
@@ -228,13 +228,21 @@ def build_from_release(
 ) -> BuildReport:
     """Import the release. With ``on_error="fail"`` the first bad row raises (naming file, row, vid)
     and nothing is written; with ``"skip"`` bad rows are left out and listed in the report (also
-    written as ``build_report.json`` in the dataset)."""
+    written as ``build_report.json`` in the dataset).
+
+    Without ``videos_dir`` (``features_dir`` required) the dataset is features-only: each row's
+    ``video`` is ``{bytes: None, path: None}``, ``num_frames`` is its feature count T (1 for a
+    [D] vector), ``fps``/``duration``/``width``/``height`` are 0, and the manifest says
+    ``"videos": false``; frame models are refused on it, feature models run.
+    """
     if on_error not in ("skip", "fail"):
         raise DataError(f"on_error must be skip|fail, got {on_error!r}")
     if video_storage not in ("embed", "path"):
         raise DataError(f"video_storage must be embed|path, got {video_storage!r}")
     cats = categories or [f"category_{i:02d}" for i in range(NUM_CREATE_CATEGORIES)]
-    videos = index_videos(Path(videos_dir))
+    if videos_dir is None and not features_dir:
+        raise DataError("a dataset needs videos (--videos) or precomputed features (--features), or both")
+    videos = index_videos(Path(videos_dir)) if videos_dir is not None else None
     feats_dir = Path(features_dir) if features_dir else None
     report = BuildReport()
     out_dir = Path(out_dir)
@@ -250,9 +258,10 @@ def build_from_release(
         },
         inputs=[
             *(parse_annotation_arg(a)[1] for a in annotations),
-            videos_dir,
+            *([videos_dir] if videos_dir is not None else []),
             *([features_dir] if features_dir else []),
         ],
+        extra_manifest=None if videos is not None else {"videos": False},
     )
     writer.check_out_dir()  # before any work: refuse an --out that would lose data
 
@@ -264,7 +273,7 @@ def build_from_release(
         report.add(path, index, vid, str(exc), split)
 
     # 1. Parse every annotation (cheap) and find its video.
-    todo: list[tuple[str, int, dict[str, Any], Path]] = []
+    todo: list[tuple[str, int, dict[str, Any], Path | None]] = []
     seen: dict[str, str] = {}
     for arg in annotations:
         split, path = parse_annotation_arg(arg)
@@ -278,7 +287,7 @@ def build_from_release(
                         row=i,
                         vid=row["vid"],
                     )
-                if row["vid"] not in videos:
+                if videos is not None and row["vid"] not in videos:
                     raise DataError(
                         "video file not found in the videos directory", path=str(path), row=i, vid=row["vid"]
                     )
@@ -286,12 +295,17 @@ def build_from_release(
                 fail_or_skip(exc, str(path), i, item.get("vid") if isinstance(item, dict) else None, split)
                 continue
             seen[row["vid"]] = str(path)
-            todo.append((str(path), i, row, videos[row["vid"]]))
+            todo.append((str(path), i, row, videos[row["vid"]] if videos is not None else None))
 
     # 2. Probe videos in parallel (each probe decodes the whole video once).
     with writer as w:
+        probes = (
+            _probe_all([str(t[3]) for t in todo], workers)
+            if videos is not None
+            else (_NO_VIDEO for _ in todo)
+        )
         probed = track(
-            zip(todo, _probe_all([str(t[3]) for t in todo], workers)),
+            zip(todo, probes),
             desc="build: probed",
             total=len(todo),
             unit="videos",
@@ -304,7 +318,9 @@ def build_from_release(
                 fail_or_skip(why, src, i, vid, row["split"])
                 continue
             row.update(meta)
-            if video_storage == "embed":
+            if vpath is None:  # features only: num_frames is set from the features below
+                row["video"] = {"bytes": None, "path": None}
+            elif video_storage == "embed":
                 row["video"] = {"bytes": vpath.read_bytes(), "path": vpath.name}
             else:
                 row["video"] = {"bytes": None, "path": str(vpath.resolve())}
@@ -317,6 +333,14 @@ def build_from_release(
                         arr = np.load(fpath, allow_pickle=False)
                     except Exception as e:  # numpy raises ValueError/OSError/EOFError on bad files
                         raise DataError(f"cannot read features: {e}", path=str(fpath), vid=vid) from e
+                    if vpath is None:
+                        if arr.ndim not in (1, 2) or arr.size == 0:
+                            raise DataError(
+                                f"features must be [T, D] or [D], got shape {list(arr.shape)}",
+                                path=str(fpath),
+                                vid=vid,
+                            )
+                        row["num_frames"] = 1 if arr.ndim == 1 else int(arr.shape[0])
                     w.add(row, source=src, index=i)
                     w.add_features(feature_set, row["split"], vid, arr)
                 else:
@@ -336,6 +360,10 @@ def build_from_release(
         {"rows": report.rows, "skipped": report.skipped, "errors": report.errors},
     )
     return report
+
+
+#: Video metadata of a features-only row (num_frames comes from its features).
+_NO_VIDEO: dict[str, Any] = {"fps": 0.0, "duration": 0.0, "width": 0, "height": 0, "rotation": 0}
 
 
 def _probe_all(paths: list[str], workers: int) -> Iterator[dict[str, Any] | Exception]:

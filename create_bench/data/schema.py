@@ -145,8 +145,10 @@ def validate_row(
         titles = _strlist(row, "titles", where_s, 1, hi)
         captions = _strlist(row, "captions", where_s, 1, hi)
     video = row.get("video")
-    if not isinstance(video, dict) or not (video.get("bytes") or video.get("path")):
-        raise DataError("video must be {'bytes': ..., 'path': ...} with one of them set", **where)
+    # A features-only dataset (precomputed features, no video files; the real release ships CLIP
+    # features) stores {'bytes': None, 'path': None} and num_frames = the feature count T.
+    if not isinstance(video, dict) or set(video) - {"bytes", "path"}:
+        raise DataError("video must be {'bytes': ..., 'path': ...} (both None: features only)", **where)
     nf = row.get("num_frames")
     if not isinstance(nf, int) or nf <= 0:
         raise DataError(f"num_frames must be a positive int, got {nf!r}", **where)

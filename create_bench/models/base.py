@@ -129,6 +129,10 @@ class BaseModel:
 
     meta: ModelMeta
 
+    def bind_dataset(self, data_dir: Path) -> None:
+        """Called first, before the harness reads ``meta`` (inputs, cache key): a model whose
+        defaults depend on the evaluated dataset (ALWIG's per-dataset checkpoint) resolves them."""
+
     def setup(self, ctx: ModelContext) -> None:
         """Called once before evaluation: load weights, read training data, move to device."""
 

@@ -16,11 +16,21 @@ from typing import Any, Literal
 from create_bench.errors import ConfigError, ModelError
 from create_bench.models.base import BaseModel, ModelContext, ModelMeta
 
-DEFAULT_CHECKPOINT = "checkpoints/alwig-sample"
+#: Where ``create-bench train alwig`` / ``make eval`` put the checkpoint of a dataset directory
+#: ``DIR``: ``checkpoints/alwig-<basename of DIR>`` (the Makefile's ``$(notdir $(DATA))``).
+CHECKPOINT_PATTERN = "checkpoints/alwig-{dataset}"
+
+
+def default_checkpoint(data_dir: str | Path) -> Path:
+    """The checkpoint a dataset's ALWIG is trained into and evaluated from by default."""
+    name = Path(data_dir).resolve().name if not Path(data_dir).name else Path(data_dir).name
+    return Path(CHECKPOINT_PATTERN.format(dataset=name))
+
+
 _DESCRIPTION = "ALWIG: tag-driven video-text alignment + GPT-2 generation (CREATE baseline)"
 
 
-def _meta_from_checkpoint(ckpt: Path, params: int | None = None) -> ModelMeta:
+def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> ModelMeta:
     """Metadata from the checkpoint's config.json (defaults when there is none yet)."""
     from create_bench.fsutil import sha256_file
     from create_bench.models.alwig.bundle import read_record
@@ -30,6 +40,8 @@ def _meta_from_checkpoint(ckpt: Path, params: int | None = None) -> ModelMeta:
     training: tuple[str, ...] = ()
     configs: tuple[str, ...] | None = None  # unknown without a training record
     try:
+        if ckpt is None:
+            raise ModelError("no checkpoint yet")
         record = read_record(ckpt)
     except ModelError:
         cfg = ALWIGConfig()
@@ -55,7 +67,7 @@ def _meta_from_checkpoint(ckpt: Path, params: int | None = None) -> ModelMeta:
         frame_size=size if inputs == "frames" else None,
         feature_set=cfg.feature_set if inputs == "features" else None,
         create_configs=configs,
-        extra={"encoder": cfg.encoder, "checkpoint": str(ckpt)},
+        extra={"encoder": cfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None},
     )
 
 
@@ -63,7 +75,9 @@ class ALWIGModel(BaseModel):
     """The ALWIG baseline for the harness.
 
     Args:
-        checkpoint: checkpoint directory written by ``create-bench train alwig``.
+        checkpoint: checkpoint directory written by ``create-bench train alwig``; default: the
+            evaluated dataset's, ``checkpoints/alwig-<dataset directory name>`` (resolved when the
+            harness binds the model to its dataset, :meth:`bind_dataset`).
         device: overrides the harness's device (``cpu``, ``cuda``, ``cuda:N``).
         beam_size, max_len, no_repeat_ngram, length_penalty: decoding options (default: the
             checkpoint's config).
@@ -75,7 +89,7 @@ class ALWIGModel(BaseModel):
 
     def __init__(
         self,
-        checkpoint: str = DEFAULT_CHECKPOINT,
+        checkpoint: str | None = None,
         device: str | None = None,
         beam_size: int | None = None,
         max_len: int | None = None,
@@ -88,7 +102,8 @@ class ALWIGModel(BaseModel):
                 raise ConfigError(f"alwig: {name} must be >= 1, got {value}")
         if no_repeat_ngram is not None and no_repeat_ngram < 0:
             raise ConfigError(f"alwig: no_repeat_ngram must be >= 0, got {no_repeat_ngram}")
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint: Path | None = Path(checkpoint) if checkpoint is not None else None
+        self._explicit = checkpoint is not None
         self.device = device
         self.decode = {
             "beam_size": beam_size,
@@ -101,14 +116,31 @@ class ALWIGModel(BaseModel):
         self.bundle: Any = None
         self._aligned: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 
+    def bind_dataset(self, data_dir: Path) -> None:
+        """Resolve the default checkpoint from the dataset the harness evaluates (before it reads
+        this model's metadata for caching and inputs)."""
+        if not self._explicit:
+            self.checkpoint = default_checkpoint(data_dir)
+            self.meta = _meta_from_checkpoint(self.checkpoint)
+
     def setup(self, ctx: ModelContext) -> None:
         import torch
 
         from create_bench.models.alwig.bundle import ALWIG
+        from create_bench.models.alwig.config import check_dataset
 
+        self.bind_dataset(ctx.data_dir)
+        assert self.checkpoint is not None  # bound above
         device = self.device or ctx.device
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"alwig: device {device!r} asked for, but torch sees no CUDA device")
+        if not (self.checkpoint / "config.json").is_file():
+            raise ModelError(
+                f"alwig: no checkpoint at {self.checkpoint}; train one with `create-bench train alwig "
+                f"--data {ctx.data_dir} --out {self.checkpoint}` (or `make eval MODEL=alwig DATA=...`), "
+                "or pass checkpoint= in --model-args"
+            )
+        check_dataset(_meta_config(self.checkpoint), ctx.data_dir)
         self.bundle = ALWIG.load(self.checkpoint, device=device)
         self.bundle.net.eval()
         params = sum(p.numel() for p in self.bundle.net.parameters())
@@ -170,9 +202,16 @@ class ALWIGModel(BaseModel):
         return [t if t else "[empty]" for t in texts]
 
 
+def _meta_config(ckpt: Path) -> Any:
+    from create_bench.models.alwig.bundle import read_record
+    from create_bench.models.alwig.config import ALWIGConfig
+
+    return ALWIGConfig.from_dict(read_record(ckpt)["config"], source=str(ckpt / "config.json"))
+
+
 def _tag_lists(batch: dict[str, Any], n: int) -> list[list[str]]:
     """Each video's tags from a model-protocol batch (no ``tags`` column: none)."""
     return [list(t or []) for t in batch.get("tags") or [[] for _ in range(n)]]
 
 
-__all__ = ["ALWIGModel", "DEFAULT_CHECKPOINT"]
+__all__ = ["CHECKPOINT_PATTERN", "ALWIGModel", "default_checkpoint"]

@@ -50,17 +50,25 @@ def save_weights(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
 
 
 def load_weights(module: torch.nn.Module, path: str | os.PathLike[str]) -> None:
-    from safetensors.torch import load_model
+    """Load ``path`` into ``module`` (strict but for the tied lm_head); the key names of
+    checkpoints written before the extensions became modules are mapped (``extensions.LEGACY_KEYS``)."""
+    from safetensors.torch import load_file
+
+    from create_bench.models.alwig.extensions import rename_legacy_keys
 
     try:
-        missing, unexpected = load_model(module, str(path), strict=False)
+        state = rename_legacy_keys(load_file(str(path)))
+        missing, unexpected = module.load_state_dict(state, strict=False)
     except Exception as exc:  # safetensors/torch raise their own types for corrupt or mismatched files
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(lines[1:3] if len(lines) > 1 else lines)
         more = f" (+{len(lines) - 3} more)" if len(lines) > 3 else ""
         raise ModelError(f"ALWIG weights {path} do not match the config: {detail}{more}") from exc
-    # The tied lm_head is stored once; anything else missing or extra is a real mismatch.
-    missing = [m for m in missing if m != "gpt.lm_head.weight"]
+    # Tied weights (GPT-2's lm_head and wte) are stored once, under either name; anything else
+    # missing or extra is a real mismatch.
+    own = module.state_dict()
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    missing = [m for m in missing if own[m].data_ptr() not in loaded]
     if missing or unexpected:
         raise ModelError(
             f"ALWIG weights {path} do not match the config: missing {missing}, unexpected {unexpected}"
@@ -220,10 +228,12 @@ class ALWIG:
         cfg = self.cfg
         if not cfg.uses_tag_chars:
             return None
-        out = torch.full((len(tag_lists), cfg.max_tags + 2, cfg.max_tag_chars), self.tokenizer.pad_id)
+        out = torch.full(
+            (len(tag_lists), cfg.max_tags + 2, cfg.extensions.max_tag_chars), self.tokenizer.pad_id
+        )
         for r, tags in enumerate(tag_lists):
             for j, tag in enumerate(kept_tags(tags, cfg.max_tags)):
-                ids = self.tokenizer.encode(tag, cfg.max_tag_chars)
+                ids = self.tokenizer.encode(tag, cfg.extensions.max_tag_chars)
                 if ids:
                     out[r, j + 1, : len(ids)] = torch.as_tensor(ids)
         return out.to(self.device)

@@ -7,9 +7,10 @@
   (``max_tags + 2`` and ``num_frames``) so that the prefix layout never depends on the batch.
 - **Text encoder**: a character-level Transformer over ``[CLS] + characters``; its [CLS] output,
   projected and L2-normalised, is the text embedding.
-- Options beyond the paper (see the package README): per-group frame projections
-  (``frame_groups``), a lexical channel (``tag_lexical``), an exact-match channel appended to both
-  embeddings (``exact_match``) and a copy mechanism in the decoder (``copy_tags``).
+- Additions beyond the paper (``cfg.extensions``: per-group frame projections, character bigrams,
+  a bag-of-n-grams path, tag characters, a lexical channel, an exact-match channel, a copy
+  mechanism) are modules in :mod:`.extensions`; this network creates the ones switched on and
+  calls into them at marked hooks (``# extension:``), so with none on it is the paper's model.
 - **Alignment loss**: symmetric contrastive loss on cosine similarity times a learned logit scale
   (1 / temperature, clamped to ``max_logit_scale``). Identical texts in a batch count as positives
   of each other (templated captions repeat), so no equal pair is pushed apart.
@@ -36,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from create_bench.errors import ModelError
+from create_bench.models.alwig import extensions as ext
 from create_bench.models.alwig.config import ALWIGConfig
+from create_bench.models.alwig.extensions import masked_mean
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ class VocabInfo:
     task_ids: dict[str, int]
     special_ids: tuple[int, ...]
     #: Character ids of each tag id (empty for special and unknown-tag ids); used with
-    #: ``cfg.tag_chars``.
+    #: ``cfg.extensions.tag_chars``.
     tag_chars: tuple[tuple[int, ...], ...] = ()
 
 
@@ -158,20 +161,6 @@ def build_gpt2(cfg: ALWIGConfig, vocab: VocabInfo) -> nn.Module:
     return GPT2LMHeadModel(gcfg)
 
 
-class GroupedProjection(nn.Module):
-    """``[..., sum(groups)] -> [..., out]``: each consecutive group of input dimensions gets its own
-    linear map and LayerNorm, and the results are summed (``cfg.frame_groups``)."""
-
-    def __init__(self, groups: Sequence[int], out: int):
-        super().__init__()
-        self.groups = tuple(groups)
-        self.parts = nn.ModuleList(nn.Sequential(nn.Linear(g, out), nn.LayerNorm(out)) for g in self.groups)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pieces = torch.split(x, list(self.groups), dim=-1)
-        return torch.stack([part(p) for part, p in zip(self.parts, pieces, strict=True)]).sum(0)
-
-
 class ALWIGNet(nn.Module):
     """The trainable part of ALWIG (the frozen frame encoder lives outside)."""
 
@@ -185,6 +174,7 @@ class ALWIGNet(nn.Module):
     ):
         super().__init__()
         self.cfg, self.vocab, self.feature_dim = cfg, vocab, feature_dim
+        x = cfg.extensions
         d = cfg.hidden_size
         self.num_tag_tokens = cfg.max_tags + 2
         self.prefix_len = self.num_tag_tokens + cfg.num_frames
@@ -193,15 +183,13 @@ class ALWIGNet(nn.Module):
         # split (set once by training, saved with the weights): hand-made features mix scales.
         self.register_buffer("feat_mean", torch.zeros(feature_dim))
         self.register_buffer("feat_std", torch.ones(feature_dim))
-        # cfg.frame_groups: one linear map + LayerNorm per feature group (sizes from the encoder).
+        # extensions.frame_groups: one linear map + LayerNorm per feature group (sizes from the encoder).
         self.feature_groups = tuple(int(g) for g in feature_groups or (feature_dim,))
         if sum(self.feature_groups) != feature_dim or min(self.feature_groups) < 1:
             raise ModelError(
                 f"feature groups {list(self.feature_groups)} do not split {feature_dim} dimensions"
             )
-        self.frame_proj: nn.Module = (
-            GroupedProjection(self.feature_groups, d) if cfg.frame_groups else nn.Linear(feature_dim, d)
-        )
+        self.frame_proj = ext.frame_projection(cfg, self.feature_groups, d)  # extension: frame_groups
         self.tag_embed = nn.Embedding(vocab.num_tags, d, padding_idx=0)
         self.type_embed = nn.Embedding(2, d)
         self.tag_pos = nn.Embedding(self.num_tag_tokens, d)
@@ -212,32 +200,22 @@ class ALWIGNet(nn.Module):
         self.video_proj = nn.Linear(d, cfg.embed_dim)
         # Text encoder.
         self.char_embed = nn.Embedding(vocab.vocab_size, d, padding_idx=vocab.pad_id)
-        # Chinese words are mostly two characters: a hashed embedding of (previous, current)
-        # character added to each character's input lets a shallow encoder see words directly.
+        # Extensions are created where they always were (the random initialisation stays the same).
         self.bigram_embed = (
-            nn.Embedding(cfg.text_bigram_buckets + 1, d, padding_idx=0) if cfg.text_bigram_buckets else None
+            ext.BigramEmbedding(x.text_bigram_buckets, d, vocab.pad_id) if x.text_bigram_buckets else None
         )
         self.text_pos = nn.Embedding(cfg.max_text_len + 1, d)
         self.text_in = nn.Sequential(nn.LayerNorm(d), nn.Dropout(cfg.dropout))
         self.text = _encoder(d, cfg.num_heads, cfg.ffn_size, cfg.dropout, cfg.text_layers)
         self.text_out = nn.LayerNorm(d)
         self.text_proj = nn.Linear(d, cfg.embed_dim)
-        # Optional bag-of-n-grams path (fastText-like): the mean of the character (+ bigram) input
-        # embeddings, projected and added to the [CLS] output; learns word matches from few examples.
-        self.text_bow = nn.Linear(d, d) if cfg.text_bow else None
-        if cfg.tag_chars or cfg.gen_tag_chars:
-            # Each tag token also gets the mean of its characters' (+ bigrams') text embeddings, so
-            # a tag and the same word in a title or caption start out close.
-            width = max([len(c) for c in vocab.tag_chars] + [1])
-            table = torch.full((vocab.num_tags, width), vocab.pad_id, dtype=torch.long)
-            for i, chars in enumerate(vocab.tag_chars[: vocab.num_tags]):
-                table[i, : len(chars)] = torch.as_tensor(chars, dtype=torch.long)
-            self.register_buffer("tag_char_ids", table, persistent=False)
-        else:
-            self.tag_char_ids = None
-        # Optional lexical channel (cfg.tag_lexical): one projection shared by both embeddings.
-        self.lex_norm = nn.LayerNorm(d) if cfg.tag_lexical else None
-        self.lex_proj = nn.Linear(d, cfg.embed_dim, bias=False) if cfg.tag_lexical else None
+        self.text_bow = ext.TextBow(d) if x.text_bow else None
+        self.tag_char_table = (
+            ext.TagCharTable(vocab.tag_chars, vocab.num_tags, vocab.pad_id)
+            if x.tag_chars or x.gen_tag_chars
+            else None
+        )
+        self.lexical = ext.LexicalChannel(d, cfg.embed_dim, x.lexical_idf) if x.tag_lexical else None
         # Special ids ([UNK] included: two different unknown characters are not the same word).
         self.register_buffer(
             "special_ids", torch.tensor(vocab.special_ids, dtype=torch.long), persistent=False
@@ -263,33 +241,9 @@ class ALWIGNet(nn.Module):
         gcfg: Any = self.gpt.config
         width = int(gcfg.n_embd)
         self.prefix_proj = nn.Sequential(nn.Linear(d, width), nn.LayerNorm(width))
-        # Optional: the [CLS] output also added to every decoder input embedding, so each step sees
-        # the video without first learning to attend to the prefix.
-        self.video_cond = nn.Linear(d, width) if cfg.gen_video_bias else None
-        if self.video_cond is not None:  # start as the plain prefix model (a large bias drowns the tokens)
-            nn.init.zeros_(self.video_cond.weight)
-            nn.init.zeros_(self.video_cond.bias)
-        # GPT-2 token embeddings are tiny (std 0.02) next to the layer-normed prefix: the tag
-        # characters' mean embedding gets its own LayerNorm, so it is as loud as the rest.
-        self.tag_char_norm = nn.LayerNorm(width) if cfg.gen_tag_chars else None
-        # Optional copy mechanism (cfg.copy_tags): a pointer over the tags' characters. A source
-        # character's key reads the character, the one before it in its tag (so the pointer can
-        # walk along a word), its place in the tag and the alignment output of its tag's slot
-        # (which tag the video agrees with); a gate decides between generating and copying.
-        self.copy = (
-            nn.ModuleDict(
-                {
-                    "query": nn.Linear(width, width),
-                    "key": nn.Linear(width, width),
-                    "prev": nn.Linear(width, width, bias=False),
-                    "slot": nn.Linear(width, width, bias=False),
-                    "pos": nn.Embedding(cfg.max_tag_chars, width),
-                    "gate": nn.Linear(width, 1),
-                }
-            )
-            if cfg.copy_tags
-            else None
-        )
+        self.video_cond = ext.VideoBias(d, width) if x.gen_video_bias else None
+        self.tag_char_norm = ext.GenTagChars(width) if x.gen_tag_chars else None
+        self.copy = ext.CopyMechanism(width, x.max_tag_chars) if x.copy_tags else None
         n_pos = int(gcfg.n_positions)
         if n_pos < self.prefix_len + cfg.max_gen_len + 2:
             raise ModelError(
@@ -315,7 +269,7 @@ class ALWIGNet(nn.Module):
         """``char_idf`` = log((1 + N) / (1 + df)) + 1 per token id (``doc_freq`` [vocab_size]: in how
         many of the N training texts each token occurs)."""
         if self.char_idf is None:
-            raise ModelError("set_char_idf needs cfg.tag_lexical and cfg.lexical_idf, or cfg.exact_match")
+            raise ModelError("set_char_idf needs extensions tag_lexical and lexical_idf, or exact_match")
         if tuple(doc_freq.shape) != tuple(self.char_idf.shape):
             raise ModelError(f"doc_freq must be [{self.char_idf.shape[0]}], got {list(doc_freq.shape)}")
         idf = torch.log((1.0 + num_docs) / (1.0 + doc_freq.double())) + 1.0
@@ -356,8 +310,8 @@ class ALWIGNet(nn.Module):
         tag_pos = torch.arange(self.num_tag_tokens, device=dev)
         frame_pos = torch.arange(self.cfg.num_frames, device=dev)
         x_tag = self.tag_embed(tag_ids) + self.tag_pos(tag_pos) + self.type_embed.weight[0]
-        if self.tag_char_ids is not None:
-            x_tag = x_tag + self._tag_char_embed(tag_ids)
+        if self.cfg.extensions.tag_chars and self.tag_char_table is not None:  # extension: tag_chars
+            x_tag = x_tag + self.tag_char_table.embed(tag_ids, self._char_inputs)
         mean, std = self._feature_stats()
         x_frame = self.frame_proj((feats - mean) / std)
         x_frame = x_frame + self.frame_pos(frame_pos) + self.type_embed.weight[1]
@@ -366,61 +320,48 @@ class ALWIGNet(nn.Module):
         h = self.align_out(self.align(x, src_key_padding_mask=~mask))
         return h, mask
 
-    def _tag_char_embed(self, tag_ids: torch.Tensor) -> torch.Tensor:
-        assert self.tag_char_ids is not None  # only called when the tag-character table exists
-        chars = self.tag_char_ids[tag_ids]  # [B, K, L]
-        b, k, n = chars.shape
-        flat = chars.reshape(b * k, n)
-        return _masked_mean(self._char_inputs(flat), flat != self.vocab.pad_id).reshape(b, k, -1)
-
     def _char_inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """Character (+ hashed bigram) input embeddings of id rows ``[N, S]``, no positions."""
         x = self.char_embed(ids)
-        if self.bigram_embed is not None:
-            x = x + self.bigram_embed(self.bigram_ids(ids))
+        if self.bigram_embed is not None:  # extension: text_bigram_buckets
+            x = x + self.bigram_embed.embed(ids)
         return x
 
-    def _check_tag_chars(
+    def _tag_chars(
         self, tag_chars: torch.Tensor | None, b: int, what: str, device: torch.device
     ) -> torch.Tensor:
-        """The tag characters ``[B, max_tags + 2, max_tag_chars]`` a feature reads; all [PAD] when
-        tags are ablated (no tags: nothing to read, match or copy). A missing tensor is an error,
-        not silently "no tags"."""
-        want = (b, self.num_tag_tokens, self.cfg.max_tag_chars)
-        if not self.cfg.use_tags:
-            return torch.full(want, self.vocab.pad_id, dtype=torch.long, device=device)
-        if tag_chars is None:
-            raise ModelError(f"ALWIG with {what} needs the tag characters (tag_chars / tags=)")
-        if tuple(tag_chars.shape) != want:
-            raise ModelError(f"tag characters must be {list(want)}, got {list(tag_chars.shape)}")
-        return tag_chars
+        want = (b, self.num_tag_tokens, self.cfg.extensions.max_tag_chars)
+        return ext.check_tag_chars(tag_chars, want, self.cfg.use_tags, self.vocab.pad_id, what, device)
 
     def _lexical(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """The lexical channel of character-id rows ``[N, S]`` (or tag rows ``[N, K, L]``) -> [N, embed_dim]."""
-        assert self.lex_norm is not None and self.lex_proj is not None  # cfg.tag_lexical
-        if ids.dim() == 3:  # per tag, so no bigram spans two tags
-            n, k, n_chars = ids.shape
-            x = self._char_inputs(ids.reshape(n * k, n_chars)).reshape(n, k * n_chars, -1)
-            ids, valid = ids.reshape(n, k * n_chars), valid.reshape(n, k * n_chars)
-        else:
-            x = self._char_inputs(ids)
-        w = valid.to(x.dtype)
-        if self.cfg.lexical_idf and self.char_idf is not None:  # IDF-weighted mean (every IDF is >= 1)
-            w = w * cast(torch.Tensor, self.char_idf)[ids].to(x.dtype)
-        out = self.lex_proj(self.lex_norm(_masked_mean(x, w)))
-        return out * valid.any(1, keepdim=True).to(out.dtype)
+        """The lexical channel of character-id rows ``[N, S]`` (or tag rows ``[N, K, L]``)."""
+        assert self.lexical is not None  # extensions.tag_lexical
+        return self.lexical(ids, valid, self._char_inputs, cast("torch.Tensor | None", self.char_idf))
+
+    def _exact_match(self, dense: torch.Tensor, ids: torch.Tensor, side: int) -> torch.Tensor:
+        x = self.cfg.extensions
+        assert self.char_idf is not None  # cfg.uses_char_idf
+        return ext.with_exact_match(
+            dense,
+            ids,
+            side,
+            weight=x.exact_match,
+            dims=x.exact_match_dims,
+            char_idf=cast(torch.Tensor, self.char_idf),
+            special_ids=cast(torch.Tensor, self.special_ids),
+        )
 
     def video_embed(self, hidden: torch.Tensor, tag_chars: torch.Tensor | None = None) -> torch.Tensor:
         """Video embeddings of alignment outputs; ``tag_chars`` (``[B, max_tags + 2,
         max_tag_chars]``, see ``ALWIG.tag_char_tensor``) feed the lexical and exact-match channels."""
         out = self.video_proj(hidden[:, 0])
-        if self.lex_proj is not None:
-            chars = self._check_tag_chars(tag_chars, hidden.shape[0], "tag_lexical", hidden.device)
-            out = out + self._lexical(chars, chars != self.vocab.pad_id)  # 0 for a video without tags
+        if self.lexical is not None:  # extension: tag_lexical (0 for a video without tags)
+            chars = self._tag_chars(tag_chars, hidden.shape[0], "tag_lexical", hidden.device)
+            out = out + self._lexical(chars, chars != self.vocab.pad_id)
         out = F.normalize(out, dim=-1)
-        if self.cfg.exact_match > 0:
-            chars = self._check_tag_chars(tag_chars, hidden.shape[0], "exact_match", hidden.device)
-            out = self._with_exact_match(out, chars.flatten(1), side=0)
+        if self.cfg.extensions.exact_match > 0:  # extension: exact_match
+            chars = self._tag_chars(tag_chars, hidden.shape[0], "exact_match", hidden.device)
+            out = self._exact_match(out, chars.flatten(1), side=0)
         return out
 
     def text_embed(self, text_ids: torch.Tensor) -> torch.Tensor:
@@ -433,95 +374,50 @@ class ALWIGNet(nn.Module):
         x = tok + self.text_pos(torch.arange(s, device=text_ids.device))
         h = self.text_out(self.text(self.text_in(x), src_key_padding_mask=~mask))
         out = h[:, 0]
-        if self.text_bow is not None:
-            body = mask.clone()
-            body[:, 0] = False  # [CLS]
-            out = out + self.text_bow(_masked_mean(tok, body))
+        if self.text_bow is not None:  # extension: text_bow
+            out = out + self.text_bow.bag(tok, mask)
         out = self.text_proj(out)
-        if self.lex_proj is not None:  # the characters after [CLS], read as a tag's are
+        if self.lexical is not None:  # extension: tag_lexical (the characters after [CLS])
             out = out + self._lexical(text_ids[:, 1:], mask[:, 1:])
         out = F.normalize(out, dim=-1)
-        if self.cfg.exact_match > 0:
-            out = self._with_exact_match(out, text_ids[:, 1:], side=1)
+        if self.cfg.extensions.exact_match > 0:  # extension: exact_match
+            out = self._exact_match(out, text_ids[:, 1:], side=1)
         return out
 
-    def _with_exact_match(self, dense: torch.Tensor, ids: torch.Tensor, side: int) -> torch.Tensor:
-        """``[sqrt(1 - w) * dense, sqrt(w) * bag]`` (unit norm, so the dot product of a video and a
-        text is (1 - w) x their learned cosine + w x the cosine of their bags) for unit ``dense``
-        [N, embed_dim] and character-id rows ``ids`` [N, S] ([PAD] = none; special ids, [UNK]
-        included, never count).
-
-        The bag is the IDF-weighted character count, hashed into ``exact_match_dims`` buckets and
-        L2-normalised. A row without characters (a video without tags) gets instead a unit vector
-        on a slot of its own side (``side`` 0 = video, 1 = text), which matches nothing: its
-        exact-match cosine is 0 with every row, as it should be, and its norm stays 1 (the
-        harness normalises rows, which would otherwise inflate its learned cosine).
-        """
-        w = self.cfg.exact_match
-        dims = self.cfg.exact_match_dims
-        assert self.char_idf is not None  # cfg.uses_char_idf
-        valid = ~torch.isin(ids, cast(torch.Tensor, self.special_ids))
-        weight = cast(torch.Tensor, self.char_idf)[ids].to(dense.dtype) * valid.to(dense.dtype)
-        bag = torch.zeros(ids.shape[0], dims + 2, dtype=dense.dtype, device=dense.device)
-        bag.scatter_add_(1, ids % dims, weight)
-        bag[:, dims + side] = (~valid.any(1)).to(dense.dtype)
-        return torch.cat([math.sqrt(1.0 - w) * dense, math.sqrt(w) * F.normalize(bag, dim=-1)], dim=-1)
-
     def bigram_ids(self, text_ids: torch.Tensor) -> torch.Tensor:
-        """Hashed (previous, current) character pairs, 1..buckets; 0 at [CLS] and padding."""
-        prev = F.pad(text_ids[:, :-1], (1, 0), value=self.vocab.pad_id)
-        h = (prev * 1_000_003 + text_ids) % self.cfg.text_bigram_buckets + 1
-        keep = (text_ids != self.vocab.pad_id) & (prev != self.vocab.pad_id)
-        return torch.where(keep, h, torch.zeros_like(h))
+        """Hashed (previous, current) character pairs (extension ``text_bigram_buckets``)."""
+        if self.bigram_embed is None:
+            raise ModelError("bigram_ids needs extensions.text_bigram_buckets > 0")
+        return self.bigram_embed.ids(text_ids)
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
 
     # ---------------------------------------------------------------------------------- generation
     def _prefix(self, hidden: torch.Tensor, tag_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder prefix: every alignment output projected to the GPT-2 width; with
-        ``cfg.gen_tag_chars`` (and ``tag_ids``) each tag position also gets the (layer-normed) mean
-        of the GPT-2 token embeddings of the tag's characters, so the decoder can copy a tag's word
-        (its output layer is tied to those embeddings)."""
+        """The decoder prefix: every alignment output projected to the GPT-2 width (with extension
+        ``gen_tag_chars`` and ``tag_ids``, plus each tag's characters at its position)."""
         prefix = self.prefix_proj(hidden)
-        if self.cfg.gen_tag_chars and self.cfg.use_tags and tag_ids is not None:
+        if self.tag_char_norm is not None and self.cfg.use_tags and tag_ids is not None:
             if tag_ids.shape != (hidden.shape[0], self.num_tag_tokens):
                 raise ModelError(
                     f"tag ids must be [{hidden.shape[0]}, {self.num_tag_tokens}], got {tuple(tag_ids.shape)}"
                 )
-            assert self.tag_char_ids is not None and self.tag_char_norm is not None  # gen_tag_chars
-            chars = self.tag_char_ids[tag_ids]  # [B, K, L]
-            valid = chars != self.vocab.pad_id
-            tag_part = _masked_mean(self.gpt.transformer.wte(chars), valid, dim=2)
-            tag_part = self.tag_char_norm(tag_part) * valid.any(2, keepdim=True).to(tag_part.dtype)
-            prefix = torch.cat(
-                [prefix[:, : self.num_tag_tokens] + tag_part, prefix[:, self.num_tag_tokens :]], 1
-            )
+            assert self.tag_char_table is not None  # gen_tag_chars builds it
+            chars = self.tag_char_table.chars(tag_ids)
+            prefix = self.tag_char_norm.add(prefix, chars, self.gpt.transformer.wte, self.vocab.pad_id)
         return prefix
 
     def _copy_source(
         self, prefix: torch.Tensor, tag_chars: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
-        """Keys ``[B, S, W]``, character ids ``[B, S]`` and validity ``[B, S]`` of the copy source
-        (every tag's characters, S = (max_tags + 2) * max_tag_chars), or None without ``copy_tags``."""
+        """The copy mechanism's source (keys, character ids, validity), or None without it."""
         if self.copy is None:
             return None
-        b = prefix.shape[0]
         # Tags ablated: an all-[PAD] source (not None) keeps the copy parameters in the graph with
         # zero gradients, as DDP without unused-parameter search expects.
-        chars = self._check_tag_chars(tag_chars, b, "copy_tags", prefix.device)
-        _, k, n_chars = chars.shape
-        prev = F.pad(chars[:, :, :-1], (1, 0), value=self.vocab.pad_id)
-        src, prev = chars.reshape(b, k * n_chars), prev.reshape(b, k * n_chars)
-        wte = self.gpt.transformer.wte
-        pos = torch.arange(n_chars, device=prefix.device).repeat(k)
-        key = (
-            self.copy["key"](wte(src))
-            + self.copy["prev"](wte(prev))
-            + self.copy["slot"](prefix[:, :k].repeat_interleave(n_chars, dim=1))
-            + self.copy["pos"](pos)
-        )
-        return key, src, src != self.vocab.pad_id
+        chars = self._tag_chars(tag_chars, prefix.shape[0], "copy_tags", prefix.device)
+        return self.copy.source(prefix, chars, self.gpt.transformer.wte, self.vocab.pad_id)
 
     def _copy_mix(
         self,
@@ -530,29 +426,8 @@ class ALWIGNet(nn.Module):
         source: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
         labels: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Pointer-generator log-probabilities: p = g * softmax(logits) + (1 - g) * copy attention
-        summed per character, g = sigmoid(gate(h)); g = 1 for a video with no tag characters.
-
-        ``logits`` [N, L, V] and decoder states ``h`` [N, L, W] with the source of each of the N
-        rows. Returns log p of ``labels`` [N, L] when given (training), else all of [N, L, V].
-        """
-        assert self.copy is not None  # cfg.copy_tags
-        key, src, valid = source
-        q = self.copy["query"](h)
-        att = torch.einsum("nlw,nsw->nls", q, key) / math.sqrt(q.shape[-1])
-        att = att.masked_fill(~valid[:, None, :], -1e9).softmax(-1) * valid[:, None, :]
-        g = self.copy["gate"](h).squeeze(-1)
-        has = valid.any(-1, keepdim=True)  # [N, 1]
-        lg, lc = F.logsigmoid(g), F.logsigmoid(-g)
-        lp = F.log_softmax(logits, dim=-1)
-        if labels is not None:
-            lp_y = lp.gather(-1, labels[..., None]).squeeze(-1)
-            p_copy = (att * (src[:, None, :] == labels[..., None])).sum(-1)
-            mixed = torch.logaddexp(lg + lp_y, lc + torch.log(p_copy.clamp_min(1e-30)))
-            return torch.where(has, mixed, lp_y)
-        p_copy = torch.zeros_like(lp).scatter_add_(2, src[:, None, :].expand(-1, lp.shape[1], -1), att)
-        mixed = torch.logaddexp(lg[..., None] + lp, lc[..., None] + torch.log(p_copy.clamp_min(1e-30)))
-        return torch.where(has[..., None], mixed, lp)
+        assert self.copy is not None  # extensions.copy_tags
+        return self.copy.mix(logits, h, source, labels)
 
     def _cond(self, hidden: torch.Tensor) -> torch.Tensor | None:
         return self.video_cond(hidden[:, 0]) if self.video_cond is not None else None
@@ -573,9 +448,9 @@ class ALWIGNet(nn.Module):
             seqs: long [M, L]: ``task chars [EOS]`` padded with [PAD].
             index: long [M]: which video (row of ``hidden``) each sequence belongs to.
             tag_ids: the ``[B, max_tags + 2]`` tag ids given to :meth:`align_tokens` (used with
-                ``cfg.gen_tag_chars``).
+                ``cfg.extensions.gen_tag_chars``).
             tag_chars: the videos' tag characters ``[B, max_tags + 2, max_tag_chars]`` (the copy
-                source of ``cfg.copy_tags``).
+                source of ``cfg.extensions.copy_tags``).
 
         Returns:
             token losses [M, L-1] (0 at padding) and the target mask [M, L-1].
@@ -863,13 +738,7 @@ def _reorder(cache: Any, index: torch.Tensor) -> Any:
     return tuple(tuple(t.index_select(0, index) for t in layer) for layer in cache)  # legacy tuples
 
 
-def _masked_mean(x: torch.Tensor, valid: torch.Tensor, dim: int = 1) -> torch.Tensor:
-    """Mean of ``x`` over ``dim`` where ``valid`` (x without its last axis) is True; 0 where none is.
-
-    ``valid`` may also hold weights (0 = masked; a weighted mean, correct when any non-zero total is
-    at least 1, as for counts and IDF weights)."""
-    w = valid.unsqueeze(-1).to(x.dtype)
-    return (x * w).sum(dim) / w.sum(dim).clamp(min=1.0)
+_masked_mean = masked_mean  # kept for callers of the old name
 
 
 def pad_ids(rows: Sequence[Sequence[int]], length: int, pad: int) -> torch.Tensor:

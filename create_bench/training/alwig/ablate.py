@@ -45,20 +45,20 @@ log = logging.getLogger("alwig.ablate")
 
 
 def _cfg(args: argparse.Namespace) -> Any:
-    from create_bench.models.alwig.config import load_config
+    from create_bench.models.alwig.config import config_for_dataset
 
-    return load_config(args.config)
+    return config_for_dataset(args.data, args.config)
 
 
 def _train(variant: str, args: argparse.Namespace) -> Path:
-    from create_bench.models.alwig.config import load_config
+    from create_bench.models.alwig.config import config_for_dataset
     from create_bench.training.alwig.train import TrainOptions, train
 
     out = Path(args.out) / variant
     if (out / "config.json").is_file() and not args.retrain:
         log.info("reusing %s", out)
         return out
-    cfg = load_config(args.config, **VARIANTS[variant])
+    cfg = config_for_dataset(args.data, args.config, **VARIANTS[variant])
     train(TrainOptions(Path(args.data), out, cfg, cache_dir=Path(args.cache_dir) if args.cache_dir else None))
     return out
 
@@ -122,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", default="checkpoints/alwig-ablations", help="checkpoint root (one directory per variant)"
     )
-    p.add_argument("--config", default=None, help="ALWIG config (default: the CREATE-sample config)")
+    p.add_argument(
+        "--config", default=None, help="ALWIG config (default: the dataset's, sample.yaml for CREATE-sample)"
+    )
     p.add_argument("--split", default="test")
     p.add_argument("--results", default="results/alwig-ablations")
     p.add_argument("--report", default=None, help="Markdown file to write (default: print)")
