@@ -1,0 +1,253 @@
+"""The ``fast`` captioning backend (layer 2): pycocoevalcap's BLEU, ROUGE-L and CIDEr per video,
+computed with sorted integer keys in numpy instead of Python dicts per video.
+
+It produces the same per-video statistics as the ``coco`` backend (pycocoevalcap itself), which
+stays the oracle in the tests:
+
+- **n-grams as integer keys.** Token ids of every text (predictions and references, one shared
+  vocabulary) are turned into n-gram ids order by order: the id of an n-gram at position ``i`` is
+  the rank of the pair (its (n-1)-gram id, the token at ``i + n - 1``) among all such pairs, so
+  ids are collision-free for any vocabulary size. Counts per (text, n-gram) come from one sort.
+- **BLEU** (``bleu_scorer.py`` with ``option="closest"``): clipped counts against the maximum
+  count over the video's references; the reference length closest to the prediction's, ties to
+  the shorter; ``guess`` = ``max(0, len - n + 1)``. Integers, so exact.
+- **ROUGE-L** (``rouge.py``): LCS by the bit-vector algorithm of Allison-Dix/Hyyro, on uint64
+  words across all (prediction, reference) pairs at once for predictions of up to 64 tokens and
+  on Python ints beyond; max precision and max recall over the references, beta 1.2. The same
+  divisions as pycocoevalcap, so exact.
+- **CIDEr** (``cider_scorer.py``, i.e. CIDEr-D): document frequency = number of videos whose
+  reference union holds the n-gram, ``ref_len = log(videos)``, weights
+  ``tf * (ref_len - log(max(1, df)))``, per-order norms, clipping ``min(hyp, ref) * ref``,
+  Gaussian length penalty (sigma 6) on pycocoevalcap's "length" (the number of bigrams), mean
+  over n = 1..4 and over references, x10. Only sums are ordered differently: equal to ~1e-15.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from create_bench.metrics.tokens import TokenTable
+
+BLEU_N = 4
+CIDER_N = 4
+CIDER_SIGMA = 6.0
+ROUGE_BETA = 1.2
+#: longest prediction (in tokens) whose LCS runs on one uint64 word per pair
+_WORD = 64
+
+
+def _ngram_ids(ids: np.ndarray, offsets: np.ndarray, n: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+    """For each order k = 1..n: start positions of its n-grams and their ids (global over orders).
+
+    Returns ``(positions per order, ids per order, number of distinct n-grams of all orders)``.
+    """
+    total = len(ids)
+    text = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    end = offsets[1:][text]  # end of each token's text
+    tok = ids.astype(np.int64)
+    vocab = int(tok.max()) + 1 if total else 1
+    positions, grams = [], []
+    pos, gid = np.arange(total, dtype=np.int64), tok
+    base = 0
+    for k in range(1, n + 1):
+        if k == 1:
+            key = tok
+        else:  # the pair (its (k-1)-gram id, its last token), packed collision-free into one int64
+            keep = pos + k - 1 < end[pos]
+            pos = pos[keep]
+            key = gid[keep] * vocab + tok[pos + k - 1]
+        uniq, inv = np.unique(key, return_inverse=True)
+        gid = inv.astype(np.int64).reshape(-1)
+        positions.append(pos)
+        grams.append(gid + base)
+        base += len(uniq)
+    return positions, grams, base
+
+
+def _counts(table_text: np.ndarray, positions: list[np.ndarray], grams: list[np.ndarray], k_total: int):
+    """Sorted unique (text, n-gram) keys ``text * k_total + gram`` and their counts."""
+    keys = np.concatenate([table_text[p] * k_total + g for p, g in zip(positions, grams)])
+    return np.unique(keys, return_counts=True)
+
+
+def _group_reduce(keys: np.ndarray, values: np.ndarray, ufunc: np.ufunc) -> tuple[np.ndarray, np.ndarray]:
+    """Unique keys and ``ufunc.reduce`` of the values of each key."""
+    order = np.argsort(keys, kind="stable")
+    k, v = keys[order], values[order]
+    if len(k) == 0:
+        return k, v
+    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    return k[starts], ufunc.reduceat(v, starts)
+
+
+def _lookup(sorted_keys: np.ndarray, keys: np.ndarray, values: np.ndarray, missing: object) -> np.ndarray:
+    """``values[i]`` where ``keys`` equals ``sorted_keys[i]``, ``missing`` where it is absent."""
+    if len(sorted_keys) == 0:
+        return np.full(len(keys), missing, dtype=values.dtype)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == keys, values[pos], np.asarray(missing, dtype=values.dtype))
+
+
+def fast_statistics(
+    hyps: TokenTable, refs: TokenTable, ref_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-video BLEU statistics ``[N, 10]``, ROUGE-L ``[N]`` and CIDEr ``[N]``.
+
+    Args:
+        hyps: one prediction per video (N texts).
+        refs: the references, video after video, sharing ``hyps``' vocabulary.
+        ref_counts: ``[N]`` references per video (each >= 1; they sum to ``len(refs)``).
+    """
+    n_vid = len(hyps)
+    counts = np.asarray(ref_counts, dtype=np.int64)
+    ref_video = np.repeat(np.arange(n_vid, dtype=np.int64), counts)
+    ref_start = np.zeros(n_vid, dtype=np.int64)
+    np.cumsum(counts[:-1], out=ref_start[1:])
+    hlen, rlen = hyps.lengths, refs.lengths
+
+    ids = np.concatenate([hyps.ids, refs.ids])
+    offsets = np.concatenate([hyps.offsets, refs.offsets[1:] + hyps.offsets[-1]])
+    positions, grams, k_total = _ngram_ids(ids, offsets, max(BLEU_N, CIDER_N))
+    order_of = np.zeros(k_total, np.int64)
+    for k, g in enumerate(grams):
+        order_of[g] = k
+    text_of = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    keys, cnt = _counts(text_of, positions, grams, k_total)
+    text, gram = keys // k_total, keys % k_total
+    is_hyp = text < n_vid
+    h_vid, h_gram, h_cnt = text[is_hyp], gram[is_hyp], cnt[is_hyp]
+    r_txt, r_gram, r_cnt = text[~is_hyp] - n_vid, gram[~is_hyp], cnt[~is_hyp]
+    r_vid = ref_video[r_txt]
+
+    # (video, n-gram) over the reference union: max count (BLEU) and presence (CIDEr's df)
+    vg_keys, vg_max = _group_reduce(r_vid * k_total + r_gram, r_cnt, np.maximum)
+    bleu = _bleu(n_vid, hlen, rlen, ref_video, ref_start, (h_vid, h_gram, h_cnt), (vg_keys, vg_max),
+                 order_of, k_total)  # fmt: skip
+    df = np.bincount(vg_keys % k_total, minlength=k_total)
+    cider = _cider(
+        n_vid, counts, hlen, rlen, ref_video, df, order_of, k_total,
+        (h_vid, h_gram, h_cnt), (r_txt, r_vid, r_gram, r_cnt),
+    )  # fmt: skip
+    rouge = _rouge(hyps, refs, counts, ref_video, ref_start)
+    return bleu, rouge, cider
+
+
+def _bleu(n_vid, hlen, rlen, ref_video, ref_start, hyp, refmax, order_of, k_total) -> np.ndarray:  # noqa: PLR0913
+    h_vid, h_gram, h_cnt = hyp
+    vg_keys, vg_max = refmax
+    clipped = np.minimum(h_cnt, _lookup(vg_keys, h_vid * k_total + h_gram, vg_max, 0))
+    order = order_of[h_gram]
+    correct = np.bincount(h_vid * BLEU_N + order, weights=clipped, minlength=n_vid * BLEU_N)
+    # closest reference length, ties to the shorter: min of (|len - testlen|, len)
+    big = int(max(rlen.max(initial=0), hlen.max(initial=0))) + 1
+    diff = np.abs(rlen - hlen[ref_video])
+    closest = np.minimum.reduceat(diff * big + rlen, ref_start) % big
+    out = np.empty((n_vid, 2 + 2 * BLEU_N), dtype=np.float64)
+    out[:, 0] = hlen
+    out[:, 1] = closest
+    for k in range(BLEU_N):
+        out[:, 2 + k] = np.maximum(0, hlen - k)
+    out[:, 2 + BLEU_N :] = correct.reshape(n_vid, BLEU_N)
+    return out
+
+
+def _cider(n_vid, counts, hlen, rlen, ref_video, df, order_of, k_total, hyp, ref) -> np.ndarray:  # noqa: PLR0913
+    h_vid, h_gram, h_cnt = hyp
+    r_txt, r_vid, r_gram, r_cnt = ref
+    ref_len = np.log(float(n_vid))
+    # pycocoevalcap: np.log(max(1.0, df)) on one Python float at a time; the same calls, once per value
+    df_values = np.unique(df)
+    log_df = np.array([np.log(max(1.0, float(d))) for d in df_values])
+    weight = ref_len - log_df[np.searchsorted(df_values, df)]
+    h_vec = h_cnt.astype(np.float64) * weight[h_gram]
+    r_vec = r_cnt.astype(np.float64) * weight[r_gram]
+    h_ord, r_ord = order_of[h_gram], order_of[r_gram]
+    n_ref = len(rlen)
+    h_norm = np.sqrt(np.bincount(h_vid * CIDER_N + h_ord, weights=h_vec**2, minlength=n_vid * CIDER_N))
+    r_norm = np.sqrt(np.bincount(r_txt * CIDER_N + r_ord, weights=r_vec**2, minlength=n_ref * CIDER_N))
+    # clipped dot product: only n-grams the prediction and the reference share contribute
+    h_keys = h_vid * k_total + h_gram  # sorted: they come from one np.unique
+    hv = _lookup(h_keys, r_vid * k_total + r_gram, h_vec, 0.0)
+    dot = np.bincount(r_txt * CIDER_N + r_ord, weights=np.minimum(hv, r_vec) * r_vec, minlength=n_ref * CIDER_N)
+    hn = h_norm.reshape(n_vid, CIDER_N)[ref_video]
+    rn = r_norm.reshape(n_ref, CIDER_N)
+    val = dot.reshape(n_ref, CIDER_N)
+    both = (hn != 0) & (rn != 0)
+    val = np.where(both, val / np.where(both, hn * rn, 1.0), val)
+    # pycocoevalcap's "length" counts bigrams: max(0, tokens - 1)
+    delta = (np.maximum(hlen - 1, 0)[ref_video] - np.maximum(rlen - 1, 0)).astype(np.float64)
+    val = val * (np.e ** (-(delta**2) / (2 * CIDER_SIGMA**2)))[:, None]
+    per_video = np.stack([np.bincount(ref_video, weights=val[:, k], minlength=n_vid) for k in range(CIDER_N)], 1)
+    return per_video.mean(axis=1) / counts * 10.0
+
+
+def _rouge(hyps: TokenTable, refs: TokenTable, counts, ref_video, ref_start) -> np.ndarray:
+    hlen, rlen = hyps.lengths, refs.lengths
+    lcs = np.zeros(len(refs), dtype=np.int64)
+    short = (hlen > 0) & (hlen <= _WORD)
+    _lcs_words(hyps, refs, ref_video, short, lcs)
+    for v in np.flatnonzero(hlen > _WORD):
+        for r in range(ref_start[v], ref_start[v] + counts[v]):
+            lcs[r] = lcs_bits(hyps.ids[hyps.offsets[v] : hyps.offsets[v + 1]], refs.ids[refs.offsets[r] : refs.offsets[r + 1]])
+    # pycocoevalcap splits the candidate on " ": an empty one is one empty token
+    clen = np.maximum(hlen, 1)[ref_video].astype(np.float64)
+    prec = np.maximum.reduceat(lcs / clen, ref_start)
+    rec = np.maximum.reduceat(lcs / rlen.astype(np.float64), ref_start)
+    b2 = ROUGE_BETA**2
+    ok = (prec != 0) & (rec != 0)
+    score = np.where(ok, ((1 + b2) * prec * rec) / np.where(ok, rec + b2 * prec, 1.0), 0.0)
+    return score
+
+
+def _lcs_words(hyps: TokenTable, refs: TokenTable, ref_video: np.ndarray, short: np.ndarray, lcs: np.ndarray) -> None:
+    """LCS lengths of the pairs whose prediction has 1..64 tokens, all pairs in step (Hyyro 2004:
+    ``U = V & M[b]; V = (V + U) | (V - U)``; the LCS is the number of zero bits of ``V``)."""
+    hlen = hyps.lengths
+    vocab = max(len(hyps.vocab), len(refs.vocab), 1)
+    # match masks: for each (video, token) the bits of the prediction's positions holding the token
+    h_text = np.repeat(np.arange(len(hyps), dtype=np.int64), hlen)
+    h_pos = np.arange(len(hyps.ids), dtype=np.int64) - hyps.offsets[h_text]
+    keep = short[h_text]
+    bits = np.left_shift(np.uint64(1), h_pos[keep].astype(np.uint64))
+    mkeys, masks = _group_reduce(h_text[keep] * vocab + hyps.ids[keep], bits, np.bitwise_or)
+    pairs = np.flatnonzero(short[ref_video])
+    if len(pairs) == 0:
+        return
+    r_text = np.repeat(np.arange(len(refs), dtype=np.int64), refs.lengths)
+    tok_mask = _lookup(mkeys, ref_video[r_text] * vocab + refs.ids, masks.astype(np.uint64), 0)
+    # longest references first, so the pairs still running at step j are a prefix
+    plen = refs.lengths[pairs]
+    pairs = pairs[np.argsort(-plen, kind="stable")]
+    plen = refs.lengths[pairs]
+    start = refs.offsets[pairs]
+    m = hlen[ref_video[pairs]].astype(np.uint64)
+    full = np.where(m == 64, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << m) - np.uint64(1))
+    v = full.copy()
+    running = len(pairs)
+    for j in range(int(plen[0])):
+        while running and plen[running - 1] <= j:
+            running -= 1
+        u = v[:running] & tok_mask[start[:running] + j]
+        v[:running] = (v[:running] + u) | (v[:running] - u)
+    lcs[pairs] = m.astype(np.int64) - np.bitwise_count(v & full).astype(np.int64)
+
+
+def lcs_bits(a: np.ndarray | list[int], b: np.ndarray | list[int]) -> int:
+    """LCS length of two token sequences, bit-parallel over Python ints (any length).
+
+    >>> lcs_bits([1, 2, 3, 4], [2, 4, 3])
+    2
+    """
+    masks: dict[int, int] = {}
+    for i, t in enumerate(a.tolist() if isinstance(a, np.ndarray) else a):
+        masks[t] = masks.get(t, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    get = masks.get
+    for t in b.tolist() if isinstance(b, np.ndarray) else b:
+        u = v & get(t, 0)
+        v = (v + u) | (v - u)
+    return len(a) - (v & full).bit_count()
+
+
+__all__ = ["fast_statistics", "lcs_bits"]
