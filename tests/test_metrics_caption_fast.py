@@ -25,7 +25,11 @@ def coco(hyps: list[list[int]], refs: list[list[list[int]]]) -> tuple[np.ndarray
     vids = [f"v{i}" for i in range(len(hyps))]
     res = {v: " ".join(f"t{t}" for t in h) for v, h in zip(vids, hyps)}
     gts = {v: [" ".join(f"t{t}" for t in r) for r in rs] for v, rs in zip(vids, refs)}
-    return captioning._bleu_stats(res, gts, vids), captioning._rouge(res, gts, vids), captioning._cider(res, gts, vids)
+    return (
+        captioning._bleu_stats(res, gts, vids),
+        captioning._rouge(res, gts, vids),
+        captioning._cider(res, gts, vids),
+    )
 
 
 def fast(hyps: list[list[int]], refs: list[list[list[int]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +77,9 @@ def test_duplicate_references() -> None:
 
 
 def test_closest_reference_length_ties_to_the_shorter() -> None:
-    bleu, _, _ = assert_same([[1, 2, 3, 4, 5], [1, 2]], [[[1, 2, 3, 4, 5, 6], [1, 2, 3, 4]], [[1], [1, 2, 3]]])
+    bleu, _, _ = assert_same(
+        [[1, 2, 3, 4, 5], [1, 2]], [[[1, 2, 3, 4, 5, 6], [1, 2, 3, 4]], [[1], [1, 2, 3]]]
+    )
     assert bleu[:, 1].tolist() == [4, 1]
 
 

@@ -24,6 +24,8 @@ stays the oracle in the tests:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from create_bench.metrics.tokens import TokenTable
@@ -36,17 +38,20 @@ ROUGE_BETA = 1.2
 _WORD = 64
 
 
-def _ngram_ids(ids: np.ndarray, offsets: np.ndarray, n: int) -> tuple[list[np.ndarray], list[np.ndarray], int]:
+def _ngram_ids(
+    ids: np.ndarray, offsets: np.ndarray, n: int
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """For each order k = 1..n: start positions of its n-grams and their ids (global over orders).
 
-    Returns ``(positions per order, ids per order, number of distinct n-grams of all orders)``.
+    Returns ``(positions per order, ids per order, bounds)``: the ids of order k + 1 are
+    ``[bounds[k - 1], bounds[k])`` (``bounds[-1]``: distinct n-grams of all orders).
     """
     total = len(ids)
     text = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
     end = offsets[1:][text]  # end of each token's text
     tok = ids.astype(np.int64)
     vocab = int(tok.max()) + 1 if total else 1
-    positions, grams = [], []
+    positions, grams, bounds = [], [], []
     pos, gid = np.arange(total, dtype=np.int64), tok
     base = 0
     for k in range(1, n + 1):
@@ -61,13 +66,8 @@ def _ngram_ids(ids: np.ndarray, offsets: np.ndarray, n: int) -> tuple[list[np.nd
         positions.append(pos)
         grams.append(gid + base)
         base += len(uniq)
-    return positions, grams, base
-
-
-def _counts(table_text: np.ndarray, positions: list[np.ndarray], grams: list[np.ndarray], k_total: int):
-    """Sorted unique (text, n-gram) keys ``text * k_total + gram`` and their counts."""
-    keys = np.concatenate([table_text[p] * k_total + g for p, g in zip(positions, grams)])
-    return np.unique(keys, return_counts=True)
+        bounds.append(base)
+    return positions, grams, np.array(bounds, dtype=np.int64)
 
 
 def _group_reduce(keys: np.ndarray, values: np.ndarray, ufunc: np.ufunc) -> tuple[np.ndarray, np.ndarray]:
@@ -88,6 +88,47 @@ def _lookup(sorted_keys: np.ndarray, keys: np.ndarray, values: np.ndarray, missi
     return np.where(sorted_keys[pos] == keys, values[pos], np.asarray(missing, dtype=values.dtype))
 
 
+@dataclass(frozen=True)
+class _Grams:
+    """Every distinct (video, n-gram, slot) of a corpus, sorted; slot 0 is the prediction and slot
+    ``s >= 1`` the video's reference ``s - 1``. ``group`` numbers the (video, n-gram) runs."""
+
+    video: np.ndarray
+    gram: np.ndarray
+    order: np.ndarray  # 0..3 for 1..4-grams
+    slot: np.ndarray
+    tf: np.ndarray  # count of the n-gram in that text
+    group: np.ndarray
+    starts: np.ndarray  # first entry of each group
+
+
+def _grams(
+    hyps: TokenTable, refs: TokenTable, ref_video: np.ndarray, ref_start: np.ndarray
+) -> tuple[_Grams, int]:
+    n_vid = len(hyps)
+    ids = np.concatenate([hyps.ids, refs.ids])
+    offsets = np.concatenate([hyps.offsets, refs.offsets[1:] + hyps.offsets[-1]])
+    positions, grams, bounds = _ngram_ids(ids, offsets, max(BLEU_N, CIDER_N))
+    k_total = int(bounds[-1])
+    text_video = np.concatenate([np.arange(n_vid, dtype=np.int64), ref_video])
+    text_slot = np.concatenate([np.zeros(n_vid, np.int64), np.arange(len(refs)) - ref_start[ref_video] + 1])
+    text_of = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    n_slots = int(text_slot.max(initial=0)) + 1
+    # one sort of (video, n-gram, slot) keys for every n-gram occurrence of every order
+    keys = np.concatenate([
+        (text_video[text_of[p]] * k_total + g) * n_slots + text_slot[text_of[p]] for p, g in zip(positions, grams)
+    ])  # fmt: skip
+    keys.sort()
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]) if len(keys) else np.zeros(0, np.int64)
+    tf = np.diff(np.r_[first, len(keys)])
+    keys = keys[first]
+    slot, vg = keys % n_slots, keys // n_slots
+    video, gram = vg // k_total, vg % k_total
+    new_group = np.r_[True, vg[1:] != vg[:-1]] if len(vg) else np.zeros(0, bool)
+    order = np.searchsorted(bounds, gram, side="right")
+    return _Grams(video, gram, order, slot, tf, np.cumsum(new_group) - 1, np.flatnonzero(new_group)), k_total
+
+
 def fast_statistics(
     hyps: TokenTable, refs: TokenTable, ref_counts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,41 +144,28 @@ def fast_statistics(
     ref_video = np.repeat(np.arange(n_vid, dtype=np.int64), counts)
     ref_start = np.zeros(n_vid, dtype=np.int64)
     np.cumsum(counts[:-1], out=ref_start[1:])
-    hlen, rlen = hyps.lengths, refs.lengths
-
-    ids = np.concatenate([hyps.ids, refs.ids])
-    offsets = np.concatenate([hyps.offsets, refs.offsets[1:] + hyps.offsets[-1]])
-    positions, grams, k_total = _ngram_ids(ids, offsets, max(BLEU_N, CIDER_N))
-    order_of = np.zeros(k_total, np.int64)
-    for k, g in enumerate(grams):
-        order_of[g] = k
-    text_of = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
-    keys, cnt = _counts(text_of, positions, grams, k_total)
-    text, gram = keys // k_total, keys % k_total
-    is_hyp = text < n_vid
-    h_vid, h_gram, h_cnt = text[is_hyp], gram[is_hyp], cnt[is_hyp]
-    r_txt, r_gram, r_cnt = text[~is_hyp] - n_vid, gram[~is_hyp], cnt[~is_hyp]
-    r_vid = ref_video[r_txt]
-
-    # (video, n-gram) over the reference union: max count (BLEU) and presence (CIDEr's df)
-    vg_keys, vg_max = _group_reduce(r_vid * k_total + r_gram, r_cnt, np.maximum)
-    bleu = _bleu(n_vid, hlen, rlen, ref_video, ref_start, (h_vid, h_gram, h_cnt), (vg_keys, vg_max),
-                 order_of, k_total)  # fmt: skip
-    df = np.bincount(vg_keys % k_total, minlength=k_total)
-    cider = _cider(
-        n_vid, counts, hlen, rlen, ref_video, df, order_of, k_total,
-        (h_vid, h_gram, h_cnt), (r_txt, r_vid, r_gram, r_cnt),
-    )  # fmt: skip
+    g, k_total = _grams(hyps, refs, ref_video, ref_start)
+    # per (video, n-gram): the prediction's count (slot 0 sorts first) and the max over references
+    h_tf = np.where(g.slot[g.starts] == 0, g.tf[g.starts], 0)
+    ref_max = np.maximum.reduceat(np.where(g.slot > 0, g.tf, 0), g.starts) if len(g.starts) else h_tf
+    g_video, g_order = g.video[g.starts], g.order[g.starts]
+    bleu = _bleu(
+        hyps.lengths,
+        refs.lengths,
+        ref_video,
+        ref_start,
+        g_video * BLEU_N + g_order,
+        np.minimum(h_tf, ref_max),
+    )
+    df = np.bincount(g.gram[g.starts][ref_max > 0], minlength=k_total)
+    cider = _cider(g, h_tf, df, hyps.lengths, refs.lengths, counts, ref_video, ref_start)
     rouge = _rouge(hyps, refs, counts, ref_video, ref_start)
     return bleu, rouge, cider
 
 
-def _bleu(n_vid, hlen, rlen, ref_video, ref_start, hyp, refmax, order_of, k_total) -> np.ndarray:  # noqa: PLR0913
-    h_vid, h_gram, h_cnt = hyp
-    vg_keys, vg_max = refmax
-    clipped = np.minimum(h_cnt, _lookup(vg_keys, h_vid * k_total + h_gram, vg_max, 0))
-    order = order_of[h_gram]
-    correct = np.bincount(h_vid * BLEU_N + order, weights=clipped, minlength=n_vid * BLEU_N)
+def _bleu(hlen, rlen, ref_video, ref_start, video_order, correct) -> np.ndarray:
+    n_vid = len(hlen)
+    correct = np.bincount(video_order, weights=correct, minlength=n_vid * BLEU_N)
     # closest reference length, ties to the shorter: min of (|len - testlen|, len)
     big = int(max(rlen.max(initial=0), hlen.max(initial=0))) + 1
     diff = np.abs(rlen - hlen[ref_video])
@@ -151,33 +179,35 @@ def _bleu(n_vid, hlen, rlen, ref_video, ref_start, hyp, refmax, order_of, k_tota
     return out
 
 
-def _cider(n_vid, counts, hlen, rlen, ref_video, df, order_of, k_total, hyp, ref) -> np.ndarray:  # noqa: PLR0913
-    h_vid, h_gram, h_cnt = hyp
-    r_txt, r_vid, r_gram, r_cnt = ref
+def _cider(g: _Grams, h_tf, df, hlen, rlen, counts, ref_video, ref_start) -> np.ndarray:
+    n_vid, n_ref = len(hlen), len(rlen)
     ref_len = np.log(float(n_vid))
     # pycocoevalcap: np.log(max(1.0, df)) on one Python float at a time; the same calls, once per value
     df_values = np.unique(df)
     log_df = np.array([np.log(max(1.0, float(d))) for d in df_values])
-    weight = ref_len - log_df[np.searchsorted(df_values, df)]
-    h_vec = h_cnt.astype(np.float64) * weight[h_gram]
-    r_vec = r_cnt.astype(np.float64) * weight[r_gram]
-    h_ord, r_ord = order_of[h_gram], order_of[r_gram]
-    n_ref = len(rlen)
-    h_norm = np.sqrt(np.bincount(h_vid * CIDER_N + h_ord, weights=h_vec**2, minlength=n_vid * CIDER_N))
-    r_norm = np.sqrt(np.bincount(r_txt * CIDER_N + r_ord, weights=r_vec**2, minlength=n_ref * CIDER_N))
-    # clipped dot product: only n-grams the prediction and the reference share contribute
-    h_keys = h_vid * k_total + h_gram  # sorted: they come from one np.unique
-    hv = _lookup(h_keys, r_vid * k_total + r_gram, h_vec, 0.0)
-    dot = np.bincount(r_txt * CIDER_N + r_ord, weights=np.minimum(hv, r_vec) * r_vec, minlength=n_ref * CIDER_N)
-    hn = h_norm.reshape(n_vid, CIDER_N)[ref_video]
-    rn = r_norm.reshape(n_ref, CIDER_N)
+    weight = (ref_len - log_df)[np.searchsorted(df_values, df)][g.gram]
+    vec = g.tf.astype(np.float64) * weight
+    is_hyp = g.slot == 0
+    h_norm = np.sqrt(np.bincount(g.video[is_hyp] * CIDER_N + g.order[is_hyp], weights=vec[is_hyp] ** 2,
+                                 minlength=n_vid * CIDER_N)).reshape(n_vid, CIDER_N)  # fmt: skip
+    r = ~is_hyp
+    r_txt = ref_start[g.video[r]] + g.slot[r] - 1
+    r_cell = r_txt * CIDER_N + g.order[r]
+    r_vec = vec[r]
+    r_norm = np.sqrt(np.bincount(r_cell, weights=r_vec**2, minlength=n_ref * CIDER_N)).reshape(n_ref, CIDER_N)
+    # clipped dot product: min(hyp, ref) * ref over the n-grams of the reference
+    hv = h_tf[g.group[r]] * weight[r]
+    dot = np.bincount(r_cell, weights=np.minimum(hv, r_vec) * r_vec, minlength=n_ref * CIDER_N)
+    hn = h_norm[ref_video]
     val = dot.reshape(n_ref, CIDER_N)
-    both = (hn != 0) & (rn != 0)
-    val = np.where(both, val / np.where(both, hn * rn, 1.0), val)
+    both = (hn != 0) & (r_norm != 0)
+    val = np.where(both, val / np.where(both, hn * r_norm, 1.0), val)
     # pycocoevalcap's "length" counts bigrams: max(0, tokens - 1)
     delta = (np.maximum(hlen - 1, 0)[ref_video] - np.maximum(rlen - 1, 0)).astype(np.float64)
     val = val * (np.e ** (-(delta**2) / (2 * CIDER_SIGMA**2)))[:, None]
-    per_video = np.stack([np.bincount(ref_video, weights=val[:, k], minlength=n_vid) for k in range(CIDER_N)], 1)
+    per_video = np.stack(
+        [np.bincount(ref_video, weights=val[:, k], minlength=n_vid) for k in range(CIDER_N)], 1
+    )
     return per_video.mean(axis=1) / counts * 10.0
 
 
@@ -188,7 +218,10 @@ def _rouge(hyps: TokenTable, refs: TokenTable, counts, ref_video, ref_start) -> 
     _lcs_words(hyps, refs, ref_video, short, lcs)
     for v in np.flatnonzero(hlen > _WORD):
         for r in range(ref_start[v], ref_start[v] + counts[v]):
-            lcs[r] = lcs_bits(hyps.ids[hyps.offsets[v] : hyps.offsets[v + 1]], refs.ids[refs.offsets[r] : refs.offsets[r + 1]])
+            lcs[r] = lcs_bits(
+                hyps.ids[hyps.offsets[v] : hyps.offsets[v + 1]],
+                refs.ids[refs.offsets[r] : refs.offsets[r + 1]],
+            )
     # pycocoevalcap splits the candidate on " ": an empty one is one empty token
     clen = np.maximum(hlen, 1)[ref_video].astype(np.float64)
     prec = np.maximum.reduceat(lcs / clen, ref_start)
@@ -199,7 +232,9 @@ def _rouge(hyps: TokenTable, refs: TokenTable, counts, ref_video, ref_start) -> 
     return score
 
 
-def _lcs_words(hyps: TokenTable, refs: TokenTable, ref_video: np.ndarray, short: np.ndarray, lcs: np.ndarray) -> None:
+def _lcs_words(
+    hyps: TokenTable, refs: TokenTable, ref_video: np.ndarray, short: np.ndarray, lcs: np.ndarray
+) -> None:
     """LCS lengths of the pairs whose prediction has 1..64 tokens, all pairs in step (Hyyro 2004:
     ``U = V & M[b]; V = (V + U) | (V - U)``; the LCS is the number of zero bits of ``V``)."""
     hlen = hyps.lengths

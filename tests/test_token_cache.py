@@ -1,0 +1,125 @@
+"""The reference-token cache: a hit reads instead of tokenising, another tokenizer or normaliser
+signature misses, a corrupt or mismatched entry is rebuilt (never trusted), scores are unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import create_bench.metrics.token_cache as token_cache
+from create_bench.metrics.token_cache import entry_path, reference_tokens
+from create_bench.metrics.tokens import tokenize_table
+from create_bench.text import CharTokenizer, JiebaTokenizer, get_tokenizer
+
+TEXTS = [["一只猫在沙发上睡觉", "猫咪睡觉"], ["男子在厨房做饭"], ["iPhone15 开箱评测！", "开箱", "评测"]]
+KW = {"fingerprint": "fp1", "split": "test", "kind": "caption"}
+
+
+def same(a, b) -> bool:
+    return a.vocab == b.vocab and np.array_equal(a.ids, b.ids) and np.array_equal(a.offsets, b.offsets)
+
+
+class CountingTokenizer(CharTokenizer):
+    def __init__(self, sig: str = "char.1") -> None:
+        self.calls, self.sig = 0, sig
+
+    def signature(self) -> str:
+        return self.sig
+
+    def __call__(self, text: str) -> list[str]:
+        self.calls += 1
+        return super().__call__(text)
+
+
+def test_miss_then_hit(tmp_path) -> None:
+    tok = CountingTokenizer()
+    first, status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **KW)
+    assert status == "miss" and tok.calls == 6
+    tok.clear_cache()
+    again, status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **KW)
+    assert status == "hit" and tok.calls == 6  # read, not tokenised
+    assert same(first, again) and same(first, tokenize_table([t for r in TEXTS for t in r], CharTokenizer()))
+    assert first.tokens(3) == ["iphone15", "开", "箱", "评", "测"]
+
+
+def test_off_neither_reads_nor_writes(tmp_path) -> None:
+    _, status = reference_tokens(TEXTS, CountingTokenizer(), cache_dir=tmp_path, use_cache=False, **KW)
+    assert status == "off" and not any(tmp_path.rglob("*.tok"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tok": "char.2"},  # another tokenizer/dictionary signature
+        {"fingerprint": "fp2"},
+        {"split": "validation"},
+        {"kind": "title"},
+    ],
+)
+def test_another_key_misses(tmp_path, change) -> None:
+    reference_tokens(TEXTS, CountingTokenizer(), cache_dir=tmp_path, **KW)
+    tok = CountingTokenizer(change.pop("tok", "char.1"))
+    _, status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **{**KW, **change})
+    assert status == "miss" and tok.calls == 6
+
+
+def test_normaliser_and_dictionary_are_in_the_key(tmp_path, monkeypatch) -> None:
+    tok = CountingTokenizer()
+    key = token_cache.cache_key("fp", "test", "caption", tok)
+    monkeypatch.setattr(token_cache, "NORMALIZER_NAME", "nfkc-lower-ws.2")
+    assert entry_path(tmp_path, token_cache.cache_key("fp", "test", "caption", tok)) != entry_path(
+        tmp_path, key
+    )
+    jieba_sig = JiebaTokenizer().signature()
+    assert "dict." in jieba_sig and key["tok"] == "char.1"
+
+
+def test_changed_texts_under_the_same_key_are_rebuilt(tmp_path) -> None:
+    reference_tokens(TEXTS, CountingTokenizer(), cache_dir=tmp_path, **KW)
+    other = [["狗在跑"], *TEXTS[1:]]
+    tok = CountingTokenizer()
+    table, status = reference_tokens(other, tok, cache_dir=tmp_path, **KW)
+    assert status == "rebuilt" and tok.calls == 5 and table.tokens(0) == ["狗", "在", "跑"]
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "garbage"])
+def test_corrupt_entry_is_rebuilt(tmp_path, damage, caplog) -> None:
+    good, _ = reference_tokens(TEXTS, CountingTokenizer(), cache_dir=tmp_path, **KW)
+    (path,) = tmp_path.rglob("*.tok")
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-100] ^= 0xFF
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "empty":
+        data = bytearray()
+    else:
+        data = bytearray(b"\x00" * 200)
+    path.write_bytes(bytes(data))
+    tok = CountingTokenizer()
+    table, status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **KW)
+    assert status == "rebuilt" and tok.calls == 6 and same(table, good)
+    assert "unusable" in caplog.text
+    _, status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **KW)
+    assert status == "hit"  # the rebuilt entry is good again
+
+
+def test_unwritable_cache_still_scores(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    table, status = reference_tokens(TEXTS, CountingTokenizer(), cache_dir=blocker, **KW)
+    assert status == "miss" and len(table) == 6
+
+
+def test_scores_with_a_warm_cache_equal_cold_and_uncached(tmp_path) -> None:
+    from create_bench.metrics.captioning import caption_statistics
+
+    tok = get_tokenizer("jieba")
+    refs = {f"v{i}": r for i, r in enumerate(TEXTS)}
+    preds = {"v0": "猫在睡觉", "v1": "男人做饭", "v2": "开箱"}
+    plain = caption_statistics(preds, refs, tokenizer=tok)
+    for _ in range(2):  # cold, then warm
+        table, _status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **KW)
+        cached = caption_statistics(preds, refs, tokenizer=tok, reference_tokens=table)
+        for field in ("bleu", "rouge", "cider"):
+            assert np.array_equal(getattr(cached, field), getattr(plain, field))
