@@ -123,3 +123,38 @@ def test_scores_with_a_warm_cache_equal_cold_and_uncached(tmp_path) -> None:
         cached = caption_statistics(preds, refs, tokenizer=tok, reference_tokens=table)
         for field in ("bleu", "rouge", "cider"):
             assert np.array_equal(getattr(cached, field), getattr(plain, field))
+
+
+# ------------------------------------------------------------------------------------------------
+# through create-bench score
+
+from tests.test_score_cli import dataset, embeddings_predictions, refs  # noqa: E402,F401  (fixtures)
+
+
+@pytest.mark.parametrize("protocol", ["multi-reference", "single-reference"])
+def test_score_backends_and_cache_states_give_identical_results(tmp_path, dataset, refs, protocol) -> None:
+    from create_bench.cli import main
+    from create_bench.predictions import write_predictions
+    from create_bench.scoring import score_predictions
+
+    gens = {
+        vid: {"caption": refs["captions"][i][1][:5] + "在", "title": refs["titles"][i][0][:3]}
+        for i, vid in enumerate(refs["vid"])
+    }
+    write_predictions(tmp_path / "p", generations=gens)
+    kw = {"bootstrap": 50, "protocol": protocol}
+    cache = tmp_path / "cache"
+    coco = score_predictions(tmp_path / "p", dataset, "test", metric_backend="coco", token_cache=False, **kw)
+    cold = score_predictions(tmp_path / "p", dataset, "test", token_cache=cache, **kw)
+    assert len(list(cache.rglob("*.tok"))) == 2  # one entry per kind
+    warm = score_predictions(tmp_path / "p", dataset, "test", token_cache=cache, **kw)
+    for r in (cold, warm):
+        assert r["signature"] == coco["signature"] and r["ci"].keys() == coco["ci"].keys()
+        for g in ("title", "caption"):
+            for m, v in coco["scores"][g].items():
+                assert r["scores"][g][m] == pytest.approx(v, rel=1e-9, abs=1e-12), (g, m)
+    assert warm["scores"] == cold["scores"] and warm["ci"] == cold["ci"]
+    argv = ["score", "--predictions", str(tmp_path / "p"), "--data", str(dataset), "--bootstrap", "0"]
+    assert main([*argv, "--metric-backend", "coco"]) == 0
+    with pytest.raises(SystemExit):
+        main([*argv, "--metric-backend", "nope"])

@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tokenizer", default="jieba", choices=["jieba", "char"], help="--local scoring tokenizer"
     )
+    p.add_argument(
+        "--metric-backend",
+        default="fast",
+        choices=("fast", "coco"),
+        help="--local captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="--local bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -56,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             data_dir=args.data,
             split=args.split,
             tokenizer=args.tokenizer,
+            metric_backend=args.metric_backend,
             bootstrap=args.bootstrap,
             seed=args.seed,
         )

@@ -108,6 +108,7 @@ def score_local(
     bootstrap: int = 1000,
     seed: int = 0,
     limits: Limits | None = None,
+    metric_backend: str = "fast",
 ) -> tuple[Path, dict[str, Any]]:
     """Score against the local (public) references and add the result to a local board.
 
@@ -120,7 +121,15 @@ def score_local(
     expected = ExpectedIds.from_dataset(data_dir, split)
     with open_submission(path, expected=expected, limits=limits) as sub:
         results = dict(
-            score_predictions(sub.path, data_dir, split, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed)
+            score_predictions(
+                sub.path,
+                data_dir,
+                split,
+                tokenizer=tokenizer,
+                bootstrap=bootstrap,
+                seed=seed,
+                metric_backend=metric_backend,
+            )
         )
         results["model"] = sub.card.model_info()
     out = board_dir / "results" / f"{slug(sub.card.name)}-{split}.json"
