@@ -115,12 +115,12 @@ def test_scores_with_a_warm_cache_equal_cold_and_uncached(tmp_path) -> None:
     from create_bench.metrics.captioning import caption_statistics
 
     tok = get_tokenizer("jieba")
-    refs = {f"v{i}": r for i, r in enumerate(TEXTS)}
+    references = {f"v{i}": r for i, r in enumerate(TEXTS)}
     preds = {"v0": "猫在睡觉", "v1": "男人做饭", "v2": "开箱"}
-    plain = caption_statistics(preds, refs, tokenizer=tok)
+    plain = caption_statistics(preds, references, tokenizer=tok)
     for _ in range(2):  # cold, then warm
         table, _status = reference_tokens(TEXTS, tok, cache_dir=tmp_path, **KW)
-        cached = caption_statistics(preds, refs, tokenizer=tok, reference_tokens=table)
+        cached = caption_statistics(preds, references, tokenizer=tok, reference_tokens=table)
         for field in ("bleu", "rouge", "cider"):
             assert np.array_equal(getattr(cached, field), getattr(plain, field))
 
@@ -128,7 +128,10 @@ def test_scores_with_a_warm_cache_equal_cold_and_uncached(tmp_path) -> None:
 # ------------------------------------------------------------------------------------------------
 # through create-bench score
 
-from tests.test_score_cli import dataset, embeddings_predictions, refs  # noqa: E402,F401  (fixtures)
+import tests.test_score_cli as score_cli  # noqa: E402
+
+# its module-scoped fixtures, registered here under their own names ("dataset", "refs")
+_dataset_fixture, _refs_fixture = score_cli.dataset, score_cli.refs
 
 
 @pytest.mark.parametrize("protocol", ["multi-reference", "single-reference"])
