@@ -128,10 +128,36 @@ def test_scores_with_a_warm_cache_equal_cold_and_uncached(tmp_path) -> None:
 # ------------------------------------------------------------------------------------------------
 # through create-bench score
 
-import tests.test_score_cli as score_cli  # noqa: E402
+WORDS = ["一只", "小猫", "在", "沙发", "上", "睡觉", "男子", "厨房", "做饭", "美丽", "风景", "公园"]
 
-# its module-scoped fixtures, registered here under their own names ("dataset", "refs")
-_dataset_fixture, _refs_fixture = score_cli.dataset, score_cli.refs
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory):
+    from create_bench.data.build import DatasetWriter
+
+    out = tmp_path_factory.mktemp("tokcache") / "mini"
+    rng = np.random.default_rng(0)
+    with DatasetWriter(out, name="mini", categories=["美食", "旅行"], shard_size=10) as w:
+        for i in range(16):
+            w.add(
+                {
+                    "vid": f"vid{i:03d}",
+                    "split": "test",
+                    "category": i % 2,
+                    "titles": ["".join(rng.choice(WORDS, 3)) for _ in range(10)],
+                    "captions": ["".join(rng.choice(WORDS, 7)) for _ in range(10)],
+                    "video": {"bytes": b"not-decoded", "path": None},
+                    "num_frames": 8,
+                }
+            )
+    return out
+
+
+@pytest.fixture(scope="module")
+def refs(dataset) -> dict:
+    from create_bench.data.shards import read_table
+
+    return read_table(dataset, "test", columns=["vid", "titles", "captions"]).to_pydict()
 
 
 @pytest.mark.parametrize("protocol", ["multi-reference", "single-reference"])
