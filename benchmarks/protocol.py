@@ -144,14 +144,14 @@ def scorers(texts: dict[str, list[list[str]]], gens: dict[str, list[str]], repea
         gts = {i: [refs.joined(i * N_REFS + k) for k in range(N_REFS)] for i in range(n)}
         res = {i: [hyps.joined(i)] for i in range(n)}
 
-        def coco() -> tuple[np.ndarray, ...]:
+        def coco(gts: dict = gts, res: dict = res) -> tuple[np.ndarray, ...]:
             _, b = Bleu(4).compute_score(gts, res, verbose=0)
             _, r = Rouge().compute_score(gts, res)
             _, c = Cider().compute_score(gts, res)
             return np.asarray(b), r, c
 
         coco_t, (cb, cr, cc) = best(coco, 1)
-        fast_t, (fb, fr, fc) = best(lambda: fast_statistics(hyps, refs, counts), repeat)
+        fast_t, (fb, fr, fc) = best(lambda h=hyps, r=refs, c=counts: fast_statistics(h, r, c), repeat)
         per_bleu = _bleu_per_video(fb)
         diff = max(_rel(per_bleu, cb), _rel(fr, cr), _rel(fc, cc))
         tokens = refs.lengths.mean()
@@ -188,7 +188,7 @@ def score_path(pred: Path, data: Path, cache: Path, repeat: int) -> None:
     cold_times = []
     for k in range(repeat):
         with Timer() as t:
-            cold = run(token_cache=cache / f"cold{k}")
+            run(token_cache=cache / f"cold{k}")
         cold_times.append(t)
     cold_t = min(cold_times, key=lambda t: t.wall)
     print(f"fast backend, cold reference-token cache         {cold_t}")
@@ -217,11 +217,11 @@ def retrieval(pred: Path, repeat: int) -> None:
         t2v = np.repeat(np.arange(n), N_REFS)
         v2t = [list(range(i * N_REFS, (i + 1) * N_REFS)) for i in range(n)]
 
-        def ranks() -> None:
+        def ranks(texts: np.ndarray = texts, t2v: np.ndarray = t2v, v2t: list = v2t) -> None:
             rank_statistics(texts, videos, t2v)
             rank_statistics(videos, texts, v2t)
 
-        def matmul(chunk: int = 1 << 25) -> None:
+        def matmul(texts: np.ndarray = texts, chunk: int = 1 << 25) -> None:
             for q, g in ((texts, videos), (videos, texts)):
                 step = max(1, chunk // len(g))
                 for s in range(0, len(q), step):
