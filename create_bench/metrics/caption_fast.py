@@ -55,17 +55,16 @@ def _ngram_ids(
     pos, gid = np.arange(total, dtype=np.int64), tok
     base = 0
     for k in range(1, n + 1):
-        if k == 1:
-            key = tok
+        if k == 1:  # token ids are already dense: no sort needed
+            size = vocab
         else:  # the pair (its (k-1)-gram id, its last token), packed collision-free into one int64
             keep = pos + k - 1 < end[pos]
             pos = pos[keep]
-            key = gid[keep] * vocab + tok[pos + k - 1]
-        uniq, inv = np.unique(key, return_inverse=True)
-        gid = inv.astype(np.int64).reshape(-1)
+            uniq, inv = np.unique(gid[keep] * vocab + tok[pos + k - 1], return_inverse=True)
+            gid, size = inv.astype(np.int64).reshape(-1), len(uniq)
         positions.append(pos)
         grams.append(gid + base)
-        base += len(uniq)
+        base += size
         bounds.append(base)
     return positions, grams, np.array(bounds, dtype=np.int64)
 
@@ -183,9 +182,8 @@ def _cider(g: _Grams, h_tf, df, hlen, rlen, counts, ref_video, ref_start) -> np.
     n_vid, n_ref = len(hlen), len(rlen)
     ref_len = np.log(float(n_vid))
     # pycocoevalcap: np.log(max(1.0, df)) on one Python float at a time; the same calls, once per value
-    df_values = np.unique(df)
-    log_df = np.array([np.log(max(1.0, float(d))) for d in df_values])
-    weight = (ref_len - log_df)[np.searchsorted(df_values, df)][g.gram]
+    log_df = np.array([np.log(max(1.0, float(d))) for d in range(n_vid + 1)])
+    weight = (ref_len - log_df)[df][g.gram[g.starts]][g.group]  # per (video, n-gram), then per entry
     vec = g.tf.astype(np.float64) * weight
     is_hyp = g.slot == 0
     h_norm = np.sqrt(np.bincount(g.video[is_hyp] * CIDER_N + g.order[is_hyp], weights=vec[is_hyp] ** 2,
