@@ -147,3 +147,11 @@ def check_output_dir(
             f"refusing to replace {path}: it is not empty and not a previous output of {what} "
             f"(it holds {shown}); choose another --out, or move those away yourself"
         )
+
+
+def cache_root() -> Path:
+    """The project's cache directory: ``$CREATE_BENCH_CACHE``, else ``~/.cache/create-bench``."""
+    root = os.environ.get("CREATE_BENCH_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "create-bench"
+    )
+    return Path(root)

@@ -62,6 +62,7 @@ class EvalConfig:
         no_cache: run the model even when cached predictions match.
         seed: given to the model (``ModelContext.seed``) and to the bootstrap.
         tokenizer: captioning tokenizer (``jieba`` or ``char``).
+        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (the same scores).
         bootstrap: bootstrap resamples for the confidence intervals (0 disables them).
         text_batch_size: texts per ``encode_texts`` call.
         report: write the Markdown report and plots.
@@ -82,6 +83,7 @@ class EvalConfig:
     no_cache: bool = False
     seed: int = 0
     tokenizer: str = "jieba"
+    metric_backend: str = "fast"
     bootstrap: int = 1000
     text_batch_size: int = 256
     report: bool = True
@@ -710,7 +712,13 @@ def score_run(
     from create_bench.scoring import score_predictions
 
     results = score_predictions(
-        pred_dir, cfg.data_dir, cfg.split, tokenizer=cfg.tokenizer, bootstrap=cfg.bootstrap, seed=cfg.seed
+        pred_dir,
+        cfg.data_dir,
+        cfg.split,
+        tokenizer=cfg.tokenizer,
+        bootstrap=cfg.bootstrap,
+        seed=cfg.seed,
+        metric_backend=cfg.metric_backend,
     )
     model_info = dict(results.get("model") or {})
     meta = model.meta.to_dict()

@@ -37,9 +37,11 @@ import numpy as np
 from create_bench import __version__
 from create_bench.errors import ConfigError, DataError, PredictionError
 from create_bench.metrics.bootstrap import Proportion, bootstrap_cis, bootstrap_samples
-from create_bench.metrics.captioning import caption_statistics, list_ids, refs_field
+from create_bench.metrics.captioning import BACKENDS, caption_statistics, list_ids, refs_field
 from create_bench.metrics.chance import chance_check, retrieval_chance
 from create_bench.metrics.retrieval import TIE_POLICIES, RankStats, rank_statistics, ranks_from_similarity
+from create_bench.metrics.token_cache import reference_tokens
+from create_bench.metrics.tokens import TokenTable
 from create_bench.predictions import (
     GENERATIONS,
     TEXT_EMBEDDINGS,
@@ -241,8 +243,47 @@ def _rank_group(
 # generation
 
 
+def _reference_table(
+    full: References, refs: References, kind: str, split: str, cache: _TokenCache
+) -> TokenTable:
+    """Tokens of ``refs``' texts of ``kind`` (a prefix of each video's in ``full``), tokenised once
+    per dataset: see :mod:`create_bench.metrics.token_cache`."""
+    on = cache.root is not False
+    table, _ = reference_tokens(
+        full.texts[kind],
+        get_tokenizer(cache.tokenizer),
+        fingerprint=cache.fingerprint,
+        split=split,
+        kind=kind,
+        cache_dir=None if cache.root is True or not on else cache.root,  # type: ignore[arg-type]
+        use_cache=on,
+    )
+    have = np.array([len(t) for t in full.texts[kind]], dtype=np.int64)
+    want = np.array([len(t) for t in refs.texts[kind]], dtype=np.int64)
+    if np.array_equal(have, want):
+        return table
+    starts = np.concatenate([[0], np.cumsum(have)[:-1]])
+    return table.select(np.concatenate([s + np.arange(n) for s, n in zip(starts, want)]))
+
+
+@dataclass(frozen=True)
+class _TokenCache:
+    """Where the generation groups' reference tokens come from (see :func:`score_predictions`)."""
+
+    tokenizer: str
+    fingerprint: str
+    root: bool | str | os.PathLike[str] = True
+
+
 def _generation_group(
-    preds: Predictions, refs: References, kind: str, split: str, tokenizer: str, meteor: bool
+    preds: Predictions,
+    refs: References,
+    kind: str,
+    split: str,
+    meteor: bool,
+    backend: str = "fast",
+    full: References | None = None,
+    cache: _TokenCache | None = None,
 ) -> _Group:
     gens = preds.generated(kind)
     _check_same(f"{GENERATIONS} ({kind})", refs.vids, list(gens), split)
@@ -250,10 +291,18 @@ def _generation_group(
         empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
         raise DataError(f"cannot score {kind} generation: a video has no reference {kind}s", vid=empty)
     references = dict(zip(refs.vids, refs.texts[kind]))
+    tokenizer = cache.tokenizer if cache else "jieba"
+    table = _reference_table(full or refs, refs, kind, split, cache) if cache else None
     stats = caption_statistics(
-        {v: gens[v] for v in refs.vids}, references, tokenizer=tokenizer, meteor=meteor
+        {v: gens[v] for v in refs.vids},
+        references,
+        tokenizer=tokenizer,
+        meteor=meteor,
+        backend=backend,
+        reference_tokens=table,
     )
     per_cat = {int(c): stats.subset(refs.categories == c).scores() for c in np.unique(refs.categories)}
+    # not the backend: ``fast`` and ``coco`` give the same statistics (tests/test_metrics_caption_fast.py)
     metric = f"coco-{importlib.metadata.version('pycocoevalcap')}" + ("+meteor-1.5" if meteor else "")
     fields = {
         "tok": stats.tokenizer,
@@ -268,7 +317,9 @@ def _generation_group(
 # the entry point
 
 
-def _check_options(tokenizer: str, protocol: str, bootstrap: int, ties: str) -> None:
+def _check_options(tokenizer: str, protocol: str, bootstrap: int, ties: str, backend: str = "fast") -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"metric backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
     if ties not in TIE_POLICIES:
@@ -357,13 +408,17 @@ def _score_groups(
     tokenizer: str,
     meteor: bool,
     ties: str,
+    backend: str = "fast",
+    fingerprint: str = "",
+    token_cache: bool | str | os.PathLike[str] = True,
 ) -> dict[str, _Group]:
     """Every group the predictions allow, in :data:`GROUP_ORDER`."""
+    cache = _TokenCache(tokenizer, fingerprint, token_cache if fingerprint else False)
     groups: dict[str, _Group] = {}
     for kind in preds.retrieval_kinds():
         groups.update(_retrieval_groups(preds, refs, full, kind, split, ties))
     for kind in preds.generation_kinds():
-        groups[kind] = _generation_group(preds, refs, kind, split, tokenizer, meteor)
+        groups[kind] = _generation_group(preds, refs, kind, split, meteor, backend, full, cache)
     if not groups:
         raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
     return {g: groups[g] for g in GROUP_ORDER if g in groups}
@@ -414,6 +469,8 @@ def score_predictions(
     seed: int = 0,
     meteor: bool = False,
     ties: str = "expected",
+    metric_backend: str = "fast",
+    token_cache: bool | str | os.PathLike[str] = True,
 ) -> dict[str, Any]:
     """Score a predictions directory (or :class:`Predictions`) against a dataset split.
 
@@ -427,6 +484,11 @@ def score_predictions(
         seed: the bootstrap seed (in the signature).
         meteor: also compute METEOR (needs Java).
         ties: retrieval tie policy, ``expected`` (default), ``optimistic`` or ``pessimistic``.
+        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (pycocoevalcap's; the
+            same scores, so not in the signature).
+        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
+            True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
+            directory, or False (tokenise every time).
 
     Returns:
         The results JSON content (:func:`create_bench.results.build_results`): every score group
@@ -438,14 +500,25 @@ def score_predictions(
     """
     from create_bench.data.shards import open_dataset
 
-    _check_options(tokenizer, protocol, bootstrap, ties)
+    _check_options(tokenizer, protocol, bootstrap, ties, metric_backend)
     with Progress("score:", 3 if bootstrap else 2, unit="steps", eta=False) as steps:
         preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
         info = open_dataset(data_dir)
         full = load_references(data_dir, split)
         refs = full.for_protocol(protocol)
         steps.update(note=f"read predictions and {len(refs.vids)} {split} references")
-        groups = _score_groups(preds, refs, full, split, tokenizer=tokenizer, meteor=meteor, ties=ties)
+        groups = _score_groups(
+            preds,
+            refs,
+            full,
+            split,
+            tokenizer=tokenizer,
+            meteor=meteor,
+            ties=ties,
+            backend=metric_backend,
+            fingerprint=info.fingerprint,
+            token_cache=token_cache,
+        )
         steps.update(note=f"scored {', '.join(groups)}")
         unc = uncertainty(groups, len(refs.vids), bootstrap=bootstrap, seed=seed)
         if bootstrap:
@@ -522,12 +595,19 @@ def compare_predictions(
     _check_options(tokenizer, protocol, bootstrap, ties)
     if bootstrap < 1:
         raise ConfigError("a paired bootstrap test needs bootstrap >= 1 resamples")
+    from create_bench.data.shards import open_dataset
+
+    fp = open_dataset(data_dir).fingerprint
     full = load_references(data_dir, split)
     refs = full.for_protocol(protocol)
     scored = []
     for p in (predictions_a, predictions_b):
         preds = p if isinstance(p, Predictions) else load_predictions(p)
-        scored.append(_score_groups(preds, refs, full, split, tokenizer=tokenizer, meteor=False, ties=ties))
+        scored.append(
+            _score_groups(
+                preds, refs, full, split, tokenizer=tokenizer, meteor=False, ties=ties, fingerprint=fp
+            )
+        )
     a, b = scored
     common = [g for g in a if g in b]
     if not common:

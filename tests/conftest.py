@@ -99,3 +99,17 @@ def mini_release(tmp_path: Path) -> dict[str, Path]:
     p.write_text(json.dumps(pre, ensure_ascii=False), "utf-8")
     files["pretrain"] = p
     return {"root": tmp_path, "videos": videos, "features": feats, **files}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Scoring caches reference tokens under $CREATE_BENCH_CACHE: keep the tests' out of ~/.cache."""
+    import os
+
+    old = os.environ.get("CREATE_BENCH_CACHE")
+    os.environ["CREATE_BENCH_CACHE"] = str(tmp_path_factory.mktemp("create-bench-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CREATE_BENCH_CACHE", None)
+    else:
+        os.environ["CREATE_BENCH_CACHE"] = old

@@ -53,7 +53,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "category": i % 3,
                     "titles": ["".join(rng.choice(WORDS, 3)) + str(k) for k in range(N_REFS)],
                     "captions": ["".join(rng.choice(WORDS, 6)) for _ in range(N_REFS)],
-                    "video": {"path": f"videos/{vid}.mp4", "bytes": None},
+                    "video": {"bytes": b"not-decoded", "path": None},
                     "num_frames": 8,
                 }
             )

@@ -37,7 +37,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "category": i % 2,
                     "titles": [f"标题{i}-{k}" for k in range(TITLES[i])],
                     "captions": [f"描述{i}-{k}" for k in range(CAPTIONS[i])],
-                    "video": {"path": f"videos/{vid}.mp4", "bytes": None},
+                    "video": {"bytes": b"not-decoded", "path": None},
                     "num_frames": 8,
                 }
             )

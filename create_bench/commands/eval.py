@@ -60,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-cache", action="store_true", help="run the model even when cached predictions match")
     p.add_argument("--tokenizer", default="jieba", help="captioning tokenizer: jieba (default) or char")
+    p.add_argument(
+        "--metric-backend",
+        default="fast",
+        choices=("fast", "coco"),
+        help="captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed for the model context and the bootstrap")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown report and plots")
@@ -110,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         no_cache=args.no_cache,
         seed=args.seed,
         tokenizer=args.tokenizer,
+        metric_backend=args.metric_backend,
         bootstrap=args.bootstrap,
         report=not args.no_report,
         overwrite=args.overwrite,

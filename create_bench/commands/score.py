@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument(
+        "--metric-backend",
+        default="fast",
+        choices=("fast", "coco"),
+        help="captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
+    )
     p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
     p.add_argument("--ci", action="store_true", help="print the 95%% intervals in the table")
     p.add_argument("--out", default=None, metavar="RESULTS_JSON", help="write the results JSON here")
@@ -59,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         meteor=args.meteor,
         ties=args.ties,
+        metric_backend=args.metric_backend,
     )
     print(format_table(results, show_ci=args.ci))
     if args.out:

@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--tokenizer", default="jieba", choices=["jieba", "char"], help="--local scoring tokenizer"
     )
+    p.add_argument(
+        "--metric-backend",
+        default="fast",
+        choices=("fast", "coco"),
+        help="--local captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="--local bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0, help="--local bootstrap seed")
     p.add_argument(
@@ -97,6 +103,7 @@ def _submit(args: argparse.Namespace, path: Any, data: str | None) -> int:
             data_dir=data,
             split=args.split,
             tokenizer=args.tokenizer,
+            metric_backend=args.metric_backend,
             bootstrap=args.bootstrap,
             seed=args.seed,
         )

@@ -259,6 +259,7 @@ def score_local(
     bootstrap: int = 1000,
     seed: int = 0,
     limits: Limits | None = None,
+    metric_backend: str = "fast",
 ) -> LocalEntry:
     """Score against the local (public) references and add the result to a local board.
 
@@ -274,7 +275,15 @@ def score_local(
     expected = ExpectedIds.from_dataset(data_dir, split)
     with open_submission(path, expected=expected, limits=limits) as sub:
         results = dict(
-            score_predictions(sub.path, data_dir, split, tokenizer=tokenizer, bootstrap=bootstrap, seed=seed)
+            score_predictions(
+                sub.path,
+                data_dir,
+                split,
+                tokenizer=tokenizer,
+                bootstrap=bootstrap,
+                seed=seed,
+                metric_backend=metric_backend,
+            )
         )
         results["model"] = sub.card.model_info()
     out, replaced = entry_path(board_dir / "results", sub.card.team, sub.card.name, split)

@@ -34,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from create_bench.errors import BackendUnavailable, MetricInputError
+from create_bench.errors import BackendUnavailable, ConfigError, MetricInputError
+from create_bench.metrics.caption_fast import fast_statistics
+from create_bench.metrics.tokens import TokenTable, tokenize_table
 from create_bench.text import NORMALIZER_NAME, Tokenizer, get_tokenizer
 
 BLEU_N = 4
+#: Captioning backends: ``fast`` (numpy; default) and ``coco`` (pycocoevalcap), equal statistics.
+BACKENDS = ("fast", "coco")
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr")
 #: pycocoevalcap's BLEU smoothing constants (bleu_scorer.py), reproduced for aggregation.
 _TINY, _SMALL = 1e-15, 1e-9
@@ -232,34 +236,74 @@ def _meteor(res: dict[str, str], gts: dict[str, list[str]], vids: list[str]) -> 
     return float(score), np.asarray(per_video, dtype=np.float64)
 
 
+def _reference_table(
+    references: Mapping[str, Sequence[str]], vids: list[str], tok: Tokenizer, given: TokenTable | None
+) -> TokenTable:
+    counts = [len(references[v]) for v in vids]
+    table = given if given is not None else tokenize_table((r for v in vids for r in references[v]), tok)
+    if len(table) != sum(counts):
+        raise MetricInputError(f"reference_tokens holds {len(table)} texts for {sum(counts)} references")
+    empty = np.flatnonzero(table.lengths == 0)
+    if len(empty):
+        video = int(np.searchsorted(np.cumsum(counts), empty[0], side="right"))
+        k = int(empty[0] - (sum(counts[:video])))
+        raise MetricInputError(f"reference {k} of vid {vids[video]!r} has no tokens after normalisation")
+    return table
+
+
 def caption_statistics(
     predictions: Mapping[str, str],
     references: Mapping[str, Sequence[str]],
     *,
     tokenizer: str | Tokenizer = "jieba",
     meteor: bool = False,
+    backend: str = "fast",
+    reference_tokens: TokenTable | None = None,
 ) -> CaptionStats:
     """Per-video statistics of ``predictions`` against ``references`` (see :class:`CaptionStats`).
+
+    Args:
+        backend: ``fast`` (default; numpy, :mod:`create_bench.metrics.caption_fast`) or ``coco``
+            (pycocoevalcap's scorers). Both give the same statistics (tested to 1e-9 relative),
+            so the backend is not part of the signature. METEOR always runs pycocoevalcap's.
+        reference_tokens: the references already tokenised with ``tokenizer`` (one text per
+            reference, video after video in the order of ``references``), e.g. from the
+            reference-token cache (:mod:`create_bench.metrics.token_cache`).
 
     Raises:
         MetricInputError: id sets differ (missing/extra listed), a prediction is empty or not a
             string, a reference list is empty or a reference has no tokens.
+        ConfigError: an unknown backend.
         BackendUnavailable: ``meteor=True`` without Java.
     """
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown metric backend {backend!r}; known: {', '.join(BACKENDS)}")
     _validate(predictions, references)
     tok = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     vids = list(references)
-    res, gts = tokenize_all(predictions, references, tok)
+    counts = np.array([len(references[v]) for v in vids], dtype=np.int64)
+    refs_table = _reference_table(references, vids, tok, reference_tokens)
+    refs_table, hyps = refs_table.extend(tok.joined(predictions[v]).split() for v in vids)
+    res: dict[str, str] = {}
+    gts: dict[str, list[str]] = {}
+    if backend == "coco" or meteor:
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        res = {v: hyps.joined(i) for i, v in enumerate(vids)}
+        gts = {v: [refs_table.joined(j) for j in range(starts[i], starts[i + 1])] for i, v in enumerate(vids)}
+    if backend == "fast":
+        bleu, rouge, cider = fast_statistics(hyps, refs_table, counts)
+    else:
+        bleu, rouge, cider = _bleu_stats(res, gts, vids), _rouge(res, gts, vids), _cider(res, gts, vids)
     met_corpus, met = _meteor(res, gts, vids) if meteor else (None, None)
     return CaptionStats(
         vids=vids,
-        bleu=_bleu_stats(res, gts, vids),
-        rouge=_rouge(res, gts, vids),
-        cider=_cider(res, gts, vids),
+        bleu=bleu,
+        rouge=rouge,
+        cider=cider,
         meteor=met,
         meteor_corpus=met_corpus,
         tokenizer=tok.signature(),
-        refs=np.array([len(gts[v]) for v in vids], dtype=np.int64),
+        refs=counts,
     )
 
 
@@ -269,6 +313,7 @@ def caption_scores(
     *,
     tokenizer: str | Tokenizer = "jieba",
     meteor: bool = False,
+    backend: str = "fast",
 ) -> dict[str, float]:
     """BLEU-1..4, ROUGE-L and CIDEr (x100; METEOR too when asked) of ``predictions`` vs ``references``.
 
@@ -278,8 +323,10 @@ def caption_scores(
             frequencies come from them).
         tokenizer: ``jieba`` (default), ``char``, or a :class:`~create_bench.text.Tokenizer`.
         meteor: also compute METEOR 1.5 (needs Java).
+        backend: ``fast`` (default) or ``coco`` (pycocoevalcap's scorers; the same scores).
     """
-    return caption_statistics(predictions, references, tokenizer=tokenizer, meteor=meteor).scores()
+    stats = caption_statistics(predictions, references, tokenizer=tokenizer, meteor=meteor, backend=backend)
+    return stats.scores()
 
 
 def signature_fields(stats: CaptionStats) -> dict[str, Any]:
@@ -297,6 +344,7 @@ def refs_field(counts: np.ndarray | Sequence[int]) -> str:
 
 
 __all__ = [
+    "BACKENDS",
     "BLEU_COLUMNS",
     "METRICS",
     "CaptionStats",
