@@ -660,7 +660,8 @@ def test_frame_groups_project_each_feature_group_separately(tmp_path: Path) -> N
     """extensions.frame_groups: each of the encoder's feature groups has its own linear map + LayerNorm
     (the sum of the parts); the groups travel with the checkpoint."""
     from create_bench.models.alwig.encoders import FixedEncoder
-    from create_bench.models.alwig.model import ALWIGNet, GroupedProjection
+    from create_bench.models.alwig.extensions import GroupedProjection
+    from create_bench.models.alwig.model import ALWIGNet
 
     proj = GroupedProjection((3, 5), 4)
     x = torch.randn(2, 7, 8)
