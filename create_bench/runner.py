@@ -738,8 +738,10 @@ def score_run(
         "seed": cfg.seed,
         "predictions": str(pred_dir),
         # Where the references came from (create-bench submit --local defaults --data to it) and
-        # which class made the predictions (a different class of the same name is refused).
-        "data": str(cfg.data_dir.resolve()),
+        # which class made the predictions (a different class of the same name is refused). As
+        # given (relative to the working directory when relative): no machine's paths in results
+        # that get committed or submitted.
+        "data": str(cfg.data_dir),
         "model_class": _model_class(model),
     }
     return results
