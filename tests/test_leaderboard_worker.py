@@ -151,6 +151,58 @@ def test_run_stops_on_request(tmp_path):
     assert not t.is_alive()
 
 
+# --------------------------------------------------------------------------- storage faults
+
+
+def _disk_fault(monkeypatch, err: int) -> None:
+    def boom(*a, **kw):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr("create_bench.leaderboard.submission._copy_member", boom)
+
+
+def test_a_full_disk_requeues_with_backoff_and_the_job_then_finishes(tmp_path, monkeypatch):
+    import errno
+    from dataclasses import replace
+
+    db, cfg, sid = _setup(tmp_path)
+    cfg = replace(cfg, retry_backoff_s=0.3)
+    w = _worker(db, cfg, lambda *a, **k: {"scores": {"caption": {"CIDEr": 1.0}}}, "w")
+    _disk_fault(monkeypatch, errno.ENOSPC)
+    assert w.run_once() == sid
+    sub = db.get_submission(sid)
+    assert sub["state"] == "queued" and sub["error"] is None  # not failed, not blamed on the archive
+    assert "server storage error (ENOSPC); retrying in 0.3 s" in sub["history"][-1]["detail"]
+    assert w.run_once() is None  # backing off
+    assert not list((cfg.storage_dir / "work").iterdir())
+    monkeypatch.undo()
+    assert wait_for(lambda: w.run_once() == sid, 5)
+    sub = db.get_submission(sid)
+    assert sub["state"] == "finished" and sub["attempts"] == 2
+
+
+def test_a_persistent_storage_fault_fails_without_counting_against_the_team(tmp_path, monkeypatch):
+    import errno
+    from dataclasses import replace
+
+    db, cfg, sid = _setup(tmp_path)
+    cfg = replace(cfg, retry_backoff_s=0.01)
+    w = _worker(db, cfg, lambda *a, **k: {"scores": {}}, "w")
+    _disk_fault(monkeypatch, errno.EROFS)
+    delays = []
+    for _ in range(cfg.max_attempts):
+        assert wait_for(lambda: w.run_once() == sid, 5)
+        delays.append(db.get_submission(sid)["history"][-1]["detail"])
+    sub = db.get_submission(sid)
+    assert sub["state"] == "failed" and sub["attempts"] == cfg.max_attempts
+    assert sub["error"].startswith("server storage error (EROFS) after 3 attempts")
+    assert "corrupt" not in sub["error"] and "internal error" not in sub["error"]
+    assert "retrying in 0.01 s" in delays[0] and "retrying in 0.02 s" in delays[1]  # exponential
+    team = db.teams()[0]
+    with db.read() as conn:
+        assert db.count_today(conn, team.id, time.time()) == 0
+
+
 # --------------------------------------------------------------------------- fault test
 
 
@@ -211,6 +263,7 @@ def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, tiny_datas
     states = [e["state"] for e in db.events_for(sid)]
     assert states == ["submitted", "queued", "running", "queued", "running", "finished"]
     assert db.claim("late-worker", lease_s=1) is None  # nothing left to do: it finished exactly once
+    assert not list((storage / "work").iterdir())  # the killed worker's unpacked copy was removed
 
     direct = score_predictions(pred, tiny_dataset, "test", bootstrap=200, seed=0)
     assert sub["results"]["scores"] == json.loads(json.dumps(direct["scores"]))

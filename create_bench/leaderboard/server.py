@@ -27,12 +27,21 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from create_bench.errors import CreateBenchError, SubmissionError
 from create_bench.leaderboard import board
+from create_bench.leaderboard.cache import BoardCache
 from create_bench.leaderboard.db import AuthError, Database, LimitError, NotFound
+from create_bench.leaderboard.publish import MIN_CATEGORY_VIDEOS, public_results
+from create_bench.leaderboard.storage import (
+    StorageFault,
+    clean_work_dirs,
+    is_storage_error,
+    open_private,
+    private_dir,
+)
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
 from create_bench.leaderboard.worker import ScoringConfig, scrub
 
@@ -57,6 +66,9 @@ class ServerConfig:
     scoring: ScoringConfig
     limits: Limits = field(default_factory=Limits)
     title: str = "create-bench leaderboard"
+    #: Per-category scores are published only for categories with at least this many test
+    #: videos (publish.py: small categories are an oracle on the hidden references).
+    min_category_videos: int = MIN_CATEGORY_VIDEOS
 
 
 def uploads_dir(storage: Path) -> Path:
@@ -67,11 +79,13 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     """Build the FastAPI application (the database is migrated to the current schema)."""
     db = db or Database(config.db_url)
     db.migrate()
-    storage = Path(config.storage_dir)
-    uploads = uploads_dir(storage)
-    uploads.mkdir(parents=True, exist_ok=True)
+    storage = private_dir(Path(config.storage_dir))
+    uploads = private_dir(uploads_dir(storage))
     for stale in uploads.glob(".incoming-*"):  # half-received uploads of a previous run
         stale.unlink(missing_ok=True)
+    for name in clean_work_dirs(storage / "work"):  # what killed processes were unpacking
+        log.info("removed orphaned work directory %s", name)
+    cache = BoardCache(db, min_category_videos=config.min_category_videos)
     expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
     secrets = [
         str(Path(config.scoring.data_dir).resolve()),
@@ -82,6 +96,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
     app.state.config = config
+    app.state.board_cache = cache
     csp = board.content_security_policy()
 
     @app.middleware("http")
@@ -99,6 +114,8 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     @app.exception_handler(CreateBenchError)
     async def typed_error(_request: Request, exc: CreateBenchError) -> JSONResponse:
         status = {AuthError: 401, LimitError: 429, NotFound: 404, UploadTooLarge: 413}.get(type(exc), 400)
+        if isinstance(exc, StorageFault):  # the server's disk: 507/503, never the submitter's fault
+            status = exc.http_status
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         resp = error(status, str(exc))
         if headers:
@@ -123,7 +140,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(tmp, "xb") as fh:
+            with open_private(tmp) as fh:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > cap:
@@ -152,6 +169,11 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
             except BaseException:
                 final.unlink(missing_ok=True)
                 raise
+        except OSError as exc:
+            if is_storage_error(exc):
+                log.error("storage error while receiving an upload from team %r: %s", team.name, exc)
+                raise StorageFault(exc) from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         log.info("accepted submission %d from team %r (%d bytes)", sub_id, team.name, size)
@@ -168,17 +190,31 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
             status_code=202,
         )
 
+    def public_submission(sub_id: int) -> dict[str, Any]:
+        """A submission as anyone (its own team included) may see it: scores rounded as printed,
+        small categories withheld (publish.py)."""
+        sub = db.get_submission(sub_id)
+        sub["results"] = public_results(sub["results"], min_category_videos=config.min_category_videos)
+        return sub
+
     @app.get("/api/submissions/{sub_id}")
     def get_submission(sub_id: int) -> dict[str, Any]:
-        return db.get_submission(sub_id)
+        return public_submission(sub_id)
 
     @app.get("/api/leaderboard")
-    def leaderboard(fingerprint: str | None = None) -> dict[str, Any]:
+    def leaderboard(fingerprint: str | None = None) -> Response:
         """Entries (optionally only those scored on data ``fingerprint``) and ``boards``: the
         entries grouped by (dataset, fingerprint, split, protocol); rank only within a board."""
+        body = cache.derived(
+            ("api", fingerprint),
+            lambda subs: json.dumps(_leaderboard_json(subs, fingerprint), ensure_ascii=False).encode(),
+        )
+        return Response(body, media_type="application/json")
+
+    def _leaderboard_json(subs: list[dict[str, Any]], fingerprint: str | None) -> dict[str, Any]:
         entries = []
         groups: dict[tuple[str, str, str, str], list[int]] = {}
-        for s in db.list_submissions():
+        for s in subs:
             results = s["results"] or {}
             key = board.board_key(results) if results else ("", "", "", "")
             if fingerprint is not None and key[1] != fingerprint:
@@ -206,20 +242,21 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         ]
         return {"split": config.scoring.split, "boards": boards, "entries": entries}
 
-    @app.get("/", response_class=HTMLResponse)
-    def board_page() -> HTMLResponse:
-        subs = db.list_submissions()
+    def _board_html(subs: list[dict[str, Any]]) -> str:
         finished = [s for s in subs if s["state"] == "finished"]
         pending = [s for s in subs if s["state"] in ("submitted", "queued", "running")]
-        html = board.render_board_html(
+        return board.render_board_html(
             finished, title=config.title, subtitle=f"Split: {config.scoring.split}", pending=pending
         )
-        return HTMLResponse(html)
+
+    @app.get("/", response_class=HTMLResponse)
+    def board_page() -> HTMLResponse:
+        return HTMLResponse(cache.derived("html", _board_html))
 
     @app.get("/submissions/{sub_id}", response_class=HTMLResponse)
     def submission_page(sub_id: int) -> HTMLResponse:
         try:
-            sub = db.get_submission(sub_id)
+            sub = public_submission(sub_id)
         except NotFound:
             return HTMLResponse(
                 "<!doctype html><title>Not found</title><p>No such submission.</p>", status_code=404
