@@ -48,7 +48,9 @@ class BoardCache:
         for s in subs:
             if s["id"] in texts:
                 self.parsed += 1
-                public = public_results(json.loads(texts[s["id"]]), min_category_videos=self.min_category_videos)
+                public = public_results(
+                    json.loads(texts[s["id"]]), min_category_videos=self.min_category_videos
+                )
                 self._results[s["id"]] = (s["updated_at"], public)
             if s["state"] == "finished" and s["id"] in self._results:
                 s["results"] = self._results[s["id"]][1]

@@ -561,7 +561,8 @@ class Database:
             for start in range(0, len(ids), 500):
                 rows = conn.execute(
                     sa.select(submissions.c.id, submissions.c.results_json).where(
-                        submissions.c.id.in_(ids[start : start + 500]), submissions.c.results_json.is_not(None)
+                        submissions.c.id.in_(ids[start : start + 500]),
+                        submissions.c.results_json.is_not(None),
                     )
                 ).all()
                 out.update({int(r.id): r.results_json for r in rows})
