@@ -1,5 +1,6 @@
 """Scoring worker: outcomes, leases and heartbeats (fake scorers, in-process), and the fault test
-(a real worker process killed with SIGKILL mid-scoring; the real scorer finishes the job once)."""
+(a real worker process killed with SIGKILL mid-scoring; the real scorer finishes the job once),
+on SQLite and on a real PostgreSQL server (tests/leaderboard_pg.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from leaderboard_pg import BACKENDS, backend_url, pg_cluster  # noqa: F401 - fixture
 from leaderboard_util import small_expected, write_predictions
 
 from create_bench.errors import PredictionError
@@ -23,10 +25,15 @@ from create_bench.leaderboard.worker import ScoringConfig, Worker, WorkerConfig,
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path) -> str:
+    return backend_url(request, tmp_path)
+
+
 def _setup(
-    tmp_path: Path, *, lease: float = 30.0, heartbeat: float = 10.0
+    tmp_path: Path, url: str, *, lease: float = 30.0, heartbeat: float = 10.0
 ) -> tuple[Database, WorkerConfig, int]:
-    db = Database(str(tmp_path / "board.db"))
+    db = Database(url)
     db.migrate()
     team, _ = db.add_team("team", daily_limit=50)
     storage = tmp_path / "storage"
@@ -56,8 +63,8 @@ def _worker(db: Database, cfg: WorkerConfig, scorer, name: str) -> Worker:
     return Worker(db, cfg, scorer=scorer, name=name, expected=small_expected())
 
 
-def test_success_stores_scores_and_model_info(tmp_path):
-    db, cfg, sid = _setup(tmp_path)
+def test_success_stores_scores_and_model_info(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url)
     seen = {}
 
     def scorer(pred_dir, data_dir, split, **kw):
@@ -74,8 +81,8 @@ def test_success_stores_scores_and_model_info(tmp_path):
     assert not list((cfg.storage_dir / "work").iterdir())  # the unpacked copy is removed
 
 
-def test_a_scoring_error_fails_the_submission_with_its_message(tmp_path):
-    db, cfg, sid = _setup(tmp_path)
+def test_a_scoring_error_fails_the_submission_with_its_message(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url)
 
     def scorer(pred_dir, data_dir, split, **kw):
         raise PredictionError(f"video_ids.json does not match (read from {data_dir})")
@@ -87,8 +94,8 @@ def test_a_scoring_error_fails_the_submission_with_its_message(tmp_path):
     assert "secret-data-dir" not in sub["error"]
 
 
-def test_an_internal_error_says_little(tmp_path):
-    db, cfg, sid = _setup(tmp_path)
+def test_an_internal_error_says_little(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url)
 
     def scorer(*a, **kw):
         raise RuntimeError("/very/secret/path exploded")
@@ -98,8 +105,8 @@ def test_an_internal_error_says_little(tmp_path):
     assert sub["state"] == "failed" and "internal error" in sub["error"] and "secret" not in sub["error"]
 
 
-def test_heartbeats_hold_the_lease_during_long_scoring(tmp_path):
-    db, cfg, sid = _setup(tmp_path, lease=0.4, heartbeat=0.1)
+def test_heartbeats_hold_the_lease_during_long_scoring(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url, lease=0.4, heartbeat=0.1)
     other = []
 
     def scorer(*a, **kw):
@@ -114,10 +121,10 @@ def test_heartbeats_hold_the_lease_during_long_scoring(tmp_path):
     assert sub["state"] == "finished" and sub["attempts"] == 1
 
 
-def test_a_stalled_worker_loses_its_job_and_cannot_finish_it(tmp_path):
+def test_a_stalled_worker_loses_its_job_and_cannot_finish_it(tmp_path, url):
     """Worker A stalls past its lease (no heartbeats); B takes over and finishes; A's late result
     is discarded. The submission finishes exactly once, with B's result."""
-    db, cfg, sid = _setup(tmp_path, lease=0.3, heartbeat=60)
+    db, cfg, sid = _setup(tmp_path, url, lease=0.3, heartbeat=60)
     release = threading.Event()
     started = threading.Event()
 
@@ -139,8 +146,8 @@ def test_a_stalled_worker_loses_its_job_and_cannot_finish_it(tmp_path):
     assert states.count("finished") == 1 and sub["attempts"] == 2
 
 
-def test_run_stops_on_request(tmp_path):
-    db, cfg, _ = _setup(tmp_path)
+def test_run_stops_on_request(tmp_path, url):
+    db, cfg, _ = _setup(tmp_path, url)
     stop = threading.Event()
     w = _worker(db, cfg, lambda *a, **k: {"scores": {}}, "w")
     t = threading.Thread(target=w.run, args=(stop,))
@@ -161,11 +168,11 @@ def _disk_fault(monkeypatch, err: int) -> None:
     monkeypatch.setattr("create_bench.leaderboard.submission._copy_member", boom)
 
 
-def test_a_full_disk_requeues_with_backoff_and_the_job_then_finishes(tmp_path, monkeypatch):
+def test_a_full_disk_requeues_with_backoff_and_the_job_then_finishes(tmp_path, url, monkeypatch):
     import errno
     from dataclasses import replace
 
-    db, cfg, sid = _setup(tmp_path)
+    db, cfg, sid = _setup(tmp_path, url)
     cfg = replace(cfg, retry_backoff_s=0.3)
     w = _worker(db, cfg, lambda *a, **k: {"scores": {"caption": {"CIDEr": 1.0}}}, "w")
     _disk_fault(monkeypatch, errno.ENOSPC)
@@ -181,11 +188,11 @@ def test_a_full_disk_requeues_with_backoff_and_the_job_then_finishes(tmp_path, m
     assert sub["state"] == "finished" and sub["attempts"] == 2
 
 
-def test_a_persistent_storage_fault_fails_without_counting_against_the_team(tmp_path, monkeypatch):
+def test_a_persistent_storage_fault_fails_without_counting_against_the_team(tmp_path, url, monkeypatch):
     import errno
     from dataclasses import replace
 
-    db, cfg, sid = _setup(tmp_path)
+    db, cfg, sid = _setup(tmp_path, url)
     cfg = replace(cfg, retry_backoff_s=0.01)
     w = _worker(db, cfg, lambda *a, **k: {"scores": {}}, "w")
     _disk_fault(monkeypatch, errno.EROFS)
@@ -222,11 +229,11 @@ def _worker_proc(
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, tiny_dataset):
+def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, url, tiny_dataset):
     from create_bench.leaderboard.submission import ExpectedIds
     from create_bench.scoring import score_predictions
 
-    db_url = f"sqlite:///{tmp_path / 'board.db'}"
+    db_url = url
     db = Database(db_url)
     db.migrate()
     team, _ = db.add_team("team")

@@ -118,6 +118,8 @@ class Worker:
         """Poll until ``stop`` is set (or ``max_jobs`` jobs are done); returns the jobs done."""
         stop = stop or threading.Event()
         done = 0
+        for name in clean_work_dirs(self.config.storage_dir / "work"):  # left by killed processes
+            log.info("worker %s: removed orphaned work directory %s", self.name, name)
         log.info("worker %s polling %s", self.name, self.db.url)
         while not stop.is_set() and (max_jobs is None or done < max_jobs):
             try:
@@ -218,8 +220,6 @@ class Worker:
 def run_worker(db: Database, config: WorkerConfig, stop: threading.Event | None = None) -> None:
     """Entry point of ``create-bench leaderboard worker``."""
     db.check_schema()
-    for name in clean_work_dirs(config.storage_dir / "work"):
-        log.info("removed orphaned work directory %s", name)
     Worker(db, config).run(stop)
 
 
