@@ -538,10 +538,10 @@ class Database:
         return out
 
     def list_submissions(
-        self, *, states: tuple[str, ...] | None = None, results: bool = True
+        self, *, states: tuple[str, ...] | None = None, results: bool = True, ids: list[int] | None = None
     ) -> list[dict[str, Any]]:
-        """Every submission (oldest first); ``results=False`` leaves the results JSON unread
-        (``results`` is then None: read it with :meth:`results_json`)."""
+        """Every submission (oldest first; only ``ids`` if given); ``results=False`` leaves the
+        results JSON unread (``results`` is then None: read it with :meth:`results_json`)."""
         columns = [c for c in submissions.c if results or c.name != "results_json"]
         query = (
             sa.select(*columns, teams.c.name.label("team"))
@@ -550,9 +550,20 @@ class Database:
         )
         if states:
             query = query.where(submissions.c.state.in_(states))
+        out = []
         with self.read() as conn:
-            rows = conn.execute(query).all()
-        return [_public(r) for r in rows]
+            for start in range(0, len(ids), 500) if ids is not None else [None]:
+                q = query if start is None else query.where(submissions.c.id.in_(ids[start : start + 500]))  # type: ignore[index]
+                out += [_public(r) for r in conn.execute(q).all()]
+        return out
+
+    def versions(self) -> dict[int, tuple[float, str]]:
+        """id -> (updated_at, state) of every submission: what changes at each transition."""
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(submissions.c.id, submissions.c.updated_at, submissions.c.state)
+            ).all()
+        return {int(r.id): (float(r.updated_at), r.state) for r in rows}
 
     def results_json(self, ids: list[int]) -> dict[int, str]:
         """The stored results JSON text of these submissions (those that have one)."""

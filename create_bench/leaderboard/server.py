@@ -69,6 +69,8 @@ class ServerConfig:
     #: Per-category scores are published only for categories with at least this many test
     #: videos (publish.py: small categories are an oracle on the hidden references).
     min_category_videos: int = MIN_CATEGORY_VIDEOS
+    #: Rows per table on the board page (the best by the main score); the API lists all.
+    board_rows: int = 100
 
 
 def uploads_dir(storage: Path) -> Path:
@@ -205,48 +207,54 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     def leaderboard(fingerprint: str | None = None) -> Response:
         """Entries (optionally only those scored on data ``fingerprint``) and ``boards``: the
         entries grouped by (dataset, fingerprint, split, protocol); rank only within a board."""
-        body = cache.derived(
-            ("api", fingerprint),
-            lambda subs: json.dumps(_leaderboard_json(subs, fingerprint), ensure_ascii=False).encode(),
-        )
+        body = cache.derived(("api", fingerprint), lambda subs: _leaderboard_json(subs, fingerprint))
         return Response(body, media_type="application/json")
 
-    def _leaderboard_json(subs: list[dict[str, Any]], fingerprint: str | None) -> dict[str, Any]:
-        entries = []
+    def _api_entry(s: dict[str, Any]) -> tuple[tuple[str, str, str, str], str]:
+        """One entry of /api/leaderboard: its board key and its JSON text (kept per submission)."""
+        results = s["results"] or {}
+        key = board.board_key(results) if results else ("", "", "", "")
+        entry = {
+            "id": s["id"],
+            "model_name": s["model_name"],
+            "team": s["team"],
+            "state": s["state"],
+            "created_at": s["created_at"],
+            "dataset": key[0] or None,
+            "fingerprint": key[1] or None,
+            "test_data_seen": board.test_data_seen(s),
+            "scores": results.get("scores"),
+            "ci": results.get("ci"),
+            "signature": board.signature_text(results) or None,
+        }
+        return key, json.dumps(entry, ensure_ascii=False)
+
+    def _leaderboard_json(subs: list[dict[str, Any]], fingerprint: str | None) -> bytes:
+        texts = []
         groups: dict[tuple[str, str, str, str], list[int]] = {}
         for s in subs:
-            results = s["results"] or {}
-            key = board.board_key(results) if results else ("", "", "", "")
+            key, text = cache.per_entry("api", s, _api_entry)
             if fingerprint is not None and key[1] != fingerprint:
                 continue
-            if results:
+            if s["results"]:
                 groups.setdefault(key, []).append(s["id"])
-            entries.append(
-                {
-                    "id": s["id"],
-                    "model_name": s["model_name"],
-                    "team": s["team"],
-                    "state": s["state"],
-                    "created_at": s["created_at"],
-                    "dataset": key[0] or None,
-                    "fingerprint": key[1] or None,
-                    "test_data_seen": board.test_data_seen(s),
-                    "scores": results.get("scores"),
-                    "ci": results.get("ci"),
-                    "signature": board.signature_text(results) or None,
-                }
-            )
+            texts.append(text)
         boards = [
             {"dataset": k[0], "fingerprint": k[1], "split": k[2], "protocol": k[3], "entries": ids}
             for k, ids in groups.items()
         ]
-        return {"split": config.scoring.split, "boards": boards, "entries": entries}
+        head = json.dumps({"split": config.scoring.split, "boards": boards}, ensure_ascii=False)
+        return (head[:-1] + ', "entries": [' + ", ".join(texts) + "]}").encode()
 
     def _board_html(subs: list[dict[str, Any]]) -> str:
         finished = [s for s in subs if s["state"] == "finished"]
         pending = [s for s in subs if s["state"] in ("submitted", "queued", "running")]
         return board.render_board_html(
-            finished, title=config.title, subtitle=f"Split: {config.scoring.split}", pending=pending
+            finished,
+            title=config.title,
+            subtitle=f"Split: {config.scoring.split}",
+            pending=pending,
+            limit=config.board_rows,
         )
 
     @app.get("/", response_class=HTMLResponse)
@@ -263,6 +271,8 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
             )
         return HTMLResponse(board.render_submission_html(sub))
 
+    # Parse the stored results once now, not in the first visitor's request.
+    cache.derived(("api", None), lambda subs: _leaderboard_json(subs, None))
     return app
 
 
