@@ -436,6 +436,21 @@ def test_a_read_only_disk_while_receiving_is_503(board, monkeypatch):
     rejected(board, board.post(body), 503, r"server storage error \(EROFS\)")
 
 
+def test_a_full_database_disk_is_507_and_the_upload_is_removed(board, monkeypatch):
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    body = board.archive(board.predictions())
+
+    def full(*a, **kw):
+        raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(board.db, "create_submission", full)
+    board._before = board.stored()
+    rejected(board, board.post(body), 507, r"server storage error \(ENOSPC\)")
+
+
 def test_storage_is_private_and_orphans_are_removed(tmp_path):
     import os
     import socket

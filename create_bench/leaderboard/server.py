@@ -168,8 +168,11 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
                         upload_bytes=size,
                     )
                 )
-            except BaseException:
+            except BaseException as exc:
                 final.unlink(missing_ok=True)
+                fault = _database_storage_fault(exc)
+                if fault is not None:
+                    raise fault from None
                 raise
         except OSError as exc:
             if is_storage_error(exc):
@@ -288,6 +291,18 @@ def _bearer(header: str | None) -> str | None:
 def _validate(archive: Path, expected: ExpectedIds, limits: Limits, workdir: Path) -> dict[str, Any]:
     with open_submission(archive, expected=expected, limits=limits, workdir=workdir) as sub:
         return {"model_name": sub.card.name, "card": sub.card.to_dict(), "tasks": list(sub.tasks)}
+
+
+def _database_storage_fault(exc: BaseException) -> StorageFault | None:
+    """SQLite's "database or disk is full" / "readonly database" as a StorageFault (507/503)."""
+    import errno
+
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "disk is full" in text or "database or disk is full" in text:
+        return StorageFault(OSError(errno.ENOSPC, text))
+    if "readonly database" in text or "disk i/o error" in text:
+        return StorageFault(OSError(errno.EROFS if "readonly" in text else errno.EIO, text))
+    return None
 
 
 def _fsync_dir(path: Path) -> None:
