@@ -156,6 +156,7 @@ def run_load(
         "--workers", str(workers), "--bootstrap", str(bootstrap), "--poll", "0.2", "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
+    drained = 0.0
     lat: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     accepted: list[int] = []
@@ -219,6 +220,7 @@ def run_load(
         on_board = {e["id"] for e in board}
         lost = sorted(set(accepted) - on_board)
         finished = None
+        drained = time.monotonic()
         if drain > 0:
             end = time.monotonic() + drain
             while time.monotonic() < end:
@@ -229,6 +231,7 @@ def run_load(
                 if finished == len(accepted) or "failed" in states:
                     break
                 time.sleep(0.5)
+        drained = time.monotonic() - drained
     finally:
         proc.terminate()
         try:
@@ -266,7 +269,7 @@ def run_load(
                 )
     log(f"accepted submissions: {len(accepted)}; lost: {len(lost)}; errors: {dict(errors) or 'none'}")
     if drain > 0:
-        log(f"finished after drain: {finished}/{len(accepted)}")
+        log(f"finished after drain: {finished}/{len(accepted)} (waited {drained:.1f} s of {drain:g})")
     return out
 
 

@@ -620,10 +620,11 @@ def _private_file(path: Path) -> None:
     SQLite gives its -wal and -shm files the database file's mode."""
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
-    with contextlib.suppress(PermissionError):  # another user's file: leave it as it is
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(path, 0o600)
+    except OSError:  # another user's or a read-only file: SQLite says what is wrong when it opens it
+        pass
 
 
 def _public(row: Any) -> dict[str, Any]:
