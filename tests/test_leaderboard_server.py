@@ -400,6 +400,20 @@ def test_board_cache_is_invalidated_when_a_submission_finishes(board):
     assert states == ["finished", "queued"] and cache.parsed == 1
 
 
+def test_a_build_from_an_older_snapshot_never_stands_for_the_newer_one(board):
+    """A request that took the board before a submission finished, and builds after another
+    request refreshed the cache, must not leave the old state cached for the new one."""
+    cache = board.client.app.state.board_cache
+    assert board.post(board.archive(board.predictions())).status_code == 202
+    (old,) = cache.entries()
+    Worker(Database(board.db.url), WorkerConfig(storage_dir=board.storage, scoring=board.scoring)).run_once()
+    (new,) = cache.entries()
+    assert (old["state"], new["state"]) == ("queued", "finished")
+    assert cache.per_entry("state", old, lambda e: e["state"]) == "queued"
+    assert cache.per_entry("state", new, lambda e: e["state"]) == "finished"
+    assert cache.per_entry("state", new, lambda e: "rebuilt") == "finished"  # kept while unchanged
+
+
 # --------------------------------------------------------------------------- storage faults
 
 

@@ -65,14 +65,17 @@ class BoardCache:
         self._token = token
 
     def per_entry(self, kind: str, entry: dict[str, Any], build: Callable[[dict[str, Any]], Any]) -> Any:
-        """``build(entry)``, kept until that submission changes (e.g. its JSON on the board)."""
-        version = self._rows.get(entry["id"], (None,))[0]
+        """``build(entry)``, kept until that submission changes (e.g. its JSON on the board).
+
+        Keyed on the entry object itself: a changed submission is a new object, and a build from
+        an older snapshot (a request that began before the change) never stands for a newer one.
+        """
         key = (kind, entry["id"])
         hit = self._memo.get(key)
-        if hit is not None and version is not None and hit[0] == version:
+        if hit is not None and hit[0] is entry:
             return hit[1]
         value = build(entry)
-        self._memo[key] = (version, value)
+        self._memo[key] = (entry, value)
         return value
 
     def entries(self) -> list[dict[str, Any]]:
