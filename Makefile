@@ -33,18 +33,20 @@ $(VENV): $(VENV)/.installed
 setup: $(VENV)/.installed
 
 # Debian packages: installed when missing and we are root (CI, fresh machines); otherwise say what is missing.
-SYSTEM_PKGS := chromium chromium-driver fonts-wqy-microhei
+# postgresql: the leaderboard tests start a throwaway cluster (initdb/pg_ctl) and FAIL without it as root.
+SYSTEM_PKGS := chromium chromium-driver fonts-wqy-microhei postgresql
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
 	fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || missing="$$missing fonts-wqy-microhei fontconfig"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing system packages:$$missing"; \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "WARNING: please install these system packages:$$missing (browser test and CJK plots need them)"; \
+	    echo "WARNING: please install these system packages:$$missing (browser test, CJK plots and the PostgreSQL tests need them; without postgresql those tests are skipped unless root or CI)"; \
 	  fi; \
 	fi
 

@@ -7,7 +7,12 @@ pages). Reports requests/s and p50/p95 latency per kind, with a trivial endpoint
 measured in the same run as the baseline, and checks that no accepted submission was lost
 (every 202 is on the board; with ``--drain`` they must also all finish).
 
+``--entries 20,1000`` runs once per board size: the database is first seeded with that many
+finished submissions (real results JSON from the scorer, written straight into the database),
+so the board's read path is measured at scale; a summary table ends the output.
+
     python benchmarks/leaderboard_load.py --data data/create-sample [--quick] [--duration 10]
+    python benchmarks/leaderboard_load.py --text-videos 200 --entries 20,1000 --workers 1
 """
 
 from __future__ import annotations
@@ -66,6 +71,39 @@ def make_archive(data: Path, out: Path, seed: int = 0) -> Path:
     return pack_directory(pred, out)
 
 
+def seed_entries(db: Any, n: int, archive: Path, data: Path, *, team_names: list[str]) -> None:
+    """``n`` finished submissions with the real scorer's results JSON, written in one transaction
+    (as if workers had finished them: submitted, queued, running, finished events each)."""
+    import json
+    import uuid
+
+    from create_bench.leaderboard import db as dbm
+    from create_bench.leaderboard.submission import open_submission
+    from create_bench.scoring import score_predictions
+
+    with open_submission(archive, workdir=archive.parent / "seed-work") as sub:
+        results = score_predictions(sub.path, data, "test", bootstrap=50, seed=0)
+        card = sub.card.to_dict()
+        results["model"] = sub.card.model_info()
+    teams = {t.name: t.id for t in db.teams()}
+    t0 = time.time() - n
+    with db.write() as conn:
+        for i in range(n):
+            at = t0 + i
+            res = conn.execute(
+                dbm.submissions.insert().values(
+                    uid=uuid.uuid4().hex, team_id=teams[team_names[i % len(team_names)]],
+                    model_name=f"seeded-{i}", card_json=json.dumps({**card, "name": f"seeded-{i}"}),
+                    state="finished", split="test", upload_path="uploads/none.tar.gz", upload_sha256="0" * 64,
+                    upload_bytes=1, created_at=at - 100, updated_at=at, attempts=1,
+                    results_json=json.dumps({**results, "submission": {"id": i + 1}}, ensure_ascii=False),
+                )
+            )  # fmt: skip
+            sid = res.inserted_primary_key[0]
+            for k, state in enumerate(("submitted", "queued", "running", "finished")):
+                conn.execute(dbm.events.insert().values(submission_id=sid, at=at - 100 + k, state=state))
+
+
 def free_port() -> int:
     import socket
 
@@ -88,6 +126,7 @@ def run_load(
     workers: int = 1,
     bootstrap: int = 0,
     drain: float = 0.0,
+    entries: int = 0,
     workdir: Path | None = None,
     log=print,
 ) -> dict[str, Any]:
@@ -102,7 +141,12 @@ def run_load(
     db = Database(db_url)
     db.migrate()
     tokens = [db.add_team(f"team-{i}", daily_limit=100_000)[1] for i in range(teams)]
-    body = make_archive(data, tmp / "submission.tar.gz").read_bytes()
+    archive = make_archive(data, tmp / "submission.tar.gz")
+    body = archive.read_bytes()
+    if entries:
+        t = time.perf_counter()
+        seed_entries(db, entries, archive, data, team_names=[f"team-{i}" for i in range(teams)])
+        log(f"seeded {entries} finished submissions in {time.perf_counter() - t:.1f} s")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server_log = open(tmp / "server.log", "wb")
@@ -112,6 +156,7 @@ def run_load(
         "--workers", str(workers), "--bootstrap", str(bootstrap), "--poll", "0.2", "--log-level", "warning",
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT)
+    drained = 0.0
     lat: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     accepted: list[int] = []
@@ -176,16 +221,18 @@ def run_load(
         on_board = {e["id"] for e in board}
         lost = sorted(set(accepted) - on_board)
         finished = None
+        drained = time.monotonic()
         if drain > 0:
             end = time.monotonic() + drain
             while time.monotonic() < end:
                 states = [
                     e["state"] for e in httpx.get(url + "/api/leaderboard", timeout=60).json()["entries"]
                 ]
-                finished = states.count("finished")
+                finished = states.count("finished") - entries
                 if finished == len(accepted) or "failed" in states:
                     break
                 time.sleep(0.5)
+        drained = time.monotonic() - drained
     finally:
         proc.terminate()
         try:
@@ -200,6 +247,7 @@ def run_load(
         "clients": clients,
         "requests": total,
         "requests_per_s": total / wall,
+        "entries": entries,
         "accepted": len(accepted),
         "lost": lost,
         "finished": finished,
@@ -209,6 +257,7 @@ def run_load(
         },
         "workdir": str(tmp),
     }
+    log(f"board of {entries} seeded entries:")
     log(f"{total} requests in {wall:.1f} s from {clients} clients: {out['requests_per_s']:.1f} requests/s")
     for kind, s in sorted(out["latency"].items()):
         log(f"  {kind:<8s} n={s['n']:5d}  p50 {s['p50_ms']:8.1f} ms  p95 {s['p95_ms']:8.1f} ms")
@@ -221,7 +270,7 @@ def run_load(
                 )
     log(f"accepted submissions: {len(accepted)}; lost: {len(lost)}; errors: {dict(errors) or 'none'}")
     if drain > 0:
-        log(f"finished after drain: {finished}/{len(accepted)}")
+        log(f"finished after drain: {finished}/{len(accepted)} (waited {drained:.1f} s of {drain:g})")
     return out
 
 
@@ -236,18 +285,43 @@ def main(argv: list[str] | None = None) -> int:
         "--drain", type=float, default=120.0, help="seconds to wait for every submission to finish"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (DB, uploads, server log)")
+    p.add_argument(
+        "--entries", default="0", help="comma-separated board sizes to seed, one run each (e.g. 20,1000)"
+    )
+    p.add_argument("--submit-share", type=float, default=0.2, help="share of requests that are submissions")
+    p.add_argument(
+        "--text-videos", type=int, default=0,
+        help="instead of --data, build a small text-only dataset with this many test videos",
+    )  # fmt: skip
     args = p.parse_args(argv)
-    data = ensure_data(args.data)
     if args.quick:
         args.duration, args.clients, args.drain = 3.0, 4, 60.0
     tmp = Path(tempfile.mkdtemp(prefix="lb-load-"))
+    outs = []
     try:
-        out = run_load(data, duration=args.duration, clients=args.clients, workers=args.workers,
-                       drain=args.drain, workdir=tmp)  # fmt: skip
+        if args.text_videos:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from leaderboard_util import text_dataset
+
+            data = text_dataset(tmp / "data", n_test=args.text_videos)
+        else:
+            data = ensure_data(args.data)
+        for n in [int(x) for x in args.entries.split(",")]:
+            outs.append(
+                run_load(data, duration=args.duration, clients=args.clients, workers=args.workers,
+                         drain=args.drain, entries=n, submit_share=args.submit_share, workdir=tmp / f"run-{n}")
+            )  # fmt: skip
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    ok = not out["lost"] and not out["errors"] and (out["finished"] in (None, out["accepted"]))
+    print("\nentries  requests/s  /api/leaderboard p50/p95 ms  / p50/p95 ms  healthz p95 ms")
+    for o in outs:
+        lat = o["latency"]
+        api, page, hz = (lat.get(k, {}) for k in ("api", "board", "healthz"))
+        print(f"{o['entries']:7d}  {o['requests_per_s']:10.1f}  {api.get('p50_ms', float('nan')):10.1f} / "
+              f"{api.get('p95_ms', float('nan')):8.1f}  {page.get('p50_ms', float('nan')):7.1f} / "
+              f"{page.get('p95_ms', float('nan')):7.1f}  {hz.get('p95_ms', float('nan')):8.1f}")  # fmt: skip
+    ok = all(not o["lost"] and not o["errors"] and (o["finished"] in (None, o["accepted"])) for o in outs)
     print("OK" if ok else "FAILED: lost, failed or unfinished submissions")
     return 0 if ok else 1
 

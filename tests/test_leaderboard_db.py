@@ -1,4 +1,5 @@
-"""Leaderboard database: versioned schema, hashed tokens, lifecycle, daily limits, leases."""
+"""Leaderboard database: versioned schema, hashed tokens, lifecycle, daily limits, leases; on SQLite
+and on a real PostgreSQL server (a throwaway cluster, tests/leaderboard_pg.py)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,25 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from leaderboard_pg import BACKENDS, backend_url, pg_cluster  # noqa: F401 - fixture
 
 from create_bench.errors import ConfigError
 from create_bench.leaderboard import db as dbm
 from create_bench.leaderboard.db import AuthError, Database, LimitError, NotFound
 
 
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path) -> str:
+    """A fresh, empty database: a SQLite file, or a database on the throwaway PostgreSQL cluster."""
+    return backend_url(request, tmp_path)
+
+
 @pytest.fixture()
-def db(tmp_path) -> Database:
-    d = Database(str(tmp_path / "board.db"))
+def db(url) -> Database:
+    d = Database(url)
     d.migrate()
-    return d
+    yield d
+    d.close()
 
 
 def _submit(d: Database, team: dbm.Team, name: str = "m") -> int:
@@ -32,8 +41,8 @@ def _submit(d: Database, team: dbm.Team, name: str = "m") -> int:
     )
 
 
-def test_migrations_are_versioned_and_idempotent(tmp_path):
-    d = Database(f"sqlite:///{tmp_path / 'x.db'}")
+def test_migrations_are_versioned_and_idempotent(url):
+    d = Database(url)
     assert d.schema_version() == 0
     with pytest.raises(ConfigError, match="schema version 0"):
         d.check_schema()
@@ -58,11 +67,12 @@ def test_tokens_are_stored_hashed(db, tmp_path):
     secret = token.split("_", 2)[2]
     assert len(secret) >= 40
     db.close()
-    raw = (tmp_path / "board.db").read_bytes() + b"".join(
-        p.read_bytes()
-        for p in tmp_path.glob("board.db-*")  # WAL files too
-    )
-    assert secret.encode() not in raw
+    if db.is_sqlite:
+        raw = (tmp_path / "board.db").read_bytes() + b"".join(
+            p.read_bytes()
+            for p in tmp_path.glob("board.db-*")  # WAL files too
+        )
+        assert secret.encode() not in raw
     assert db.authenticate(token) == team
     with db.read() as conn:
         row = conn.execute(sa.select(dbm.teams)).one()
@@ -150,9 +160,8 @@ def test_daily_limit_resets_at_utc_midnight(db, monkeypatch):
     _submit(db, team, "b")
 
 
-def test_daily_limit_holds_under_concurrency(tmp_path):
+def test_daily_limit_holds_under_concurrency(url):
     """Ten clients (own engines, as separate processes would have) race for a limit of three."""
-    url = str(tmp_path / "race.db")
     Database(url).migrate()
     team, _ = Database(url).add_team("racers", daily_limit=3)
     ok, refused = [], []
@@ -175,8 +184,7 @@ def test_daily_limit_holds_under_concurrency(tmp_path):
     assert len(Database(url).list_submissions()) == 3
 
 
-def test_each_job_is_claimed_by_exactly_one_worker(tmp_path):
-    url = str(tmp_path / "claims.db")
+def test_each_job_is_claimed_by_exactly_one_worker(url):
     d = Database(url)
     d.migrate()
     team, _ = d.add_team("t", daily_limit=100)

@@ -307,6 +307,195 @@ def test_no_response_carries_references_or_server_paths(scored):
         assert "uploads/" not in body
 
 
+# --------------------------------------------------------------------------- no score oracle
+
+
+def _floats(obj):
+    if isinstance(obj, float):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _floats(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _floats(v)
+
+
+def test_no_response_is_an_oracle_on_the_references(scored):
+    """Full-precision scores of small categories decoded hidden test titles: every published number
+    is rounded as printed and categories under the minimum are withheld, for anyone, the
+    submitting team's own token included. The full results stay in the database."""
+    sid = scored.db.list_submissions()[-1]["id"]  # team alpha's
+    stored = json.loads(scored.db.internal(sid)["results_json"])
+    full = [x for x in _floats(stored["per_category"]) if round(x, 1) != x]
+    assert full, "the stored results keep full precision (for the organisers)"
+    answers = [
+        scored.client.get(f"/api/submissions/{sid}").json(),
+        scored.client.get(
+            f"/api/submissions/{sid}", headers={"Authorization": f"Bearer {scored.token}"}
+        ).json(),
+    ]
+    for sub in answers:
+        results = sub["results"]
+        assert results["publication"]["min_category_videos"] == 50
+        for entry in results["per_category"].values():
+            assert entry["count"] < 50 and entry == {
+                "name": entry["name"],
+                "count": entry["count"],
+                "withheld": True,
+            }
+        assert set(results["scores"]) == set(stored["scores"])
+        for value in _floats({k: v for k, v in results.items() if k not in ("publication", "bootstrap")}):
+            assert round(value, 1) == value, value
+        assert results["scores"]["title"]["BLEU-1"] == round(stored["scores"]["title"]["BLEU-1"], 1)
+    for e in scored.client.get("/api/leaderboard").json()["entries"]:
+        assert all(round(v, 1) == v for v in _floats([e["scores"], e["ci"]]))
+    page = scored.client.get("/").text
+    for value in _floats(stored["scores"]):
+        if round(value, 1) != value:
+            assert repr(value) not in page  # no full-precision sort keys in the page either
+
+
+def test_large_categories_are_published_rounded():
+    from create_bench.leaderboard.publish import public_results
+
+    per = {"1": {"name": "美食", "count": 50, "title": {"BLEU-1": 33.33333}},
+           "2": {"name": "旅行", "count": 49, "title": {"BLEU-1": 12.5}}}  # fmt: skip
+    out = public_results({"scores": {"title": {"BLEU-1": 1 / 3}}, "per_category": per})
+    assert out["per_category"]["1"] == {"name": "美食", "count": 50, "title": {"BLEU-1": 33.3}}
+    assert out["per_category"]["2"] == {"name": "旅行", "count": 49, "withheld": True}
+    assert out["scores"]["title"]["BLEU-1"] == 0.3
+    assert public_results(None) is None
+
+
+# --------------------------------------------------------------------------- board cache
+
+
+def test_board_cache_is_invalidated_when_a_submission_finishes(board):
+    """Board reads are served from a cache (no results JSON parsed again while nothing changed);
+    a worker in another process (its own Database) finishing a job shows at once."""
+    cache = board.client.app.state.board_cache
+    assert board.post(board.archive(board.predictions())).status_code == 202
+    first = board.client.get("/api/leaderboard").json()["entries"]
+    assert [e["state"] for e in first] == ["queued"] and first[0]["scores"] is None
+    assert "simple-baseline" in board.client.get("/").text
+    for _ in range(3):
+        assert board.client.get("/api/leaderboard").json()["entries"] == first
+    assert cache.parsed == 0
+
+    other = Database(board.db.url)  # as a worker process would
+    worker = Worker(other, WorkerConfig(storage_dir=board.storage, scoring=board.scoring))
+    assert worker.run_once() is not None
+    after = board.client.get("/api/leaderboard").json()["entries"]
+    assert after[0]["state"] == "finished" and after[0]["scores"]["title"]["CIDEr"] is not None
+    r1 = after[0]["scores"]["t2v_caption"]["R@1"]
+    assert f">{r1:.1f}<" in board.client.get("/").text
+    for _ in range(3):
+        board.client.get("/api/leaderboard")
+        board.client.get("/")
+    assert cache.parsed == 1  # parsed once, when it finished
+
+    assert board.post(board.archive(board.predictions(seed=3))).status_code == 202
+    states = [e["state"] for e in board.client.get("/api/leaderboard").json()["entries"]]
+    assert states == ["finished", "queued"] and cache.parsed == 1
+
+
+def test_a_build_from_an_older_snapshot_never_stands_for_the_newer_one(board):
+    """A request that took the board before a submission finished, and builds after another
+    request refreshed the cache, must not leave the old state cached for the new one."""
+    cache = board.client.app.state.board_cache
+    assert board.post(board.archive(board.predictions())).status_code == 202
+    (old,) = cache.entries()
+    Worker(Database(board.db.url), WorkerConfig(storage_dir=board.storage, scoring=board.scoring)).run_once()
+    (new,) = cache.entries()
+    assert (old["state"], new["state"]) == ("queued", "finished")
+    assert cache.per_entry("state", old, lambda e: e["state"]) == "queued"
+    assert cache.per_entry("state", new, lambda e: e["state"]) == "finished"
+    assert cache.per_entry("state", new, lambda e: "rebuilt") == "finished"  # kept while unchanged
+
+
+# --------------------------------------------------------------------------- storage faults
+
+
+def _storage_fault(monkeypatch, target: str, err: int) -> None:
+    import errno as _errno
+    import os as _os
+
+    def boom(*a, **kw):
+        raise OSError(err, _os.strerror(err))
+
+    monkeypatch.setattr(target, boom)
+    assert err in (_errno.ENOSPC, _errno.EROFS, _errno.EIO)
+
+
+def test_a_full_disk_while_unpacking_is_a_server_error_not_a_corrupt_archive(board, monkeypatch):
+    import errno
+
+    body = board.archive(board.predictions())
+    _storage_fault(monkeypatch, "create_bench.leaderboard.submission._copy_member", errno.ENOSPC)
+    board._before = board.stored()
+    resp = board.post(body)
+    rejected(board, resp, 507, r"server storage error \(ENOSPC\)")
+    assert "corrupt" not in resp.text and "archive" not in resp.text
+    monkeypatch.undo()
+    assert board.post(body).status_code == 202  # space again: accepted, and it counted once
+
+
+def test_a_read_only_disk_while_receiving_is_503(board, monkeypatch):
+    import errno
+
+    body = board.archive(board.predictions())
+    _storage_fault(monkeypatch, "create_bench.leaderboard.server.open_private", errno.EROFS)
+    board._before = board.stored()
+    rejected(board, board.post(body), 503, r"server storage error \(EROFS\)")
+
+
+def test_a_full_database_disk_is_507_and_the_upload_is_removed(board, monkeypatch):
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    body = board.archive(board.predictions())
+
+    def full(*a, **kw):
+        raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+
+    monkeypatch.setattr(board.db, "create_submission", full)
+    board._before = board.stored()
+    rejected(board, board.post(body), 507, r"server storage error \(ENOSPC\)")
+
+
+def test_storage_is_private_and_orphans_are_removed(tmp_path):
+    import os
+    import socket
+    import stat
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        work = tmp_path / "storage" / "work"
+        host = socket.gethostname()
+        orphan = work / f"submission-{dead.pid}@{host}-abcd1234"
+        busy = work / f"submission-{alive.pid}@{host}-abcd1234"
+        remote = work / f"submission-{dead.pid}@not-{host}-abcd1234"
+        for d in (orphan, busy, remote):
+            (d / "x").mkdir(parents=True)
+        b = Board(tmp_path)
+        assert not orphan.exists() and busy.exists() and remote.exists()
+    finally:
+        alive.kill()
+        alive.wait()
+    assert b.post(b.archive(b.predictions())).status_code == 202
+    mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)  # noqa: E731
+    (upload,) = (b.storage / "uploads").glob("*.tar.gz")
+    assert mode(upload) == 0o600
+    assert mode(b.storage) == 0o700 and mode(b.storage / "uploads") == 0o700
+    for f in tmp_path.glob("board.db*"):
+        assert mode(f) == 0o600, f
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -341,9 +530,11 @@ def test_end_to_end_board_equals_eval_and_score(tmp_path, tiny_dataset):
     cli("score", "--predictions", str(pred), "--data", str(tiny_dataset), "--split", "test",
         "--out", str(tmp_path / "score.json"))  # fmt: skip
     assert len(board) == 1 and board[0]["team"] == "baseline team" and board[0]["model_name"] == "raw-title"
+    from create_bench.leaderboard.publish import round_numbers
+
     for reference in (json.loads(evaluated.read_text()), json.loads((tmp_path / "score.json").read_text())):
-        assert board[0]["scores"] == reference["scores"]
-        assert board[0]["ci"] == reference["ci"]
+        assert board[0]["scores"] == round_numbers(reference["scores"])  # published as printed
+        assert board[0]["ci"] == round_numbers(reference["ci"])
         assert board[0]["signature"] == reference["signature"]
     scores = board[0]["scores"]
     assert set(scores) == {"t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption"}

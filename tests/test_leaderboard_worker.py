@@ -1,5 +1,6 @@
 """Scoring worker: outcomes, leases and heartbeats (fake scorers, in-process), and the fault test
-(a real worker process killed with SIGKILL mid-scoring; the real scorer finishes the job once)."""
+(a real worker process killed with SIGKILL mid-scoring; the real scorer finishes the job once),
+on SQLite and on a real PostgreSQL server (tests/leaderboard_pg.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from leaderboard_pg import BACKENDS, backend_url, pg_cluster  # noqa: F401 - fixture
 from leaderboard_util import small_expected, write_predictions
 
 from create_bench.errors import PredictionError
@@ -23,10 +25,15 @@ from create_bench.leaderboard.worker import ScoringConfig, Worker, WorkerConfig,
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(params=BACKENDS)
+def url(request, tmp_path) -> str:
+    return backend_url(request, tmp_path)
+
+
 def _setup(
-    tmp_path: Path, *, lease: float = 30.0, heartbeat: float = 10.0
+    tmp_path: Path, url: str, *, lease: float = 30.0, heartbeat: float = 10.0
 ) -> tuple[Database, WorkerConfig, int]:
-    db = Database(str(tmp_path / "board.db"))
+    db = Database(url)
     db.migrate()
     team, _ = db.add_team("team", daily_limit=50)
     storage = tmp_path / "storage"
@@ -56,8 +63,8 @@ def _worker(db: Database, cfg: WorkerConfig, scorer, name: str) -> Worker:
     return Worker(db, cfg, scorer=scorer, name=name, expected=small_expected())
 
 
-def test_success_stores_scores_and_model_info(tmp_path):
-    db, cfg, sid = _setup(tmp_path)
+def test_success_stores_scores_and_model_info(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url)
     seen = {}
 
     def scorer(pred_dir, data_dir, split, **kw):
@@ -74,8 +81,8 @@ def test_success_stores_scores_and_model_info(tmp_path):
     assert not list((cfg.storage_dir / "work").iterdir())  # the unpacked copy is removed
 
 
-def test_a_scoring_error_fails_the_submission_with_its_message(tmp_path):
-    db, cfg, sid = _setup(tmp_path)
+def test_a_scoring_error_fails_the_submission_with_its_message(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url)
 
     def scorer(pred_dir, data_dir, split, **kw):
         raise PredictionError(f"video_ids.json does not match (read from {data_dir})")
@@ -87,8 +94,8 @@ def test_a_scoring_error_fails_the_submission_with_its_message(tmp_path):
     assert "secret-data-dir" not in sub["error"]
 
 
-def test_an_internal_error_says_little(tmp_path):
-    db, cfg, sid = _setup(tmp_path)
+def test_an_internal_error_says_little(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url)
 
     def scorer(*a, **kw):
         raise RuntimeError("/very/secret/path exploded")
@@ -98,8 +105,8 @@ def test_an_internal_error_says_little(tmp_path):
     assert sub["state"] == "failed" and "internal error" in sub["error"] and "secret" not in sub["error"]
 
 
-def test_heartbeats_hold_the_lease_during_long_scoring(tmp_path):
-    db, cfg, sid = _setup(tmp_path, lease=0.4, heartbeat=0.1)
+def test_heartbeats_hold_the_lease_during_long_scoring(tmp_path, url):
+    db, cfg, sid = _setup(tmp_path, url, lease=0.4, heartbeat=0.1)
     other = []
 
     def scorer(*a, **kw):
@@ -114,10 +121,10 @@ def test_heartbeats_hold_the_lease_during_long_scoring(tmp_path):
     assert sub["state"] == "finished" and sub["attempts"] == 1
 
 
-def test_a_stalled_worker_loses_its_job_and_cannot_finish_it(tmp_path):
+def test_a_stalled_worker_loses_its_job_and_cannot_finish_it(tmp_path, url):
     """Worker A stalls past its lease (no heartbeats); B takes over and finishes; A's late result
     is discarded. The submission finishes exactly once, with B's result."""
-    db, cfg, sid = _setup(tmp_path, lease=0.3, heartbeat=60)
+    db, cfg, sid = _setup(tmp_path, url, lease=0.3, heartbeat=60)
     release = threading.Event()
     started = threading.Event()
 
@@ -139,8 +146,8 @@ def test_a_stalled_worker_loses_its_job_and_cannot_finish_it(tmp_path):
     assert states.count("finished") == 1 and sub["attempts"] == 2
 
 
-def test_run_stops_on_request(tmp_path):
-    db, cfg, _ = _setup(tmp_path)
+def test_run_stops_on_request(tmp_path, url):
+    db, cfg, _ = _setup(tmp_path, url)
     stop = threading.Event()
     w = _worker(db, cfg, lambda *a, **k: {"scores": {}}, "w")
     t = threading.Thread(target=w.run, args=(stop,))
@@ -149,6 +156,58 @@ def test_run_stops_on_request(tmp_path):
     stop.set()
     t.join(5)
     assert not t.is_alive()
+
+
+# --------------------------------------------------------------------------- storage faults
+
+
+def _disk_fault(monkeypatch, err: int) -> None:
+    def boom(*a, **kw):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr("create_bench.leaderboard.submission._copy_member", boom)
+
+
+def test_a_full_disk_requeues_with_backoff_and_the_job_then_finishes(tmp_path, url, monkeypatch):
+    import errno
+    from dataclasses import replace
+
+    db, cfg, sid = _setup(tmp_path, url)
+    cfg = replace(cfg, retry_backoff_s=0.3)
+    w = _worker(db, cfg, lambda *a, **k: {"scores": {"caption": {"CIDEr": 1.0}}}, "w")
+    _disk_fault(monkeypatch, errno.ENOSPC)
+    assert w.run_once() == sid
+    sub = db.get_submission(sid)
+    assert sub["state"] == "queued" and sub["error"] is None  # not failed, not blamed on the archive
+    assert "server storage error (ENOSPC); retrying in 0.3 s" in sub["history"][-1]["detail"]
+    assert w.run_once() is None  # backing off
+    assert not list((cfg.storage_dir / "work").iterdir())
+    monkeypatch.undo()
+    assert wait_for(lambda: w.run_once() == sid, 5)
+    sub = db.get_submission(sid)
+    assert sub["state"] == "finished" and sub["attempts"] == 2
+
+
+def test_a_persistent_storage_fault_fails_without_counting_against_the_team(tmp_path, url, monkeypatch):
+    import errno
+    from dataclasses import replace
+
+    db, cfg, sid = _setup(tmp_path, url)
+    cfg = replace(cfg, retry_backoff_s=0.01)
+    w = _worker(db, cfg, lambda *a, **k: {"scores": {}}, "w")
+    _disk_fault(monkeypatch, errno.EROFS)
+    delays = []
+    for _ in range(cfg.max_attempts):
+        assert wait_for(lambda: w.run_once() == sid, 5)
+        delays.append(db.get_submission(sid)["history"][-1]["detail"])
+    sub = db.get_submission(sid)
+    assert sub["state"] == "failed" and sub["attempts"] == cfg.max_attempts
+    assert sub["error"].startswith("server storage error (EROFS) after 3 attempts")
+    assert "corrupt" not in sub["error"] and "internal error" not in sub["error"]
+    assert "retrying in 0.01 s" in delays[0] and "retrying in 0.02 s" in delays[1]  # exponential
+    team = db.teams()[0]
+    with db.read() as conn:
+        assert db.count_today(conn, team.id, time.time()) == 0
 
 
 # --------------------------------------------------------------------------- fault test
@@ -170,11 +229,11 @@ def _worker_proc(
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, tiny_dataset):
+def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, url, tiny_dataset):
     from create_bench.leaderboard.submission import ExpectedIds
     from create_bench.scoring import score_predictions
 
-    db_url = f"sqlite:///{tmp_path / 'board.db'}"
+    db_url = url
     db = Database(db_url)
     db.migrate()
     team, _ = db.add_team("team")
@@ -211,6 +270,7 @@ def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, tiny_datas
     states = [e["state"] for e in db.events_for(sid)]
     assert states == ["submitted", "queued", "running", "queued", "running", "finished"]
     assert db.claim("late-worker", lease_s=1) is None  # nothing left to do: it finished exactly once
+    assert not list((storage / "work").iterdir())  # the killed worker's unpacked copy was removed
 
     direct = score_predictions(pred, tiny_dataset, "test", bootstrap=200, seed=0)
     assert sub["results"]["scores"] == json.loads(json.dumps(direct["scores"]))

@@ -119,8 +119,11 @@ def _score(results: dict[str, Any], group: str, metric: str) -> float | None:
     return None
 
 
-def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Columns and rows of one task's table; entries without any of its scores are left out."""
+def task_table(
+    task: TaskView, entries: Sequence[dict[str, Any]], *, limit: int | None = None
+) -> dict[str, Any]:
+    """Columns and rows of one task's table; entries without any of its scores are left out.
+    ``limit``: only the first rows in the table's order are built (``total`` counts them all)."""
     have = [
         e for e in entries if any(g in ((e.get("results") or {}).get("scores") or {}) for g, _ in task.groups)
     ]
@@ -133,8 +136,15 @@ def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, A
             m for m in present if m not in task.metrics and _is_number_anywhere(have, group, m)
         )
         columns += [Column(group, label, m) for m in metrics]
+    main = next(
+        (i for i, c in enumerate(columns) if (c.group, c.metric) == task.main), 0 if columns else None
+    )
+    if main is not None:
+        desc, mc = columns[main].order == "desc", columns[main]
+        have.sort(key=lambda e: _sort_key(_score(e["results"], mc.group, mc.metric), desc))
+    total = len(have)
     rows: list[dict[str, Any]] = []
-    for e in have:
+    for e in have[:limit]:
         res = e["results"]
         cells = []
         for c in columns:
@@ -149,12 +159,6 @@ def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, A
                 }
             )
         rows.append({"entry": e, "cells": cells, "signature": signature_text(res), "seen": test_data_seen(e)})
-    main = next(
-        (i for i, c in enumerate(columns) if (c.group, c.metric) == task.main), 0 if columns else None
-    )
-    if main is not None:
-        desc = columns[main].order == "desc"
-        rows.sort(key=lambda r: _sort_key(r["cells"][main]["value"], desc))
     signatures: dict[str, int] = {}
     for r in rows:  # numbered in display order; rows with the same signature share a number
         r["sig_n"] = signatures.setdefault(r["signature"], len(signatures) + 1)
@@ -168,6 +172,7 @@ def task_table(task: TaskView, entries: Sequence[dict[str, Any]]) -> dict[str, A
         "task": task,
         "columns": columns,
         "rows": rows,
+        "total": total,
         "spans": spans,
         "main": main,
         "signatures": [(n, sig) for sig, n in signatures.items()],
@@ -184,8 +189,8 @@ def _is_number_anywhere(entries: Iterable[dict[str, Any]], group: str, metric: s
     return any(_score(e["results"], group, metric) is not None for e in entries)
 
 
-def tables(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [task_table(t, entries) for t in TASKS]
+def tables(entries: Sequence[dict[str, Any]], *, limit: int | None = None) -> list[dict[str, Any]]:
+    return [task_table(t, entries, limit=limit) for t in TASKS]
 
 
 # --------------------------------------------------------------------------- boards
@@ -247,7 +252,7 @@ def test_data_seen(entry: dict[str, Any]) -> bool:
     return False
 
 
-def boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+def boards(entries: Sequence[dict[str, Any]], *, limit: int | None = None) -> list[dict[str, Any]]:
     """Entries grouped into boards, one per (dataset, fingerprint, split, protocol); inside a board,
     one table per task and scoring settings. Nothing is ever ranked across boards.
 
@@ -273,7 +278,7 @@ def boards(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             for e in members:
                 by_setting.setdefault(settings_key(e.get("results") or {}, task), []).append(e)
             for setting, group in sorted(by_setting.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-                t = task_table(task, group)
+                t = task_table(task, group, limit=limit)
                 if t["rows"] or len(by_setting) == 1:
                     t["settings"] = setting if len(by_setting) > 1 else ""
                     board_tables.append(t)
@@ -345,15 +350,17 @@ def render_board_html(
     links: bool = True,
     pending: Sequence[dict[str, Any]] = (),
     meta_csp: bool = False,
+    limit: int | None = None,
 ) -> str:
-    """The board page: one sortable table per task. ``links``: link rows to submission pages."""
+    """The board page: one sortable table per task. ``links``: link rows to submission pages.
+    ``limit``: at most that many rows per table (the best by its main score), with a note."""
     return (
         environment()
         .get_template("board.html")
         .render(
             title=title,
             subtitle=subtitle,
-            boards=boards(entries),
+            boards=boards(entries, limit=limit),
             seen_mark=SEEN_MARK,
             seen_legend=SEEN_LEGEND,
             links=links,

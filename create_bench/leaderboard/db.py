@@ -27,6 +27,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
 import uuid
@@ -194,7 +195,7 @@ class Database:
             kwargs["connect_args"] = {"timeout": 60, "check_same_thread": False}
             path = sa.engine.make_url(self.url).database
             if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(path))
         else:
             kwargs["pool_pre_ping"] = True
         try:
@@ -420,7 +421,11 @@ class Database:
         """
         t = now()
         runnable = sa.or_(
-            submissions.c.state == "queued",
+            # A queued job's lease_expires, when set, is the earliest retry (see requeue).
+            sa.and_(
+                submissions.c.state == "queued",
+                sa.or_(submissions.c.lease_expires.is_(None), submissions.c.lease_expires <= t),
+            ),
             sa.and_(submissions.c.state == "running", submissions.c.lease_expires < t),
         )
         with self.write() as conn:
@@ -535,6 +540,21 @@ class Database:
         """running -> failed, only while the lease is held."""
         return self._complete(job, "failed", results_json=None, error=message)
 
+    def requeue(self, job: Job, *, delay_s: float, detail: str) -> bool:
+        """running -> queued, only while the lease is held, claimable again after ``delay_s``
+        (a transient server fault such as a full disk: not the submitter's doing)."""
+        t = now()
+        with self.write() as conn:
+            res = conn.execute(
+                submissions.update()
+                .where(*self._held(job))
+                .values(state="queued", lease_owner=None, lease_expires=t + delay_s, updated_at=t)
+            )
+            if res.rowcount != 1:
+                return False
+            self._event(conn, job.id, "queued", job.worker, detail)
+        return True
+
     def _complete(self, job: Job, state: str, *, results_json: str | None, error: str | None) -> bool:
         with self.write() as conn:
             res = conn.execute(
@@ -572,17 +592,53 @@ class Database:
         out["history"] = [{"at": iso(e.at), "state": e.state, "detail": e.detail} for e in history]
         return out
 
-    def list_submissions(self, *, states: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    def list_submissions(
+        self, *, states: tuple[str, ...] | None = None, results: bool = True, ids: list[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every submission (oldest first; only ``ids`` if given); ``results=False`` leaves the
+        results JSON unread (``results`` is then None: read it with :meth:`results_json`)."""
+        columns = [c for c in submissions.c if results or c.name != "results_json"]
         query = (
-            sa.select(submissions, teams.c.name.label("team"))
+            sa.select(*columns, teams.c.name.label("team"))
             .join(teams, teams.c.id == submissions.c.team_id)
             .order_by(submissions.c.id)
         )
         if states:
             query = query.where(submissions.c.state.in_(states))
+        out = []
         with self.read() as conn:
-            rows = conn.execute(query).all()
-        return [_public(r) for r in rows]
+            for start in range(0, len(ids), 500) if ids is not None else [None]:
+                q = query if start is None else query.where(submissions.c.id.in_(ids[start : start + 500]))  # type: ignore[index]
+                out += [_public(r) for r in conn.execute(q).all()]
+        return out
+
+    def versions(self) -> dict[int, tuple[float, str]]:
+        """id -> (updated_at, state) of every submission: what changes at each transition."""
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(submissions.c.id, submissions.c.updated_at, submissions.c.state)
+            ).all()
+        return {int(r.id): (float(r.updated_at), r.state) for r in rows}
+
+    def results_json(self, ids: list[int]) -> dict[int, str]:
+        """The stored results JSON text of these submissions (those that have one)."""
+        out: dict[int, str] = {}
+        with self.read() as conn:
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(submissions.c.id, submissions.c.results_json).where(
+                        submissions.c.id.in_(ids[start : start + 500]),
+                        submissions.c.results_json.is_not(None),
+                    )
+                ).all()
+                out.update({int(r.id): r.results_json for r in rows})
+        return out
+
+    def change_token(self) -> int:
+        """Changes whenever any submission changes state (every transition appends an event, in
+        the same transaction, and events are never deleted): a cheap key for caches."""
+        with self.read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one())
 
     def events_for(self, sub_id: int) -> list[dict[str, Any]]:
         with self.read() as conn:
@@ -614,6 +670,18 @@ def _limit_message(team: Team, used: int) -> str:
     )
 
 
+def _private_file(path: Path) -> None:
+    """Create the SQLite file (and a missing parent) readable by its owner only: 0600, 0700.
+    SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+    except OSError:  # another user's or a read-only file: SQLite says what is wrong when it opens it
+        pass
+
+
 def _public(row: Any) -> dict[str, Any]:
     """What may leave the server about a submission: no storage paths, no lease internals."""
     card = json.loads(row.card_json)
@@ -629,6 +697,6 @@ def _public(row: Any) -> dict[str, Any]:
         "attempts": row.attempts,
         "upload_sha256": row.upload_sha256,
         "upload_bytes": row.upload_bytes,
-        "results": json.loads(row.results_json) if row.results_json else None,
+        "results": json.loads(row.results_json) if getattr(row, "results_json", None) else None,
         "error": row.error,
     }

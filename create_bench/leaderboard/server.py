@@ -28,12 +28,21 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from create_bench.errors import CreateBenchError, SubmissionError
 from create_bench.leaderboard import board
+from create_bench.leaderboard.cache import BoardCache
 from create_bench.leaderboard.db import AuthError, Database, LimitError, NotFound
+from create_bench.leaderboard.publish import MIN_CATEGORY_VIDEOS, public_results
+from create_bench.leaderboard.storage import (
+    StorageFault,
+    clean_work_dirs,
+    is_storage_error,
+    open_private,
+    private_dir,
+)
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
 from create_bench.leaderboard.worker import ScoringConfig, scrub, server_paths
 
@@ -105,6 +114,11 @@ class ServerConfig:
     #: Rejected uploads a team may send per window before it gets 429 for the rest of it.
     max_rejected: int = 10
     rejected_window_s: float = 3600.0
+    #: Per-category scores are published only for categories with at least this many test
+    #: videos (publish.py: small categories are an oracle on the hidden references).
+    min_category_videos: int = MIN_CATEGORY_VIDEOS
+    #: Rows per table on the board page (the best by the main score); the API lists all.
+    board_rows: int = 100
 
 
 def uploads_dir(storage: Path) -> Path:
@@ -116,11 +130,13 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     db = db or Database(config.db_url)
     db.migrate()
     # Absolute (not resolved) so every path built from it has one known form to scrub.
-    storage = Path(os.path.abspath(config.storage_dir))
-    uploads = uploads_dir(storage)
-    uploads.mkdir(parents=True, exist_ok=True)
+    storage = private_dir(Path(os.path.abspath(config.storage_dir)))
+    uploads = private_dir(uploads_dir(storage))
     for stale in uploads.glob(".incoming-*"):  # half-received uploads of a previous run
         stale.unlink(missing_ok=True)
+    for name in clean_work_dirs(storage / "work"):  # what killed processes were unpacking
+        log.info("removed orphaned work directory %s", name)
+    cache = BoardCache(db, min_category_videos=config.min_category_videos)
     expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
     secrets = server_paths(config.scoring.data_dir, storage)
     rejections = Rejections(config.max_rejected, config.rejected_window_s)
@@ -129,6 +145,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
     app.state.config = config
+    app.state.board_cache = cache
     csp = board.content_security_policy()
 
     @app.middleware("http")
@@ -153,6 +170,8 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
             UploadTooLarge: 413,
             Busy: 503,
         }.get(type(exc), 400)
+        if isinstance(exc, StorageFault):  # the server's disk: 507/503, never the submitter's fault
+            status = exc.http_status
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status in (429, 503):
             headers = {"Retry-After": "5" if status == 503 else "60"}
@@ -195,7 +214,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         digest = hashlib.sha256()
         size = 0
         try:
-            with open(tmp, "xb") as fh:
+            with open_private(tmp) as fh:
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > cap:
@@ -221,9 +240,17 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
                         upload_bytes=size,
                     )
                 )
-            except BaseException:
+            except BaseException as exc:
                 final.unlink(missing_ok=True)
+                fault = _database_storage_fault(exc)
+                if fault is not None:
+                    raise fault from None
                 raise
+        except OSError as exc:
+            if is_storage_error(exc):
+                log.error("storage error while receiving an upload from team %r: %s", team.name, exc)
+                raise StorageFault(exc) from None
+            raise
         finally:
             tmp.unlink(missing_ok=True)
         log.info("accepted submission %d from team %r (%d bytes)", sub_id, team.name, size)
@@ -240,64 +267,87 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
             status_code=202,
         )
 
+    def public_submission(sub_id: int) -> dict[str, Any]:
+        """A submission as anyone (its own team included) may see it: scores rounded as printed,
+        small categories withheld (publish.py)."""
+        sub = db.get_submission(sub_id)
+        sub["results"] = public_results(sub["results"], min_category_videos=config.min_category_videos)
+        return sub
+
     @app.get("/api/submissions/{sub_id}")
     def get_submission(sub_id: int) -> dict[str, Any]:
-        return db.get_submission(_check_id(sub_id))
+        return public_submission(_check_id(sub_id))
 
     @app.get("/api/leaderboard")
-    def leaderboard(fingerprint: str | None = None) -> dict[str, Any]:
+    def leaderboard(fingerprint: str | None = None) -> Response:
         """Entries (optionally only those scored on data ``fingerprint``) and ``boards``: the
         entries grouped by (dataset, fingerprint, split, protocol); rank only within a board."""
-        entries = []
+        body = cache.derived(("api", fingerprint), lambda subs: _leaderboard_json(subs, fingerprint))
+        return Response(body, media_type="application/json")
+
+    def _api_entry(s: dict[str, Any]) -> tuple[tuple[str, str, str, str], str]:
+        """One entry of /api/leaderboard: its board key and its JSON text (kept per submission)."""
+        results = s["results"] or {}
+        key = board.board_key(results) if results else ("", "", "", "")
+        entry = {
+            "id": s["id"],
+            "model_name": s["model_name"],
+            "team": s["team"],
+            "state": s["state"],
+            "created_at": s["created_at"],
+            "dataset": key[0] or None,
+            "fingerprint": key[1] or None,
+            "test_data_seen": board.test_data_seen(s),
+            "scores": results.get("scores"),
+            "ci": results.get("ci"),
+            "signature": board.signature_text(results) or None,
+        }
+        return key, json.dumps(entry, ensure_ascii=False)
+
+    def _leaderboard_json(subs: list[dict[str, Any]], fingerprint: str | None) -> bytes:
+        texts = []
         groups: dict[tuple[str, str, str, str], list[int]] = {}
-        for s in db.list_submissions():
-            results = s["results"] or {}
-            key = board.board_key(results) if results else ("", "", "", "")
+        for s in subs:
+            key, text = cache.per_entry("api", s, _api_entry)
             if fingerprint is not None and key[1] != fingerprint:
                 continue
-            if results:
+            if s["results"]:
                 groups.setdefault(key, []).append(s["id"])
-            entries.append(
-                {
-                    "id": s["id"],
-                    "model_name": s["model_name"],
-                    "team": s["team"],
-                    "state": s["state"],
-                    "created_at": s["created_at"],
-                    "dataset": key[0] or None,
-                    "fingerprint": key[1] or None,
-                    "test_data_seen": board.test_data_seen(s),
-                    "scores": results.get("scores"),
-                    "ci": results.get("ci"),
-                    "signature": board.signature_text(results) or None,
-                }
-            )
+            texts.append(text)
         boards = [
             {"dataset": k[0], "fingerprint": k[1], "split": k[2], "protocol": k[3], "entries": ids}
             for k, ids in groups.items()
         ]
-        return {"split": config.scoring.split, "boards": boards, "entries": entries}
+        head = json.dumps({"split": config.scoring.split, "boards": boards}, ensure_ascii=False)
+        return (head[:-1] + ', "entries": [' + ", ".join(texts) + "]}").encode()
+
+    def _board_html(subs: list[dict[str, Any]]) -> str:
+        finished = [s for s in subs if s["state"] == "finished"]
+        pending = [s for s in subs if s["state"] in ("submitted", "queued", "running")]
+        return board.render_board_html(
+            finished,
+            title=config.title,
+            subtitle=f"Split: {config.scoring.split}",
+            pending=pending,
+            limit=config.board_rows,
+        )
 
     @app.get("/", response_class=HTMLResponse)
     def board_page() -> HTMLResponse:
-        subs = db.list_submissions()
-        finished = [s for s in subs if s["state"] == "finished"]
-        pending = [s for s in subs if s["state"] in ("submitted", "queued", "running")]
-        html = board.render_board_html(
-            finished, title=config.title, subtitle=f"Split: {config.scoring.split}", pending=pending
-        )
-        return HTMLResponse(html)
+        return HTMLResponse(cache.derived("html", _board_html))
 
     @app.get("/submissions/{sub_id}", response_class=HTMLResponse)
     def submission_page(sub_id: int) -> HTMLResponse:
         try:
-            sub = db.get_submission(_check_id(sub_id))
+            sub = public_submission(_check_id(sub_id))
         except NotFound:
             return HTMLResponse(
                 "<!doctype html><title>Not found</title><p>No such submission.</p>", status_code=404
             )
         return HTMLResponse(board.render_submission_html(sub))
 
+    # Parse the stored results once now, not in the first visitor's request.
+    cache.derived(("api", None), lambda subs: _leaderboard_json(subs, None))
     return app
 
 
@@ -319,6 +369,18 @@ def _bearer(header: str | None) -> str | None:
 def _validate(archive: Path, expected: ExpectedIds, limits: Limits, workdir: Path) -> dict[str, Any]:
     with open_submission(archive, expected=expected, limits=limits, workdir=workdir) as sub:
         return {"model_name": sub.card.name, "card": sub.card.to_dict(), "tasks": list(sub.tasks)}
+
+
+def _database_storage_fault(exc: BaseException) -> StorageFault | None:
+    """SQLite's "database or disk is full" / "readonly database" as a StorageFault (507/503)."""
+    import errno
+
+    text = str(getattr(exc, "orig", exc)).lower()
+    if "disk is full" in text or "database or disk is full" in text:
+        return StorageFault(OSError(errno.ENOSPC, text))
+    if "readonly database" in text or "disk i/o error" in text:
+        return StorageFault(OSError(errno.EROFS if "readonly" in text else errno.EIO, text))
+    return None
 
 
 def _fsync_dir(path: Path) -> None:

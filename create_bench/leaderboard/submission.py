@@ -41,6 +41,7 @@ import yaml
 
 from create_bench import predictions as P
 from create_bench.errors import CreateBenchError, SubmissionError
+from create_bench.leaderboard.storage import is_storage_error, open_private, work_prefix
 from create_bench.predictions import Predictions, ReadLimits, load_predictions
 from create_bench.types import TEXT_KINDS
 
@@ -609,6 +610,8 @@ def _extract(archive: Path, dest: Path, limits: Limits, caps: dict[str, int]) ->
                         raise SubmissionError(over)
                     total += _copy_member(tf, member, dest / path.name, budget, over)
         except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+            if is_storage_error(exc):  # the server's disk, not the archive: never blame the submitter
+                raise
             if isinstance(exc, gzip.BadGzipFile) or not isinstance(exc, OSError | EOFError):
                 raise SubmissionError(f"{archive.name}: not a valid .tar.gz ({exc})") from None
             raise SubmissionError(f"{archive.name}: truncated or corrupt .tar.gz ({exc})") from None
@@ -620,10 +623,10 @@ def _copy_member(tf: tarfile.TarFile, member: tarfile.TarInfo, out: Path, budget
     src = tf.extractfile(member)
     if src is None:  # pragma: no cover - isreg() members always have data
         raise SubmissionError(f"archive member {_m(member.name)} has no data")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = 0
     # "xb": never follow or overwrite anything already there; permissions are ours, not the archive's.
-    with open(out, "xb") as fh:
+    with open_private(out) as fh:
         while block := src.read(1 << 20):
             written += len(block)
             if written > budget:
@@ -781,6 +784,8 @@ def _load(path: Path, expected: ExpectedIds | None, limits: Limits) -> Predictio
     except CreateBenchError as exc:
         raise SubmissionError(f"invalid predictions: {exc}") from None
     except (ValueError, TypeError, KeyError, OSError, EOFError, RecursionError) as exc:  # never a 500
+        if is_storage_error(exc):  # the server's disk, not the submission: never blame the submitter
+            raise
         raise SubmissionError(f"invalid predictions: {type(exc).__name__}: {exc}") from None
 
 
@@ -825,8 +830,9 @@ def open_submission(
     if not path.is_file():
         raise SubmissionError(f"{path}: no such file or directory")
     if workdir is not None:
-        Path(workdir).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="submission-", dir=workdir))
+        Path(workdir).mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Named after this process, so that a restart can tell its own orphans (storage.clean_work_dirs).
+    tmp = Path(tempfile.mkdtemp(prefix=work_prefix(), dir=workdir))
     try:
         root = unpack_archive(path, tmp, limits=limits, expected=expected)
         yield validate_directory(root, expected=expected, limits=limits)

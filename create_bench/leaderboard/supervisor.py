@@ -88,7 +88,16 @@ class WorkerPool:
             for i, proc in enumerate(self.procs):
                 if proc.poll() is not None and not self._stop.is_set():
                     log.warning("scoring worker pid %d exited with %s; restarting", proc.pid, proc.returncode)
+                    self._clean()
                     self.procs[i] = self._spawn()
+
+    def _clean(self) -> None:
+        """Remove what a dead worker was unpacking (only dead processes' directories)."""
+        from create_bench.leaderboard.storage import clean_work_dirs
+
+        storage = Path(self.argv[self.argv.index("--storage") + 1])
+        for name in clean_work_dirs(storage / "work"):
+            log.info("removed orphaned work directory %s", name)
 
     def stop(self, grace: float = 5.0) -> None:
         if self._stop.is_set() and all(p.poll() is not None for p in self.procs):

@@ -11,6 +11,7 @@ submission finishes exactly once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 
 from create_bench.errors import CreateBenchError
 from create_bench.leaderboard.db import COUNTED_FAILURE, Database, Job
+from create_bench.leaderboard.storage import clean_work_dirs, is_storage_error
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ class WorkerConfig:
     heartbeat_s: float = 10.0
     poll_s: float = 1.0
     max_attempts: int = 3
+    #: A server storage fault (full or read-only disk) re-queues the job after this many seconds,
+    #: doubled at each attempt; at ``max_attempts`` it fails as "server storage error" (a failed
+    #: run does not count against the team).
+    retry_backoff_s: float = 30.0
     scorer: str = DEFAULT_SCORER
     limits: Limits = field(default_factory=Limits)
     #: Scoring time limit: ``timeout_base_s + timeout_per_item_s x (videos + texts of the
@@ -187,6 +193,8 @@ class Worker:
         """Poll until ``stop`` is set (or ``max_jobs`` jobs are done); returns the jobs done."""
         stop = stop or threading.Event()
         done = 0
+        for name in clean_work_dirs(self.config.storage_dir / "work"):  # left by killed processes
+            log.info("worker %s: removed orphaned work directory %s", self.name, name)
         log.info("worker %s polling %s", self.name, self.db.url)
         while not stop.is_set() and (max_jobs is None or done < max_jobs):
             try:
@@ -223,6 +231,9 @@ class Worker:
             beat.join()
         if outcome == "finished":
             ok = self.db.finish(job, payload)
+        elif outcome == "retry":
+            delay = self.config.retry_backoff_s * 2 ** (job.attempts - 1)
+            ok = self.db.requeue(job, delay_s=delay, detail=f"{payload}; retrying in {delay:g} s")
         else:
             ok = self.db.fail(job, payload)
         if not ok:
@@ -262,12 +273,24 @@ class Worker:
             )
         except CreateBenchError as exc:
             return "failed", scrub(str(exc), secrets)
-        except Exception as exc:  # a bug, not the submitter's fault: log it, say little
-            log.exception("worker %s: internal error scoring submission %d", self.name, job.id)
+        except OSError as exc:
+            if not is_storage_error(exc):
+                return self._internal(job, exc)
+            name = errno.errorcode.get(exc.errno or 0, "OSError")
+            log.error("worker %s: storage error scoring submission %d: %s", self.name, job.id, exc)
+            if job.attempts < self.config.max_attempts:
+                return "retry", f"server storage error ({name})"
             return (
                 "failed",
-                f"internal error while scoring ({type(exc).__name__}); please contact the organisers",
+                f"server storage error ({name}) after {job.attempts} attempts; not your submission's "
+                "fault and not counted against your team: please resubmit or contact the organisers",
             )
+        except Exception as exc:  # a bug, not the submitter's fault: log it, say little
+            return self._internal(job, exc)
+
+    def _internal(self, job: Job, exc: BaseException) -> tuple[str, Any]:
+        log.error("worker %s: internal error scoring submission %d", self.name, job.id, exc_info=exc)
+        return "failed", f"internal error while scoring ({type(exc).__name__}); please contact the organisers"
 
     def _run_scorer(self, job: Job, storage: Path, data_dir: Path, team: str) -> dict[str, Any]:
         cfg = self.config
