@@ -19,6 +19,7 @@ from create_bench.errors import PredictionError
 from create_bench.leaderboard.db import Database
 from create_bench.leaderboard.submission import pack_directory
 from create_bench.leaderboard.worker import ScoringConfig, Worker, WorkerConfig, wait_for
+from create_bench.scoring import ScoringOptions
 
 TESTS = Path(__file__).resolve().parent
 
@@ -44,7 +45,7 @@ def _setup(
     )
     cfg = WorkerConfig(
         storage_dir=storage,
-        scoring=ScoringConfig(data_dir=tmp_path / "secret-data-dir", bootstrap=0),
+        scoring=ScoringConfig(data_dir=tmp_path / "secret-data-dir", options=ScoringOptions(bootstrap=0)),
         lease_s=lease,
         heartbeat_s=heartbeat,
         poll_s=0.05,
