@@ -574,16 +574,7 @@ def evaluate(
             f"dataset {info.name!r} has no split {cfg.split!r} (splits: {', '.join(info.splits)})"
         )
     _check_inputs_available(model.meta, info)
-    supported = model_tasks(model)
-    wanted = parse_tasks(list(cfg.tasks) if cfg.tasks else None)
-    tasks = tuple(t for t in wanted if t.name in supported)
-    skipped = tuple(t.name for t in wanted if t.name not in supported)
-    if not tasks:
-        raise ModelError(
-            f"model {name!r} supports none of the requested tasks {[t.name for t in wanted]} (it supports {list(supported)})"
-        )
-    if skipped:
-        log.warning("model %r does not implement %s: skipping those tasks", name, ", ".join(skipped))
+    wanted, tasks, skipped = _select_tasks(model, cfg)
     cfg = dataclasses.replace(cfg, tasks=tuple(t.name for t in tasks))
     frames = cfg.frames or model.meta.frames
     results_path, pred_dir = output_paths(cfg, name, info.name)
@@ -615,6 +606,24 @@ def evaluate(
     return EvalOutcome(
         results, results_path, pred_dir, report_path, cached, tuple(t.name for t in tasks), skipped
     )
+
+
+def _select_tasks(
+    model: Any, cfg: EvalConfig
+) -> tuple[tuple[TaskSpec, ...], tuple[TaskSpec, ...], tuple[str, ...]]:
+    """(requested tasks, the ones the model implements, names of the others); none is an error."""
+    name = model.meta.name
+    supported = model_tasks(model)
+    wanted = parse_tasks(list(cfg.tasks) if cfg.tasks else None)
+    tasks = tuple(t for t in wanted if t.name in supported)
+    skipped = tuple(t.name for t in wanted if t.name not in supported)
+    if not tasks:
+        raise ModelError(
+            f"model {name!r} supports none of the requested tasks {[t.name for t in wanted]} (it supports {list(supported)})"
+        )
+    if skipped:
+        log.warning("model %r does not implement %s: skipping those tasks", name, ", ".join(skipped))
+    return wanted, tasks, skipped
 
 
 def _owner(results_path: Path, pred_dir: Path) -> str | None:

@@ -71,7 +71,7 @@ def test_success_stores_scores_and_model_info(tmp_path):
     assert sub["results"]["scores"] == {"caption": {"CIDEr": 12.5}}
     assert sub["results"]["model"]["name"] == "simple-baseline"
     assert sub["results"]["dataset"]["path"] == "<server>"  # server paths never leave the server
-    assert seen["split"] == "test" and seen["bootstrap"] == 0 and "model_card.yaml" in seen["files"]
+    assert seen["split"] == "test" and seen["options"].bootstrap == 0 and "model_card.yaml" in seen["files"]
     assert not list((cfg.storage_dir / "work").iterdir())  # the unpacked copy is removed
 
 
