@@ -205,8 +205,8 @@ def score_path(pred: Path, data: Path, cache: Path, repeat: int) -> None:
 
 
 def retrieval(pred: Path, repeat: int) -> None:
+    from create_bench.metrics.retrieval import l2_normalise
     from create_bench.predictions import load_predictions
-    from create_bench.scoring import l2_normalise
 
     p = load_predictions(pred)
     videos = l2_normalise(p.video_embeddings)

@@ -61,7 +61,7 @@ import math
 import os
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from create_bench.errors import ConfigError, DataError, VideoDecodeError
+from create_bench.registry import check_option_names
 from create_bench.video.sampling import FramePolicy, parse_policy
 
 log = logging.getLogger(__name__)
@@ -87,17 +88,38 @@ _SKIPPED_KEY = "_skipped"
 
 
 @dataclass(frozen=True)
-class LoaderConfig:
-    """Everything that decides what a loader yields (validated by :func:`make_loader`)."""
+class LoaderOptions:
+    """What a loader yields and how it decodes (one frozen object; checked and normalised on
+    creation). :func:`make_loader` takes one, or the same names as keyword arguments.
 
-    data_dir: Path
-    split: str
+    Attributes:
+        frames: the frame policy (``uniform-center@8`` default; see :mod:`create_bench.video.sampling`).
+        size: resize at decode time to ``(H, W)`` (int: square); default :data:`DEFAULT_SIZE`
+            (224 x 224), so videos of any stored size share a batch. None keeps each video's stored
+            size (then a batch of videos of different sizes raises ConfigError: use
+            ``batch_size=1``). Ignored with ``features``.
+        mean, std: when given (1 or 3 values), frames become normalised ``float32 [B, T, 3, H, W]``.
+        columns: row columns to pass through (``vid`` always comes).
+        texts: also pass ``titles`` and ``captions``.
+        features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
+        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decoding.decode`).
+        on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
+        timeout: seconds per video in a killable decode subprocess; None decodes in-process,
+            where a hang cannot be interrupted (see "Hangs" in the module doc).
+        shuffle_seed: shuffle the order (by row group, then within) with this seed; None keeps it.
+        rank, world_size: this process's share; default from ``torch.distributed`` when initialised.
+        progress: show a tqdm bar of videos.
+        vids: only these videos (others are passed over before decoding); None: all.
+    """
+
     frames: str = "uniform-center@8"
-    batch_size: int = 8
-    size: tuple[int, int] | None = None
-    mean: tuple[float, float, float] | None = None
-    std: tuple[float, float, float] | None = None
-    columns: tuple[str, ...] = DEFAULT_COLUMNS
+    #: After creation: ``(H, W)`` or None.
+    size: int | Sequence[int] | None = DEFAULT_SIZE
+    #: After creation: three floats or None.
+    mean: float | Sequence[float] | None = None
+    std: float | Sequence[float] | None = None
+    #: After creation: a tuple.
+    columns: Sequence[str] = DEFAULT_COLUMNS
     texts: bool = False
     features: str | None = None
     backend: str = "decord"
@@ -108,12 +130,61 @@ class LoaderConfig:
     shuffle_seed: int | None = None
     rank: int | None = None
     world_size: int | None = None
-    #: Only these videos (others are passed over before decoding); None: all.
-    vids: frozenset[str] | None = None
+    progress: bool = False
+    #: After creation: a frozenset or None.
+    vids: Collection[str] | None = None
+
+    def __post_init__(self) -> None:
+        from create_bench.video.checks import check_backend, normalize_size, parse_ctx
+
+        if self.on_error not in ("skip", "fail"):
+            raise ConfigError(f"on_error must be 'skip' or 'fail', got {self.on_error!r}")
+        check_backend(self.backend)
+        t = self.timeout
+        if t is not None and not (isinstance(t, (int, float)) and t > 0):
+            raise ConfigError(f"timeout must be a positive number of seconds or None, got {t!r}")
+        if (self.rank is None) != (self.world_size is None):
+            raise ConfigError("give both rank and world_size, or neither")
+        parse_ctx(self.ctx)
+        parse_policy(self.frames)
+        columns = (self.columns,) if isinstance(self.columns, str) else self.columns
+        normalised = {
+            "size": normalize_size(self.size),
+            "mean": _triple(self.mean),
+            "std": _triple(self.std),
+            "columns": tuple(columns),
+            "texts": bool(self.texts),
+            "num_threads": int(self.num_threads),
+            "timeout": None if t is None else float(t),
+            "vids": None if self.vids is None else frozenset(str(v) for v in self.vids),
+        }
+        for name, value in normalised.items():
+            object.__setattr__(self, name, value)
 
     @property
     def policy(self) -> FramePolicy:
         return parse_policy(self.frames)
+
+
+def _triple(x: Any) -> tuple[float, float, float] | None:
+    if x is None:
+        return None
+    vals = [float(v) for v in (x if isinstance(x, (list, tuple)) else [x])]
+    if len(vals) == 1:
+        vals *= 3
+    if len(vals) != 3:
+        raise ConfigError(f"mean/std take 1 or 3 values, got {x!r}")
+    return (vals[0], vals[1], vals[2])
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoaderConfig(LoaderOptions):
+    """Everything that decides what a loader yields: the options, the split and the batch size
+    (built by :func:`make_loader`)."""
+
+    data_dir: Path
+    split: str
+    batch_size: int = 8
 
 
 @dataclass(frozen=True)
@@ -622,110 +693,57 @@ def _frames_label(cfg: LoaderConfig) -> str:
 def make_loader(
     data_dir: str | os.PathLike[str],
     split: str,
+    options: LoaderOptions | None = None,
     *,
-    frames: str = "uniform-center@8",
     batch_size: int = 8,
     num_workers: int = 0,
-    size: int | Sequence[int] | None = DEFAULT_SIZE,
-    mean: float | Sequence[float] | None = None,
-    std: float | Sequence[float] | None = None,
-    columns: Sequence[str] = DEFAULT_COLUMNS,
-    texts: bool = False,
-    features: str | None = None,
-    backend: str = "decord",
-    ctx: str = "cpu",
-    num_threads: int = 0,
-    on_error: str = "skip",
-    timeout: float | None = DEFAULT_TIMEOUT,
-    shuffle_seed: int | None = None,
-    rank: int | None = None,
-    world_size: int | None = None,
-    progress: bool = False,
-    vids: Collection[str] | None = None,
-    **dataloader_kwargs: Any,
+    **kwargs: Any,
 ) -> VideoLoader:
     """A DataLoader over one split of a create-bench dataset (see the module doc for the batches).
+
+    ``make_loader("data/create-sample", "test", frames="uniform-center@8", batch_size=8, num_workers=2)``
 
     Args:
         data_dir: the dataset directory (``manifest.json``, ``data/``).
         split: ``train``, ``validation``, ``test`` or ``pretrain``.
-        frames: the frame policy (``uniform-center@8`` default; see :mod:`create_bench.video.sampling`).
+        options: a :class:`LoaderOptions` (default: the defaults).
         batch_size: videos per batch (a worker's last batch may be smaller).
         num_workers: DataLoader worker processes (0: decode in this process).
-        size: resize at decode time to ``(H, W)`` (int: square); default :data:`DEFAULT_SIZE`
-            (224 x 224), so videos of any stored size share a batch. None keeps each video's stored
-            size (then a batch of videos of different sizes raises ConfigError: use
-            ``batch_size=1``). Ignored with ``features``.
-        mean, std: when given, frames become normalised ``float32 [B, T, 3, H, W]``.
-        columns: row columns to pass through (``vid`` always comes).
-        texts: also pass ``titles`` and ``captions``.
-        features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
-        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decoding.decode`).
-        on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
-        timeout: seconds per video in a killable decode subprocess; None decodes in-process,
-            where a hang cannot be interrupted (see "Hangs" in the module doc).
-        shuffle_seed: shuffle the order (by row group, then within) with this seed; None keeps it.
-        rank, world_size: this process's share; default from ``torch.distributed`` when initialised.
-        progress: show a tqdm bar of videos.
-        vids: only these videos (e.g. the ones a resumed feature extraction still needs).
-        **dataloader_kwargs: passed to ``DataLoader`` (e.g. ``pin_memory``, ``prefetch_factor``).
+        **kwargs: fields of :class:`LoaderOptions` (``frames=``, ``size=``, ...; they override
+            ``options``), else ``DataLoader`` arguments (``pin_memory``, ``prefetch_factor``, ...).
+            Any other name is a :class:`ConfigError` with "did you mean".
     """
-    from create_bench.video.checks import check_backend, normalize_size, parse_ctx
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive int, got {batch_size!r}")
     if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
         raise ConfigError(f"num_workers must be an int >= 0, got {num_workers!r}")
-    if on_error not in ("skip", "fail"):
-        raise ConfigError(f"on_error must be 'skip' or 'fail', got {on_error!r}")
-    check_backend(backend)
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise ConfigError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    if (rank is None) != (world_size is None):
-        raise ConfigError("give both rank and world_size, or neither")
-    if isinstance(columns, str):
-        columns = (columns,)
-    parse_ctx(ctx)
-    parse_policy(frames)
-    hw = normalize_size(size)
-
-    def _triple(x: Any) -> tuple[float, float, float] | None:
-        if x is None:
-            return None
-        vals = [float(v) for v in (x if isinstance(x, (list, tuple)) else [x])]
-        if len(vals) == 1:
-            vals *= 3
-        if len(vals) != 3:
-            raise ConfigError(f"mean/std take 1 or 3 values, got {x!r}")
-        return (vals[0], vals[1], vals[2])
-
-    cfg = LoaderConfig(
-        data_dir=Path(data_dir),
-        split=split,
-        frames=frames,
-        batch_size=batch_size,
-        size=hw,
-        mean=_triple(mean),
-        std=_triple(std),
-        columns=tuple(columns),
-        texts=bool(texts),
-        features=features,
-        backend=backend,
-        ctx=ctx,
-        num_threads=int(num_threads),
-        on_error=on_error,
-        timeout=None if timeout is None else float(timeout),
-        shuffle_seed=shuffle_seed,
-        rank=rank,
-        world_size=world_size,
-        vids=None if vids is None else frozenset(str(v) for v in vids),
-    )
+    option_names = [f.name for f in fields(LoaderOptions)]
+    overrides = {k: v for k, v in kwargs.items() if k in option_names}
+    dataloader_kwargs = {k: v for k, v in kwargs.items() if k not in overrides}
+    check_option_names("loader", dataloader_kwargs, [*option_names, *_dataloader_arguments()])
+    opts = replace(options, **overrides) if options is not None else LoaderOptions(**overrides)
+    cfg = LoaderConfig(data_dir=Path(data_dir), split=split, batch_size=batch_size, **_option_values(opts))
     dataset = VideoDataset(cfg)
-    return VideoLoader(dataset, num_workers=num_workers, progress=progress, **dataloader_kwargs)
+    return VideoLoader(dataset, num_workers=num_workers, progress=opts.progress, **dataloader_kwargs)
+
+
+def _option_values(opts: LoaderOptions) -> dict[str, Any]:
+    return {f.name: getattr(opts, f.name) for f in fields(LoaderOptions)}
+
+
+def _dataloader_arguments() -> list[str]:
+    """``DataLoader`` arguments a caller may pass through (not those the loader sets itself)."""
+    import inspect
+
+    params = inspect.signature(DataLoader.__init__).parameters
+    return [
+        p for p in params if p not in ("self", "dataset", "batch_size", "shuffle", "sampler", "batch_sampler")
+    ]
 
 
 __all__ = [
     "LoaderConfig",
+    "LoaderOptions",
     "LoaderReport",
     "SkippedVideo",
     "VideoDataset",

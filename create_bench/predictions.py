@@ -32,8 +32,7 @@ import numpy as np
 
 from create_bench.errors import PredictionError
 from create_bench.fsutil import atomic_dir
-from create_bench.metrics.captioning import list_ids
-from create_bench.types import TEXT_KINDS, parse_text_id
+from create_bench.types import TEXT_KINDS, list_ids, parse_text_id
 
 GENERATIONS = "generations.jsonl"
 VIDEO_EMBEDDINGS = "video_embeddings.npy"
@@ -44,7 +43,7 @@ MODEL_CARD = "model_card.yaml"
 #: Generation fields of a generations.jsonl line besides ``vid``.
 GENERATION_KINDS = ("title", "caption")
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-#: The dtype scoring computes in (``scoring.l2_normalise``, ``metrics.retrieval``): a value must be
+#: The dtype scoring computes in (``metrics.retrieval``, its ``l2_normalise`` too): a value must be
 #: finite once cast to it, so float64 values beyond float32's range are rejected when loading,
 #: by the same rule the scorer applies, instead of failing later as "NaN or infinite".
 SCORING_DTYPE = np.dtype(np.float32)

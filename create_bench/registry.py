@@ -10,7 +10,7 @@ import difflib
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -135,3 +135,18 @@ class Registry(Generic[T]):
             msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
         msg += f" (known: {', '.join(self.names())}; or give path/to/file.py:Class or package.module:Class)"
         raise RegistryError(msg)
+
+
+def check_option_names(kind: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Raise :class:`ConfigError` for the first name in ``given`` that is not in ``known``, with a
+    "did you mean" hint (the options objects use it for keyword arguments)."""
+    from create_bench.errors import ConfigError
+
+    names = list(known)
+    for name in given:
+        if name not in names:
+            hint = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+            msg = f"unknown {kind} option {name!r}"
+            if hint:
+                msg += f"; did you mean {' or '.join(repr(h) for h in hint)}?"
+            raise ConfigError(msg + f" (known: {', '.join(names)})")

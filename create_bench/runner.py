@@ -31,11 +31,13 @@ import numpy as np
 from create_bench import __version__
 from create_bench.errors import BackendUnavailable, ConfigError, DataError, ModelError
 from create_bench.fsutil import atomic_write_json, sha256_file
+from create_bench.metrics.retrieval import l2_normalise
 from create_bench.models import model_tasks
 from create_bench.models.base import ModelContext, ModelMeta
 from create_bench.progress import Progress, track
+from create_bench.scoring import ScoringOptions
 from create_bench.tasks import TASKS, TaskSpec, parse_tasks
-from create_bench.types import TEXT_COLUMN, TEXT_KINDS, text_id
+from create_bench.types import TEXT_COLUMN, TEXT_KINDS, id_differences, text_id
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +62,10 @@ class EvalConfig:
             predictions directory is the same path without ``.json``, the report ``<stem>.md``.
         results_dir: root of the default output layout.
         no_cache: run the model even when cached predictions match.
-        seed: given to the model (``ModelContext.seed``) and to the bootstrap.
-        tokenizer: captioning tokenizer (``jieba`` or ``char``).
-        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (the same scores).
-        bootstrap: bootstrap resamples for the confidence intervals (0 disables them).
+        seed: given to the model (``ModelContext.seed``); also the bootstrap's when ``scoring``
+            is not given.
+        scoring: how the predictions are scored (:class:`create_bench.scoring.ScoringOptions`:
+            tokenizer, bootstrap, seed, ...); default: the defaults with ``seed``.
         text_batch_size: texts per ``encode_texts`` call.
         report: write the Markdown report and plots.
         progress: show progress (a bar on a terminal, else lines on stderr); None: the process
@@ -82,9 +84,7 @@ class EvalConfig:
     results_dir: Path = DEFAULT_RESULTS_DIR
     no_cache: bool = False
     seed: int = 0
-    tokenizer: str = "jieba"
-    metric_backend: str = "fast"
-    bootstrap: int = 1000
+    scoring: ScoringOptions | None = None
     text_batch_size: int = 256
     report: bool = True
     progress: bool | None = None
@@ -93,6 +93,10 @@ class EvalConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "results_dir", Path(self.results_dir))
+        if self.scoring is None:
+            object.__setattr__(self, "scoring", ScoringOptions(seed=self.seed))
+        elif not isinstance(self.scoring, ScoringOptions):
+            raise ConfigError(f"scoring must be a ScoringOptions, got {type(self.scoring).__name__}")
         if self.out is not None:
             object.__setattr__(self, "out", Path(self.out))
             _check_out(self.out)
@@ -105,8 +109,6 @@ class EvalConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if self.bootstrap < 0:
-            raise ConfigError(f"bootstrap must be >= 0, got {self.bootstrap}")
         if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
             raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
 
@@ -245,8 +247,7 @@ def check_embeddings(
     are named). Raises :class:`ModelError` on anything else.
     """
     if isinstance(out, dict):
-        missing = [i for i in ids if i not in out]
-        extra = [k for k in out if k not in set(ids)]
+        missing, extra = id_differences(ids, out)
         if missing or extra:
             raise ModelError(
                 f"model {model_name!r}: {what} returned ids that do not match the batch"
@@ -290,8 +291,7 @@ def check_generations(out: Any, vids: list[str], *, model_name: str, kind: str) 
     """Validate one batch of generations: a list of non-empty strings, one per vid (or a vid mapping)."""
     what = f"generate(kind={kind!r})"
     if isinstance(out, dict):
-        missing = [v for v in vids if v not in out]
-        extra = [k for k in out if k not in set(vids)]
+        missing, extra = id_differences(vids, out)
         if missing or extra:
             raise ModelError(
                 f"model {model_name!r}: {what} returned vids that do not match the batch"
@@ -333,7 +333,7 @@ def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[st
     if meta.inputs == "none":
         from create_bench.data.shards import iter_batches
 
-        cols = ["vid", "tags", "raw_title", "category"]
+        cols = ["vid", "tags", "raw_title", "category", *meta.columns]
         for rb in iter_batches(
             cfg.data_dir, cfg.split, cols, batch_size=cfg.batch_size, rank=0, world_size=1
         ):
@@ -341,12 +341,12 @@ def _video_batches(model: Any, cfg: EvalConfig, frames: str) -> Iterator[dict[st
         return
     from create_bench.loader import DEFAULT_COLUMNS, make_loader
 
-    # Display geometry too: a model may need to undo a resize that changed the aspect ratio.
+    # Only the extra columns the model declares (e.g. display geometry, to undo a resize).
     kw: dict[str, Any] = {
         "batch_size": cfg.batch_size,
         "num_workers": cfg.num_workers,
         "on_error": "fail",
-        "columns": (*DEFAULT_COLUMNS, "width", "height", "rotation"),
+        "columns": tuple(dict.fromkeys((*DEFAULT_COLUMNS, *meta.columns))),
     }
     if meta.inputs == "features":
         kw["features"] = meta.feature_set
@@ -439,9 +439,7 @@ def _check_coverage(got: list[str], expected: list[str], model_name: str, data_d
     """Every video of the split exactly once: anything else would silently change the metrics."""
     counts = Counter(got)
     dups = [v for v, c in counts.items() if c > 1]
-    seen = set(counts)
-    missing = sorted(set(expected) - seen)
-    extra = sorted(seen - set(expected))
+    missing, extra = id_differences(expected, counts)
     if dups or missing or extra:
         raise DataError(
             f"evaluating {model_name!r}: the video pass did not cover split {split!r} exactly once"
@@ -526,15 +524,6 @@ def _model_card(model: Any, model_args: dict[str, Any], spec: str | None, frames
     return card
 
 
-def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (the protocol's similarity is the dot product of normalised
-    embeddings); an all-zero row stays zero, so it ties with everything rather than becoming NaN."""
-    x64 = np.asarray(x, dtype=np.float64)  # float64 norms: no overflow for large float32 values
-    norms = np.linalg.norm(x64, axis=1, keepdims=True)
-    out = np.divide(x64, norms, out=np.zeros_like(x64), where=norms > 0)
-    return out.astype(np.float32)
-
-
 def _write_predictions(pred_dir: Path, outs: _Outputs, card: dict[str, Any]) -> None:
     from create_bench.predictions import write_predictions
 
@@ -544,8 +533,8 @@ def _write_predictions(pred_dir: Path, outs: _Outputs, card: dict[str, Any]) -> 
         generations = {
             vid: {kind: outs.generations[kind][vid] for kind in outs.generations} for vid in vid_order
         }
-    video_emb = l2_normalize(np.concatenate(outs.video_embeddings)) if outs.video_embeddings else None
-    text_emb = l2_normalize(outs.text_embeddings) if outs.text_embeddings is not None else None
+    video_emb = l2_normalise(np.concatenate(outs.video_embeddings)) if outs.video_embeddings else None
+    text_emb = l2_normalise(outs.text_embeddings) if outs.text_embeddings is not None else None
     # write_predictions replaces the directory whole and atomically: a crash never leaves half of one.
     write_predictions(
         pred_dir,
@@ -585,16 +574,7 @@ def evaluate(
             f"dataset {info.name!r} has no split {cfg.split!r} (splits: {', '.join(info.splits)})"
         )
     _check_inputs_available(model.meta, info)
-    supported = model_tasks(model)
-    wanted = parse_tasks(list(cfg.tasks) if cfg.tasks else None)
-    tasks = tuple(t for t in wanted if t.name in supported)
-    skipped = tuple(t.name for t in wanted if t.name not in supported)
-    if not tasks:
-        raise ModelError(
-            f"model {name!r} supports none of the requested tasks {[t.name for t in wanted]} (it supports {list(supported)})"
-        )
-    if skipped:
-        log.warning("model %r does not implement %s: skipping those tasks", name, ", ".join(skipped))
+    wanted, tasks, skipped = _select_tasks(model, cfg)
     cfg = dataclasses.replace(cfg, tasks=tuple(t.name for t in tasks))
     frames = cfg.frames or model.meta.frames
     results_path, pred_dir = output_paths(cfg, name, info.name)
@@ -626,6 +606,24 @@ def evaluate(
     return EvalOutcome(
         results, results_path, pred_dir, report_path, cached, tuple(t.name for t in tasks), skipped
     )
+
+
+def _select_tasks(
+    model: Any, cfg: EvalConfig
+) -> tuple[tuple[TaskSpec, ...], tuple[TaskSpec, ...], tuple[str, ...]]:
+    """(requested tasks, the ones the model implements, names of the others); none is an error."""
+    name = model.meta.name
+    supported = model_tasks(model)
+    wanted = parse_tasks(list(cfg.tasks) if cfg.tasks else None)
+    tasks = tuple(t for t in wanted if t.name in supported)
+    skipped = tuple(t.name for t in wanted if t.name not in supported)
+    if not tasks:
+        raise ModelError(
+            f"model {name!r} supports none of the requested tasks {[t.name for t in wanted]} (it supports {list(supported)})"
+        )
+    if skipped:
+        log.warning("model %r does not implement %s: skipping those tasks", name, ", ".join(skipped))
+    return wanted, tasks, skipped
 
 
 def _owner(results_path: Path, pred_dir: Path) -> str | None:
@@ -711,15 +709,7 @@ def score_run(
     """Score the predictions with the code of ``create-bench score`` and add what only the harness knows."""
     from create_bench.scoring import score_predictions
 
-    results = score_predictions(
-        pred_dir,
-        cfg.data_dir,
-        cfg.split,
-        tokenizer=cfg.tokenizer,
-        bootstrap=cfg.bootstrap,
-        seed=cfg.seed,
-        metric_backend=cfg.metric_backend,
-    )
+    results = score_predictions(pred_dir, cfg.data_dir, cfg.split, cfg.scoring)
     model_info = dict(results.get("model") or {})
     meta = model.meta.to_dict()
     for k in ("version", "description", "params", "training_data", "license"):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -37,9 +37,15 @@ import numpy as np
 from create_bench import __version__
 from create_bench.errors import ConfigError, DataError, PredictionError
 from create_bench.metrics.bootstrap import Proportion, bootstrap_cis, bootstrap_samples
-from create_bench.metrics.captioning import BACKENDS, caption_statistics, list_ids, refs_field
+from create_bench.metrics.captioning import BACKENDS, caption_statistics, refs_field
 from create_bench.metrics.chance import chance_check, retrieval_chance
-from create_bench.metrics.retrieval import TIE_POLICIES, RankStats, rank_statistics, ranks_from_similarity
+from create_bench.metrics.retrieval import (
+    TIE_POLICIES,
+    RankStats,
+    l2_normalise,
+    rank_statistics,
+    ranks_from_similarity,
+)
 from create_bench.metrics.token_cache import reference_tokens
 from create_bench.metrics.tokens import TokenTable
 from create_bench.predictions import (
@@ -53,10 +59,18 @@ from create_bench.predictions import (
     similarity_file,
 )
 from create_bench.progress import Progress
+from create_bench.registry import check_option_names
 from create_bench.results import build_results
 from create_bench.signature import Signature
 from create_bench.text import NORMALIZER_NAME, get_tokenizer
-from create_bench.types import TEXT_COLUMN, TEXT_KINDS, parse_text_id, text_id
+from create_bench.types import (
+    TEXT_COLUMN,
+    TEXT_KINDS,
+    describe_id_differences,
+    id_differences,
+    parse_text_id,
+    text_id,
+)
 
 PROTOCOLS = ("multi-reference", "single-reference")
 CI_LEVEL = 0.95
@@ -141,19 +155,14 @@ class _Group:
     chance: dict[str, float] | None = None
 
 
-def _id_mismatch(what: str, missing: Sequence[str], extra: Sequence[str], split: str) -> PredictionError:
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)}: {list_ids(missing)}")
-    if extra:
-        parts.append(f"extra {len(extra)} not in the split: {list_ids(extra)}")
-    return PredictionError(f"{what} does not match the {split!r} split; " + "; ".join(parts))
-
-
-def _check_same(what: str, expected: Sequence[str], got: Sequence[str], split: str) -> None:
-    exp, have = set(expected), set(got)
-    if exp != have:
-        raise _id_mismatch(what, sorted(exp - have), sorted(have - exp), split)
+def _check_ids(
+    what: str, expected: Sequence[str], got: Sequence[str], split: str, allowed: Sequence[str] | None = None
+) -> None:
+    """The predictions' ids against the split's (:func:`create_bench.types.id_differences`)."""
+    missing, extra = id_differences(expected, got, allowed=allowed)
+    if missing or extra:
+        detail = describe_id_differences(missing, extra, extra_note=" not in the split")
+        raise PredictionError(f"{what} does not match the {split!r} split; {detail}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,14 +178,12 @@ def _retrieval_groups(
         empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
         raise DataError(f"cannot score {kind} retrieval: a video has no {kind}s", vid=empty)
     vid_index = {v: i for i, v in enumerate(refs.vids)}
-    _check_same(VIDEO_IDS, refs.vids, preds.video_ids, split)
+    _check_ids(VIDEO_IDS, refs.vids, preds.video_ids, split)
     col_of_vid = {v: j for j, v in enumerate(preds.video_ids)}
     rows, row_ids = preds.text_rows(kind)
     wanted = {text_id(v, kind, k) for v, t in zip(refs.vids, refs.texts[kind]) for k in range(len(t))}
     known = {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
-    have = set(row_ids)
-    if wanted - have or have - known:
-        raise _id_mismatch(f"{TEXT_IDS} ({kind})", sorted(wanted - have), sorted(have - known), split)
+    _check_ids(f"{TEXT_IDS} ({kind})", wanted, row_ids, split, allowed=known)
     used = np.array([i for i, tid in enumerate(row_ids) if tid in wanted], dtype=np.int64)
     used_ids = [row_ids[i] for i in used]
     text_vid = [parse_text_id(t)[0] for t in used_ids]
@@ -212,14 +219,6 @@ def _retrieval_groups(
         f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra, chance["t2v"]),
         f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra, chance["v2t"]),
     }
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm in float32 (the contract's similarity is the dot product of
-    L2-normalised embeddings); all-zero rows stay zero, so they tie with everything."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.where(norms > 0, norms, 1.0)
 
 
 def _rank_group(
@@ -286,7 +285,7 @@ def _generation_group(
     cache: _TokenCache | None = None,
 ) -> _Group:
     gens = preds.generated(kind)
-    _check_same(f"{GENERATIONS} ({kind})", refs.vids, list(gens), split)
+    _check_ids(f"{GENERATIONS} ({kind})", refs.vids, list(gens), split)
     if not refs.has_texts(kind):
         empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
         raise DataError(f"cannot score {kind} generation: a video has no reference {kind}s", vid=empty)
@@ -317,16 +316,59 @@ def _generation_group(
 # the entry point
 
 
-def _check_options(tokenizer: str, protocol: str, bootstrap: int, ties: str, backend: str = "fast") -> None:
-    if backend not in BACKENDS:
-        raise ConfigError(f"metric backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    if ties not in TIE_POLICIES:
-        raise ConfigError(f"ties must be one of {', '.join(TIE_POLICIES)}, got {ties!r}")
-    if not isinstance(bootstrap, int) or isinstance(bootstrap, bool) or bootstrap < 0:
-        raise ConfigError(f"bootstrap must be a non-negative integer (0 = no intervals), got {bootstrap!r}")
-    get_tokenizer(tokenizer)
+@dataclass(frozen=True)
+class ScoringOptions:
+    """Every option of :func:`score_predictions` (one frozen object, checked once on creation).
+
+    The commands build it with :func:`create_bench.commands._scoring.scoring_options`; new
+    options (a text encoder, ...) are new fields here, with a check in :meth:`__post_init__`.
+
+    Attributes:
+        tokenizer: ``jieba`` (default) or ``char``, for the generation metrics.
+        protocol: ``multi-reference`` (every text of a video) or ``single-reference`` (the first).
+        bootstrap: number of bootstrap resamples for the 95% intervals (0: none).
+        seed: the bootstrap seed (in the signature).
+        ties: retrieval tie policy, ``expected`` (default), ``optimistic`` or ``pessimistic``.
+        meteor: also compute METEOR (needs Java).
+        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (pycocoevalcap's; the
+            same scores, so not in the signature).
+        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
+            True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
+            directory, or False (tokenise every time).
+    """
+
+    tokenizer: str = "jieba"
+    protocol: str = "multi-reference"
+    bootstrap: int = 1000
+    seed: int = 0
+    ties: str = "expected"
+    meteor: bool = False
+    metric_backend: str = "fast"
+    token_cache: bool | str | os.PathLike[str] = True
+
+    def __post_init__(self) -> None:
+        if self.metric_backend not in BACKENDS:
+            raise ConfigError(
+                f"metric backend must be one of {', '.join(BACKENDS)}, got {self.metric_backend!r}"
+            )
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+        if self.ties not in TIE_POLICIES:
+            raise ConfigError(f"ties must be one of {', '.join(TIE_POLICIES)}, got {self.ties!r}")
+        b = self.bootstrap
+        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
+            raise ConfigError(f"bootstrap must be a non-negative integer (0 = no intervals), got {b!r}")
+        if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        get_tokenizer(self.tokenizer)
+
+    @classmethod
+    def of(cls, options: ScoringOptions | None = None, **overrides: Any) -> ScoringOptions:
+        """``options`` (default: the defaults) with ``overrides`` applied; an unknown keyword is a
+        :class:`ConfigError` with "did you mean"."""
+        check_option_names("scoring", overrides, [f.name for f in fields(cls)])
+        base = options if options is not None else cls()
+        return replace(base, **overrides) if overrides else base
 
 
 def _card_fields(card: dict[str, Any]) -> dict[str, Any]:
@@ -404,21 +446,18 @@ def _score_groups(
     refs: References,
     full: References,
     split: str,
-    *,
-    tokenizer: str,
-    meteor: bool,
-    ties: str,
-    backend: str = "fast",
+    options: ScoringOptions,
     fingerprint: str = "",
-    token_cache: bool | str | os.PathLike[str] = True,
 ) -> dict[str, _Group]:
     """Every group the predictions allow, in :data:`GROUP_ORDER`."""
-    cache = _TokenCache(tokenizer, fingerprint, token_cache if fingerprint else False)
+    cache = _TokenCache(options.tokenizer, fingerprint, options.token_cache if fingerprint else False)
     groups: dict[str, _Group] = {}
     for kind in preds.retrieval_kinds():
-        groups.update(_retrieval_groups(preds, refs, full, kind, split, ties))
+        groups.update(_retrieval_groups(preds, refs, full, kind, split, options.ties))
     for kind in preds.generation_kinds():
-        groups[kind] = _generation_group(preds, refs, kind, split, meteor, backend, full, cache)
+        groups[kind] = _generation_group(
+            preds, refs, kind, split, options.meteor, options.metric_backend, full, cache
+        )
     if not groups:
         raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
     return {g: groups[g] for g in GROUP_ORDER if g in groups}
@@ -462,15 +501,8 @@ def score_predictions(
     predictions: str | os.PathLike[str] | Predictions,
     data_dir: str | os.PathLike[str],
     split: str,
-    *,
-    tokenizer: str = "jieba",
-    protocol: str = "multi-reference",
-    bootstrap: int = 1000,
-    seed: int = 0,
-    meteor: bool = False,
-    ties: str = "expected",
-    metric_backend: str = "fast",
-    token_cache: bool | str | os.PathLike[str] = True,
+    options: ScoringOptions | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Score a predictions directory (or :class:`Predictions`) against a dataset split.
 
@@ -478,17 +510,9 @@ def score_predictions(
         predictions: the predictions directory (see :mod:`create_bench.predictions`) or a loaded one.
         data_dir: a create-bench dataset directory.
         split: ``test``, ``validation``, ...
-        tokenizer: ``jieba`` (default) or ``char``, for the generation metrics.
-        protocol: ``multi-reference`` (every text of a video) or ``single-reference`` (the first).
-        bootstrap: number of bootstrap resamples for the 95% intervals (0: none).
-        seed: the bootstrap seed (in the signature).
-        meteor: also compute METEOR (needs Java).
-        ties: retrieval tie policy, ``expected`` (default), ``optimistic`` or ``pessimistic``.
-        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (pycocoevalcap's; the
-            same scores, so not in the signature).
-        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
-            True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
-            directory, or False (tokenise every time).
+        options: the :class:`ScoringOptions` (default: the defaults).
+        **overrides: fields of :class:`ScoringOptions` to change (``bootstrap=0``, ...), for callers
+            that do not build the object; an unknown name is a :class:`ConfigError`.
 
     Returns:
         The results JSON content (:func:`create_bench.results.build_results`): every score group
@@ -500,45 +524,63 @@ def score_predictions(
     """
     from create_bench.data.shards import open_dataset
 
-    _check_options(tokenizer, protocol, bootstrap, ties, metric_backend)
-    with Progress("score:", 3 if bootstrap else 2, unit="steps", eta=False) as steps:
+    opts = ScoringOptions.of(options, **overrides)
+    with Progress("score:", 3 if opts.bootstrap else 2, unit="steps", eta=False) as steps:
         preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
         info = open_dataset(data_dir)
         full = load_references(data_dir, split)
-        refs = full.for_protocol(protocol)
+        refs = full.for_protocol(opts.protocol)
         steps.update(note=f"read predictions and {len(refs.vids)} {split} references")
-        groups = _score_groups(
-            preds,
-            refs,
-            full,
-            split,
-            tokenizer=tokenizer,
-            meteor=meteor,
-            ties=ties,
-            backend=metric_backend,
-            fingerprint=info.fingerprint,
-            token_cache=token_cache,
-        )
+        groups = _score_groups(preds, refs, full, split, opts, fingerprint=info.fingerprint)
         steps.update(note=f"scored {', '.join(groups)}")
-        unc = uncertainty(groups, len(refs.vids), bootstrap=bootstrap, seed=seed)
-        if bootstrap:
-            steps.update(note=f"{bootstrap} bootstrap resamples")
-    order = list(groups)
+        unc = uncertainty(groups, len(refs.vids), bootstrap=opts.bootstrap, seed=opts.seed)
+        if opts.bootstrap:
+            steps.update(note=f"{opts.bootstrap} bootstrap resamples")
+    signature, signatures = _signatures(groups, preds, info.fingerprint, split, opts)
+    return build_results(
+        model=_model_info(preds),
+        dataset=_dataset_info(info, refs, split),
+        scores={g: v.scores for g, v in groups.items()},
+        signature=signature,
+        signatures=signatures,
+        ci=unc.ci,
+        bootstrap=_bootstrap_info(opts.bootstrap, opts.seed) if opts.bootstrap else None,
+        chance=unc.chance or None,
+        chance_test=unc.chance_test,
+        per_category=_per_category(groups, refs, full),
+        protocol=opts.protocol,
+        extra={
+            "retrieval": {g: v.extra for g, v in groups.items() if v.extra},
+            "skipped_tasks": skipped_tasks(preds),
+        },
+    )
 
-    base = {"data": info.fingerprint, "split": split, "protocol": protocol, **_card_fields(preds.model_card)}
-    boot = {"bootstrap": bootstrap, "seed": seed} if bootstrap else {}
-    signatures = {g: Signature(__version__, **base, **groups[g].fields, **boot) for g in order}
+
+def _signatures(
+    groups: dict[str, _Group], preds: Predictions, fingerprint: str, split: str, opts: ScoringOptions
+) -> tuple[Signature, dict[str, Signature]]:
+    """The run's signature (fields of every group, ``refs`` merged) and one per group."""
+    base = {"data": fingerprint, "split": split, "protocol": opts.protocol, **_card_fields(preds.model_card)}
+    boot = {"bootstrap": opts.bootstrap, "seed": opts.seed} if opts.bootstrap else {}
+    signatures = {g: Signature(__version__, **base, **v.fields, **boot) for g, v in groups.items()}
     all_fields: dict[str, Any] = {}
-    for g in order:
-        all_fields.update(groups[g].fields)
+    for v in groups.values():
+        all_fields.update(v.fields)
     all_fields["refs"] = _merge_refs(groups)
-    signature = Signature(__version__, **base, **all_fields, **boot)
+    return Signature(__version__, **base, **all_fields, **boot), signatures
 
+
+def _per_category(groups: dict[str, _Group], refs: References, full: References) -> dict[str, Any]:
     per_category: dict[str, Any] = {}
     for c in sorted(full.category_names):
         entry: dict[str, Any] = {"name": full.category_names[c], "count": int((refs.categories == c).sum())}
-        entry.update({g: groups[g].per_category[c] for g in order})
+        entry.update({g: v.per_category[c] for g, v in groups.items()})
         per_category[str(c)] = entry
+    return per_category
+
+
+def _dataset_info(info: Any, refs: References, split: str) -> dict[str, Any]:
+    """The results' ``dataset`` block: name, fingerprint, split, counts (and rows left out)."""
     counts: dict[str, int] = {"videos": len(refs.vids)}
     for kind in TEXT_KINDS:
         counts[f"{kind}_texts"] = sum(len(t) for t in refs.texts[kind])
@@ -551,23 +593,7 @@ def score_predictions(
     n_skipped = int((info.manifest.get("skipped") or {}).get(split, 0))
     if n_skipped:  # rows ``build --on-error skip`` left out: the scores are over the others
         dataset["skipped"] = n_skipped
-    return build_results(
-        model=_model_info(preds),
-        dataset=dataset,
-        scores={g: groups[g].scores for g in order},
-        signature=signature,
-        signatures=signatures,
-        ci=unc.ci,
-        bootstrap=_bootstrap_info(bootstrap, seed) if bootstrap else None,
-        chance=unc.chance or None,
-        chance_test=unc.chance_test,
-        per_category=per_category,
-        protocol=protocol,
-        extra={
-            "retrieval": {g: groups[g].extra for g in order if groups[g].extra},
-            "skipped_tasks": skipped_tasks(preds),
-        },
-    )
+    return dataset
 
 
 def compare_predictions(
@@ -575,44 +601,38 @@ def compare_predictions(
     predictions_b: str | os.PathLike[str] | Predictions,
     data_dir: str | os.PathLike[str],
     split: str,
-    *,
-    tokenizer: str = "jieba",
-    protocol: str = "multi-reference",
-    bootstrap: int = 1000,
-    seed: int = 0,
-    ties: str = "expected",
+    options: ScoringOptions | None = None,
+    **overrides: Any,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Paired bootstrap test of system A against system B on the groups both can be scored on.
 
     Both systems are scored on the same split and the same seeded video resamples; see
-    :func:`create_bench.metrics.bootstrap.paired_bootstrap_test` for the p-value.
+    :func:`create_bench.metrics.bootstrap.paired_bootstrap_test` for the p-value. ``options`` and
+    ``overrides`` as in :func:`score_predictions` (METEOR is never computed here).
 
     Returns:
         group -> metric -> ``{"a", "b", "delta", "ci", "p_value"}`` (``delta`` = a - b).
     """
     from create_bench.metrics.bootstrap import paired_bootstrap_test
 
-    _check_options(tokenizer, protocol, bootstrap, ties)
-    if bootstrap < 1:
+    opts = replace(ScoringOptions.of(options, **overrides), meteor=False)
+    if opts.bootstrap < 1:
         raise ConfigError("a paired bootstrap test needs bootstrap >= 1 resamples")
     from create_bench.data.shards import open_dataset
 
     fp = open_dataset(data_dir).fingerprint
     full = load_references(data_dir, split)
-    refs = full.for_protocol(protocol)
+    refs = full.for_protocol(opts.protocol)
     scored = []
     for p in (predictions_a, predictions_b):
         preds = p if isinstance(p, Predictions) else load_predictions(p)
-        scored.append(
-            _score_groups(
-                preds, refs, full, split, tokenizer=tokenizer, meteor=False, ties=ties, fingerprint=fp
-            )
-        )
+        scored.append(_score_groups(preds, refs, full, split, opts, fingerprint=fp))
     a, b = scored
     common = [g for g in a if g in b]
     if not common:
         raise PredictionError(f"the two systems share no score group (A: {list(a)}, B: {list(b)})")
     n = len(refs.vids)
     return {
-        g: paired_bootstrap_test(a[g].weighted, b[g].weighted, n, n_boot=bootstrap, seed=seed) for g in common
+        g: paired_bootstrap_test(a[g].weighted, b[g].weighted, n, n_boot=opts.bootstrap, seed=opts.seed)
+        for g in common
     }

@@ -14,6 +14,7 @@ from alwig_util import small_cfg
 
 from create_bench.models.alwig.bundle import ALWIG
 from create_bench.models.alwig.config import ALWIGConfig
+from create_bench.scoring import ScoringOptions
 from create_bench.training.alwig.batches import epoch_plan, text_choices
 from create_bench.training.alwig.train import TrainOptions, train
 
@@ -225,9 +226,7 @@ def test_cli_ablation_flags(tiny_dataset: Path, tmp_path: Path, feature_cache: P
     cfg = tmp_path / "tiny.yaml"
     import yaml
 
-    cfg.write_text(
-        yaml.safe_dump(tiny_train_cfg().to_dict()), encoding="utf-8"
-    )
+    cfg.write_text(yaml.safe_dump(tiny_train_cfg().to_dict()), encoding="utf-8")
     rc = main(
         [
             "train",
@@ -311,7 +310,7 @@ def test_checkpoint_evaluates_through_the_harness(
             tiny_dataset,
             split="test",
             results_dir=tmp_path / "results",
-            bootstrap=0,
+            scoring=ScoringOptions(bootstrap=0),
             report=False,
             progress=False,
         ),

@@ -17,6 +17,7 @@ from create_bench.models import load_model
 from create_bench.models.base import ModelContext
 from create_bench.models.baselines import TfIdf, frame_features
 from create_bench.runner import EvalConfig, evaluate, run_model
+from create_bench.scoring import ScoringOptions
 from create_bench.tasks import parse_tasks
 
 
@@ -87,7 +88,11 @@ def test_random_is_at_chance(text_data: Path, tmp_path: Path) -> None:
     about a 99.7% band (Bonferroni for 16 checks)."""
     model = load_model("random", {"seed": 0})
     cfg = EvalConfig(
-        data_dir=text_data, results_dir=tmp_path, tasks=("retrieval",), bootstrap=1000, report=False
+        data_dir=text_data,
+        results_dir=tmp_path,
+        tasks=("retrieval",),
+        scoring=ScoringOptions(bootstrap=1000),
+        report=False,
     )
     res = evaluate(model, cfg).results
     g = read_table(text_data, "test", ["vid"]).num_rows

@@ -18,6 +18,7 @@ from create_bench.cli import main
 from create_bench.errors import BackendUnavailable, ModelError
 from create_bench.models.base import BaseModel, ModelMeta
 from create_bench.runner import EvalConfig, evaluate, output_paths, summary_line
+from create_bench.scoring import ScoringOptions
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GROUPS = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption")
@@ -280,7 +281,13 @@ class Crashing(Good):
 
 @pytest.mark.parametrize("exc", [RuntimeError("boom"), KeyboardInterrupt()])
 def test_interrupted_run_leaves_no_broken_files(small_text: Path, tmp_path: Path, exc: BaseException) -> None:
-    cfg = EvalConfig(data_dir=small_text, results_dir=tmp_path, batch_size=4, progress=False, bootstrap=0)
+    cfg = EvalConfig(
+        data_dir=small_text,
+        results_dir=tmp_path,
+        batch_size=4,
+        progress=False,
+        scoring=ScoringOptions(bootstrap=0),
+    )
     # First a fresh directory: nothing is written at all.
     with pytest.raises(type(exc)):
         evaluate(Crashing(exc), cfg)
@@ -301,7 +308,12 @@ def test_crash_while_writing_results_keeps_old_file(
     small_text: Path, tmp_path: Path, monkeypatch: Any
 ) -> None:
     cfg = EvalConfig(
-        data_dir=small_text, results_dir=tmp_path, batch_size=4, progress=False, bootstrap=0, report=False
+        data_dir=small_text,
+        results_dir=tmp_path,
+        batch_size=4,
+        progress=False,
+        scoring=ScoringOptions(bootstrap=0),
+        report=False,
     )
     done = evaluate(Good(), cfg)
     old = done.results_path.read_bytes()
@@ -323,7 +335,12 @@ def test_crash_while_writing_results_keeps_old_file(
 
 def test_cache_reuse(small_text: Path, tmp_path: Path) -> None:
     cfg = EvalConfig(
-        data_dir=small_text, results_dir=tmp_path, batch_size=4, progress=False, bootstrap=0, report=False
+        data_dir=small_text,
+        results_dir=tmp_path,
+        batch_size=4,
+        progress=False,
+        scoring=ScoringOptions(bootstrap=0),
+        report=False,
     )
     Good.calls = 0
     first = evaluate(Good(), cfg)
@@ -385,7 +402,13 @@ def test_tasks_the_model_lacks_are_skipped(small_text: Path, tmp_path: Path) -> 
         def generate(self, batch: dict[str, Any], kind: str = "title") -> list[str]:
             return ["视频"] * len(batch["vid"])
 
-    cfg = EvalConfig(data_dir=small_text, results_dir=tmp_path, progress=False, bootstrap=0, report=False)
+    cfg = EvalConfig(
+        data_dir=small_text,
+        results_dir=tmp_path,
+        progress=False,
+        scoring=ScoringOptions(bootstrap=0),
+        report=False,
+    )
     out = evaluate(GenOnly(), cfg)
     assert out.tasks == ("title", "caption") and out.skipped_tasks == ("retrieval",)
     assert set(out.results["scores"]) == {"title", "caption"}
@@ -525,7 +548,12 @@ def test_other_model_class_with_the_same_name_is_refused(small_text: Path, tmp_p
     from create_bench.errors import ConfigError
 
     cfg = EvalConfig(
-        data_dir=small_text, results_dir=tmp_path, batch_size=4, progress=False, bootstrap=0, report=False
+        data_dir=small_text,
+        results_dir=tmp_path,
+        batch_size=4,
+        progress=False,
+        scoring=ScoringOptions(bootstrap=0),
+        report=False,
     )
     first = evaluate(Good(), cfg)
     assert first.results["eval"]["model_class"].endswith(".Good")

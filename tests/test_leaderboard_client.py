@@ -11,6 +11,7 @@ from leaderboard_util import text_dataset, write_predictions
 
 from create_bench.cli import main
 from create_bench.leaderboard.submission import ExpectedIds, pack_directory
+from create_bench.scoring import ScoringOptions
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,11 @@ def eval_predictions(tmp_path, data):
     from create_bench.runner import EvalConfig, evaluate
 
     cfg = EvalConfig(
-        data_dir=data, results_dir=tmp_path / "results", bootstrap=0, report=False, progress=False
+        data_dir=data,
+        results_dir=tmp_path / "results",
+        scoring=ScoringOptions(bootstrap=0),
+        report=False,
+        progress=False,
     )
     return evaluate(load_model("random", {}), cfg, model_spec="random").predictions_dir
 

@@ -25,6 +25,7 @@ from create_bench.leaderboard.db import Database, LimitError
 from create_bench.leaderboard.server import create_app
 from create_bench.leaderboard.submission import Limits, pack_directory, unpack_archive, validate_directory
 from create_bench.leaderboard.worker import ScoringConfig, Worker, WorkerConfig
+from create_bench.scoring import ScoringOptions
 
 
 def make_board(tmp: Path, **config: object) -> Board:
@@ -219,7 +220,9 @@ def _worker_setup(tmp_path: Path, **cfg):
     storage = tmp_path / "storage"
     (storage / "uploads").mkdir(parents=True)
     config = WorkerConfig(
-        storage_dir=storage, scoring=ScoringConfig(data_dir=tmp_path / "data", bootstrap=0), **cfg
+        storage_dir=storage,
+        scoring=ScoringConfig(data_dir=tmp_path / "data", options=ScoringOptions(bootstrap=0)),
+        **cfg,
     )
     return db, storage, config
 

@@ -299,13 +299,13 @@ def test_missing_and_extra_vids(good_dir):
     with pytest.raises(SubmissionError) as info:
         validate_directory(good_dir, expected=exp)
     msg = str(info.value)
-    assert "video_ids.json" in msg and "1 missing ('v3')" in msg and "1 extra ('intruder')" in msg
+    assert "video_ids.json" in msg and "missing 1: 'v3'" in msg and "extra 1: 'intruder'" in msg
 
 
 def test_missing_generation_vid(good_dir):
     lines = (good_dir / "generations.jsonl").read_text("utf-8").splitlines()
     (good_dir / "generations.jsonl").write_text("\n".join(lines[:-1]) + "\n", "utf-8")
-    with pytest.raises(SubmissionError, match=r"generations.*1 missing \('v3'\)"):
+    with pytest.raises(SubmissionError, match=r"generations.*missing 1: 'v3'"):
         validate_directory(good_dir, expected=small_expected())
 
 
@@ -316,7 +316,7 @@ def test_missing_text_ids(good_dir):
     keep = [i for i, t in enumerate(ids) if t != "v1:caption:1"]
     _rewrite_ids(good_dir, "text_ids.json", [ids[i] for i in keep])
     np.save(good_dir / "text_embeddings.npy", emb[keep])
-    with pytest.raises(SubmissionError, match=r"text_ids.json \(caption\).*1 missing \('v1:caption:1'\)"):
+    with pytest.raises(SubmissionError, match=r"text_ids.json \(caption\).*missing 1: 'v1:caption:1'"):
         validate_directory(good_dir, expected=exp)
 
 

@@ -21,6 +21,7 @@ from create_bench.errors import PredictionError
 from create_bench.leaderboard.db import Database
 from create_bench.leaderboard.submission import pack_directory
 from create_bench.leaderboard.worker import ScoringConfig, Worker, WorkerConfig, wait_for
+from create_bench.scoring import ScoringOptions
 
 TESTS = Path(__file__).resolve().parent
 
@@ -51,7 +52,7 @@ def _setup(
     )
     cfg = WorkerConfig(
         storage_dir=storage,
-        scoring=ScoringConfig(data_dir=tmp_path / "secret-data-dir", bootstrap=0),
+        scoring=ScoringConfig(data_dir=tmp_path / "secret-data-dir", options=ScoringOptions(bootstrap=0)),
         lease_s=lease,
         heartbeat_s=heartbeat,
         poll_s=0.05,
@@ -77,7 +78,7 @@ def test_success_stores_scores_and_model_info(tmp_path, url):
     assert sub["results"]["scores"] == {"caption": {"CIDEr": 12.5}}
     assert sub["results"]["model"]["name"] == "simple-baseline"
     assert sub["results"]["dataset"]["path"] == "<server>"  # server paths never leave the server
-    assert seen["split"] == "test" and seen["bootstrap"] == 0 and "model_card.yaml" in seen["files"]
+    assert seen["split"] == "test" and seen["options"].bootstrap == 0 and "model_card.yaml" in seen["files"]
     assert not list((cfg.storage_dir / "work").iterdir())  # the unpacked copy is removed
 
 

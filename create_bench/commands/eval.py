@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+
 DEFAULT_DATA = "data/create-sample"
 log = logging.getLogger(__name__)
 
@@ -59,15 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--results-dir", default="results", help="root of the default output layout (default results)"
     )
     p.add_argument("--no-cache", action="store_true", help="run the model even when cached predictions match")
-    p.add_argument("--tokenizer", default="jieba", help="captioning tokenizer: jieba (default) or char")
-    p.add_argument(
-        "--metric-backend",
-        default="fast",
-        choices=("fast", "coco"),
-        help="captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
-    )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the model context and the bootstrap")
+    add_scoring_arguments(p, seed_help="seed for the model context and the bootstrap")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown report and plots")
     p.add_argument(
         "--overwrite",
@@ -115,9 +109,7 @@ def run(args: argparse.Namespace) -> int:
         results_dir=Path(args.results_dir),
         no_cache=args.no_cache,
         seed=args.seed,
-        tokenizer=args.tokenizer,
-        metric_backend=args.metric_backend,
-        bootstrap=args.bootstrap,
+        scoring=scoring_options(args),
         report=not args.no_report,
         overwrite=args.overwrite,
     )

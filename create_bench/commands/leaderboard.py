@@ -7,6 +7,8 @@ import signal
 import threading
 from pathlib import Path
 
+from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -104,9 +106,7 @@ def _db(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 def _scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="split submissions are scored on")
-    p.add_argument("--tokenizer", default="jieba", choices=["jieba", "char"], help="captioning tokenizer")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_scoring_arguments(p)
     p.add_argument(
         "--lease", type=float, default=60.0, help="seconds before a silent worker's job is re-queued"
     )
@@ -140,13 +140,7 @@ def _configs(args: argparse.Namespace):  # -> (ServerConfig-less pieces)
     from create_bench.leaderboard.submission import Limits
     from create_bench.leaderboard.worker import DEFAULT_SCORER, ScoringConfig, WorkerConfig
 
-    scoring = ScoringConfig(
-        data_dir=Path(args.data),
-        split=args.split,
-        tokenizer=args.tokenizer,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-    )
+    scoring = ScoringConfig(data_dir=Path(args.data), split=args.split, options=scoring_options(args))
     limits = Limits(
         max_upload_bytes=int(getattr(args, "max_upload_mb", 1024) * (1 << 20)),
         max_unpacked_bytes=int(args.max_unpacked_mb * (1 << 20)),
@@ -173,7 +167,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(
         db_url=args.db, storage_dir=wconf.storage_dir, scoring=scoring, limits=limits, title=args.title
     )
-    pool = WorkerPool(args, args.workers)
+    pool = WorkerPool(args.db, wconf, args.workers)
 
     def shutdown(signum: int, _frame: object) -> None:
         # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the

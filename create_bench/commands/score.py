@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -18,28 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", required=True, metavar="PRED_DIR", help="predictions directory")
     p.add_argument("--data", required=True, metavar="DIR", help="dataset directory (with the references)")
     p.add_argument("--split", default="test", help="split (default test)")
-    p.add_argument("--tokenizer", default="jieba", choices=("jieba", "char"), help="captioning tokenizer")
-    p.add_argument(
-        "--protocol",
-        default="multi-reference",
-        choices=("multi-reference", "single-reference"),
-        help="every text of a video (default) or only its first",
-    )
-    p.add_argument(
-        "--ties",
-        default="expected",
-        choices=("expected", "optimistic", "pessimistic"),
-        help="retrieval tie policy (default expected: random tie-breaking in expectation)",
-    )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument(
-        "--metric-backend",
-        default="fast",
-        choices=("fast", "coco"),
-        help="captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
-    )
-    p.add_argument("--meteor", action="store_true", help="also compute METEOR (needs Java)")
+    add_scoring_arguments(p)
     p.add_argument("--ci", action="store_true", help="print the 95%% intervals in the table")
     p.add_argument("--out", default=None, metavar="RESULTS_JSON", help="write the results JSON here")
     p.add_argument(
@@ -55,18 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from create_bench.results import format_table, write_results
     from create_bench.scoring import score_predictions
 
-    results = score_predictions(
-        args.predictions,
-        args.data,
-        args.split,
-        tokenizer=args.tokenizer,
-        protocol=args.protocol,
-        bootstrap=args.bootstrap,
-        seed=args.seed,
-        meteor=args.meteor,
-        ties=args.ties,
-        metric_backend=args.metric_backend,
-    )
+    options = scoring_options(args)
+    results = score_predictions(args.predictions, args.data, args.split, options)
     print(format_table(results, show_ci=args.ci))
     if args.out:
         path = write_results(args.out, results)
@@ -79,11 +50,8 @@ def run(args: argparse.Namespace) -> int:
             args.against,
             args.data,
             args.split,
-            tokenizer=args.tokenizer,
-            protocol=args.protocol,
-            bootstrap=max(args.bootstrap, 1),
-            seed=args.seed,
-            ties=args.ties,
+            options,
+            bootstrap=max(options.bootstrap, 1),
         )
         print()
         print(format_comparison(comparison, args.predictions, args.against))

@@ -7,6 +7,8 @@ import argparse
 import json
 from typing import Any
 
+from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -44,17 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pretrain, pretrain-3m, pretrain-10m; '' for none); default: what create-bench eval recorded",
     )
     p.add_argument("--split", default="test", help="split the submission predicts")
-    p.add_argument(
-        "--tokenizer", default="jieba", choices=["jieba", "char"], help="--local scoring tokenizer"
-    )
-    p.add_argument(
-        "--metric-backend",
-        default="fast",
-        choices=("fast", "coco"),
-        help="--local captioning scorers: fast (default, numpy) or coco (pycocoevalcap's; the same scores)",
-    )
-    p.add_argument("--bootstrap", type=int, default=1000, help="--local bootstrap resamples for the CIs")
-    p.add_argument("--seed", type=int, default=0, help="--local bootstrap seed")
+    add_scoring_arguments(p, scope="--local ")
     p.add_argument(
         "--wait", action="store_true", help="with --server: wait until it is scored, print the scores"
     )
@@ -102,10 +94,7 @@ def _submit(args: argparse.Namespace, path: Any, data: str | None) -> int:
             args.local,
             data_dir=data,
             split=args.split,
-            tokenizer=args.tokenizer,
-            metric_backend=args.metric_backend,
-            bootstrap=args.bootstrap,
-            seed=args.seed,
+            options=scoring_options(args),
         )
         team = entry.results["model"].get("team")
         what = "replaced this team's earlier entry" if entry.replaced else "new entry"

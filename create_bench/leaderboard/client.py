@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -35,6 +35,9 @@ from create_bench.leaderboard.submission import (
     read_card_text,
     unpack_archive,
 )
+
+if TYPE_CHECKING:
+    from create_bench.scoring import ScoringOptions
 
 TOKEN_ENV = "CREATE_BENCH_TOKEN"
 
@@ -255,18 +258,15 @@ def score_local(
     *,
     data_dir: str | os.PathLike[str],
     split: str = "test",
-    tokenizer: str = "jieba",
-    bootstrap: int = 1000,
-    seed: int = 0,
+    options: ScoringOptions | None = None,
     limits: Limits | None = None,
-    metric_backend: str = "fast",
 ) -> LocalEntry:
     """Score against the local (public) references and add the result to a local board.
 
     An entry is keyed by (team, model name, split): the same team re-submitting a model replaces
     its own entry (its file), another team's model of the same name is a separate entry. New
     entries are written to ``board_dir/results/<model>-<split>.json`` (``<model>--<team>-...`` when
-    that name is taken). The board is re-rendered.
+    that name is taken). The board is re-rendered. ``options``: how to score (default: the defaults).
     """
     from create_bench.leaderboard.render import render
     from create_bench.scoring import score_predictions
@@ -274,17 +274,7 @@ def score_local(
     board_dir = Path(board_dir)
     expected = ExpectedIds.from_dataset(data_dir, split)
     with open_submission(path, expected=expected, limits=limits) as sub:
-        results = dict(
-            score_predictions(
-                sub.path,
-                data_dir,
-                split,
-                tokenizer=tokenizer,
-                bootstrap=bootstrap,
-                seed=seed,
-                metric_backend=metric_backend,
-            )
-        )
+        results = dict(score_predictions(sub.path, data_dir, split, options))
         results["model"] = sub.card.model_info()
     out, replaced = entry_path(board_dir / "results", sub.card.team, sub.card.name, split)
     atomic_write_json(out, results)

@@ -43,7 +43,7 @@ from create_bench import predictions as P
 from create_bench.errors import CreateBenchError, SubmissionError
 from create_bench.leaderboard.storage import is_storage_error, open_private, work_prefix
 from create_bench.predictions import Predictions, ReadLimits, load_predictions
-from create_bench.types import TEXT_KINDS
+from create_bench.types import TEXT_KINDS, describe_id_differences, id_differences
 
 #: Version of the model card schema (``schema_version`` in ``model_card.yaml``).
 SCHEMA_VERSION = 1
@@ -724,20 +724,10 @@ def _id_set_error(what: str, got: Sequence[str], expected: Sequence[str]) -> str
     if len(got_set) != len(got):
         dups = sorted({x for x in got if list(got).count(x) > 1})[:5] if len(got) < 10_000 else []
         return f"{what}: duplicate ids" + (f" ({', '.join(map(repr, dups))})" if dups else "")
-    missing, extra = sorted(exp_set - got_set), sorted(got_set - exp_set)
+    missing, extra = id_differences(exp_set, got_set)
     if not missing and not extra:
         return None
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing ({_listing(missing)})")
-    if extra:
-        parts.append(f"{len(extra)} extra ({_listing(extra)})")
-    return f"{what}: ids do not match the split: " + "; ".join(parts)
-
-
-def _listing(ids: list[str], n: int = 5) -> str:
-    shown = ", ".join(repr(x) for x in ids[:n])
-    return shown + (f", ... {len(ids) - n} more" if len(ids) > n else "")
+    return f"{what}: ids do not match the split: " + describe_id_differences(missing, extra)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ back through the lease, see :mod:`.db`).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import os
 import subprocess
@@ -16,53 +16,45 @@ import threading
 import time
 from pathlib import Path
 
+from create_bench.leaderboard.worker import WorkerConfig
+
 log = logging.getLogger(__name__)
 
 
-def worker_argv(args: argparse.Namespace, storage: Path) -> list[str]:
-    """The command line of one worker, from the serve command's arguments."""
-    argv = [
-        sys.executable,
-        "-m",
-        "create_bench",
-        "leaderboard",
-        "worker",
-        "--db",
-        args.db,
-        "--data",
-        str(args.data),
-        "--storage",
-        str(storage),
-        "--split",
-        args.split,
-        "--tokenizer",
-        args.tokenizer,
-        "--bootstrap",
-        str(args.bootstrap),
-        "--seed",
-        str(args.seed),
+def worker_argv(db_url: str, config: WorkerConfig, parent_pid: int | None = None) -> list[str]:
+    """The command line of a ``create-bench leaderboard worker`` that runs with ``config`` (the
+    one place a :class:`WorkerConfig` is turned into arguments; ``run_worker`` parses them back)."""
+    from create_bench.commands._scoring import scoring_argv
+
+    argv = [sys.executable, "-m", "create_bench", "leaderboard", "worker", "--db", db_url]
+    argv += ["--data", str(config.scoring.data_dir), "--storage", str(config.storage_dir)]
+    argv += ["--split", config.scoring.split, *scoring_argv(config.scoring.options)]
+    argv += [
         "--lease",
-        str(args.lease),
+        str(config.lease_s),
+        "--heartbeat",
+        str(config.heartbeat_s),
         "--poll",
-        str(args.poll),
-        "--max-unpacked-mb",
-        str(args.max_unpacked_mb),
+        str(config.poll_s),
     ]
-    argv += ["--parent-pid", str(os.getpid())]
-    if args.heartbeat:
-        argv += ["--heartbeat", str(args.heartbeat)]
-    if args.scorer:
-        argv += ["--scorer", args.scorer]
+    argv += [
+        "--max-unpacked-mb",
+        str(config.limits.max_unpacked_bytes / (1 << 20)),
+        "--scorer",
+        config.scorer,
+    ]
+    if parent_pid is not None:
+        argv += ["--parent-pid", str(parent_pid)]
     return argv
 
 
 class WorkerPool:
     """Keeps N worker processes alive until :meth:`stop`."""
 
-    def __init__(self, args: argparse.Namespace, n: int, *, restart_delay: float = 1.0):
-        from create_bench.commands.leaderboard import _storage
-
-        self.argv = worker_argv(args, _storage(args).resolve())
+    def __init__(self, db_url: str, config: WorkerConfig, n: int, *, restart_delay: float = 1.0):
+        config = dataclasses.replace(config, storage_dir=Path(config.storage_dir).resolve())
+        self.db_url = db_url
+        self.argv = worker_argv(db_url, config, parent_pid=os.getpid())
         self.n = max(0, n)
         self.restart_delay = restart_delay
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -74,7 +66,7 @@ class WorkerPool:
             return
         from create_bench.leaderboard.db import Database
 
-        Database(self.argv[self.argv.index("--db") + 1]).migrate()  # workers refuse an unmigrated DB
+        Database(self.db_url).migrate()  # workers refuse an unmigrated DB
         self.procs = [self._spawn() for _ in range(self.n)]
         self._thread.start()
 

@@ -27,6 +27,7 @@ from create_bench.errors import CreateBenchError
 from create_bench.leaderboard.db import COUNTED_FAILURE, Database, Job
 from create_bench.leaderboard.storage import clean_work_dirs, is_storage_error
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
+from create_bench.scoring import ScoringOptions
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +37,14 @@ Scorer = Callable[..., dict[str, Any]]
 
 @dataclass(frozen=True)
 class ScoringConfig:
-    """How the server scores: fixed for a board, so every entry has one signature."""
+    """How the server scores: fixed for a board, so every entry has one signature.
+
+    ``options`` are given to the scorer as ``scorer(pred_dir, data_dir, split, options=options)``.
+    """
 
     data_dir: Path
     split: str = "test"
-    tokenizer: str = "jieba"
-    bootstrap: int = 1000
-    seed: int = 0
+    options: ScoringOptions = field(default_factory=ScoringOptions)
 
 
 @dataclass(frozen=True)
@@ -298,9 +300,7 @@ class Worker:
             storage / job.upload_path, expected=self.expected, limits=cfg.limits, workdir=storage / "work"
         ) as sub:
             s = cfg.scoring
-            results = self.scorer(
-                sub.path, data_dir, s.split, tokenizer=s.tokenizer, bootstrap=s.bootstrap, seed=s.seed
-            )
+            results = self.scorer(sub.path, data_dir, s.split, options=s.options)
             results = dict(results)
             # The board shows the team the token belongs to, never the card's self-declared one.
             results["model"] = {**sub.card.model_info(), "team": team}

@@ -38,6 +38,7 @@ from create_bench.errors import BackendUnavailable, ConfigError, MetricInputErro
 from create_bench.metrics.caption_fast import fast_statistics
 from create_bench.metrics.tokens import TokenTable, tokenize_table
 from create_bench.text import NORMALIZER_NAME, Tokenizer, get_tokenizer
+from create_bench.types import describe_id_differences, id_differences, list_ids  # noqa: F401 (list_ids re-exported)
 
 BLEU_N = 4
 #: Captioning backends: ``fast`` (numpy; default) and ``coco`` (pycocoevalcap), equal statistics.
@@ -54,24 +55,12 @@ BLEU_COLUMNS = (
 )
 
 
-def list_ids(ids: Sequence[str], limit: int = 10) -> str:
-    """``'a', 'b', ... (+N more)`` for error messages."""
-    ids = sorted(ids)
-    head = ", ".join(repr(x) for x in ids[:limit])
-    return head + (f" (+{len(ids) - limit} more)" if len(ids) > limit else "")
-
-
 def check_id_sets(expected: Sequence[str], got: Sequence[str], what: str) -> None:
     """Raise :class:`MetricInputError` listing missing and extra ids unless the two sets are equal."""
-    exp, have = set(expected), set(got)
-    if exp == have:
-        return
-    parts = []
-    if exp - have:
-        parts.append(f"missing {len(exp - have)}: {list_ids(list(exp - have))}")
-    if have - exp:
-        parts.append(f"extra {len(have - exp)}: {list_ids(list(have - exp))}")
-    raise MetricInputError(f"{what}: ids do not match the references; " + "; ".join(parts))
+    missing, extra = id_differences(expected, got)
+    if missing or extra:
+        detail = describe_id_differences(missing, extra)
+        raise MetricInputError(f"{what}: ids do not match the references; {detail}")
 
 
 @dataclass(frozen=True)

@@ -335,6 +335,29 @@ def _zeros3(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.int64)
 
 
+def l2_normalise(x: Any) -> np.ndarray:
+    """Rows scaled to unit L2 norm, in float32: the contract's similarity is the dot product of
+    L2-normalised embeddings. The one normalisation of create-bench (the harness before writing
+    predictions, scoring before ranking).
+
+    Norms are computed in float32; rows whose float32 norm overflows or underflows (values near
+    the ends of float32's range) are normalised in float64 instead, so they keep their direction.
+    An all-zero row stays zero, so it ties with everything rather than becoming NaN.
+
+    >>> l2_normalise(np.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+    """
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out = x / np.where(norms > 0, norms, 1.0)
+    bad = (~np.isfinite(norms[:, 0]) | (norms[:, 0] == 0)) & x.any(axis=1) if x.ndim == 2 else None
+    if bad is not None and bad.any():
+        x64 = x[bad].astype(np.float64)
+        out[bad] = (x64 / np.linalg.norm(x64, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
 def ranks_from_similarity(
     similarity: Any,
     targets: Any,

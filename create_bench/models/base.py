@@ -49,6 +49,10 @@ class ModelMeta:
     #: CREATE configs used for training or model selection (``()``: none), or None if unknown;
     #: ``create-bench eval`` writes it into the model card a submission needs.
     create_configs: tuple[str, ...] | None = None
+    #: Row columns the model needs in its batches besides the protocol's (``vid``, ``tags``,
+    #: ``raw_title``, ``category`` and its frames or features), e.g. ``("width", "height",
+    #: "rotation")`` for a model that undoes a resize; the runner loads only what is declared.
+    columns: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -60,6 +64,8 @@ class ModelMeta:
             raise ConfigError("ModelMeta.feature_set is required when inputs == 'features'")
         if self.params is not None and (not isinstance(self.params, int) or self.params < 0):
             raise ConfigError(f"ModelMeta.params must be a non-negative int, got {self.params!r}")
+        if isinstance(self.columns, str) or not all(isinstance(c, str) and c for c in self.columns):
+            raise ConfigError(f"ModelMeta.columns must be a tuple of column names, got {self.columns!r}")
         if self.create_configs is not None:
             from create_bench.types import CREATE_CONFIGS
 
@@ -71,7 +77,7 @@ class ModelMeta:
                 )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "version": self.version,
             "description": self.description,
@@ -83,6 +89,9 @@ class ModelMeta:
             "frame_size": list(self.frame_size) if self.frame_size else None,
             "feature_set": self.feature_set,
         }
+        if self.columns:  # only when declared: other models' cache keys stay what they were
+            out["columns"] = list(self.columns)
+        return out
 
 
 def _check_meta_fields(init: Any) -> Any:

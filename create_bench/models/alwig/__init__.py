@@ -33,7 +33,7 @@ _DESCRIPTION = "ALWIG: tag-driven video-text alignment + GPT-2 generation (CREAT
 def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> ModelMeta:
     """Metadata from the checkpoint's config.json (defaults when there is none yet)."""
     from create_bench.fsutil import sha256_file
-    from create_bench.models.alwig.bundle import read_record
+    from create_bench.models.alwig.bundle import GEOMETRY_COLUMNS, read_record
     from create_bench.models.alwig.config import ALWIGConfig
 
     version = "untrained"
@@ -67,6 +67,8 @@ def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> Model
         frame_size=size if inputs == "frames" else None,
         feature_set=cfg.feature_set if inputs == "features" else None,
         create_configs=configs,
+        # The fixed encoder un-stretches each video's frames to its display aspect ratio.
+        columns=GEOMETRY_COLUMNS if cfg.encoder == "fixed" else (),
         extra={"encoder": cfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None},
     )
 

@@ -66,6 +66,7 @@ def _train(variant: str, args: argparse.Namespace) -> Path:
 def _evaluate(name: str, model_args: dict[str, Any], args: argparse.Namespace, tag: str) -> Any:
     from create_bench.models import load_model
     from create_bench.runner import EvalConfig, evaluate
+    from create_bench.scoring import ScoringOptions
 
     model = load_model(name, model_args)
     cfg = EvalConfig(
@@ -73,7 +74,7 @@ def _evaluate(name: str, model_args: dict[str, Any], args: argparse.Namespace, t
         split=args.split,
         results_dir=Path(args.results),
         out=Path(args.results) / tag / f"{args.split}.json",
-        bootstrap=args.bootstrap,
+        scoring=ScoringOptions(bootstrap=args.bootstrap),
         report=False,
     )
     return evaluate(model, cfg, model_args=model_args, model_spec=name)

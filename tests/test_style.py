@@ -1,0 +1,65 @@
+"""Function length in the library (STYLE.md "keep functions short"; ruff C90/PLR0913 in spirit).
+
+No library function (``create_bench/`` without the application layer ``training/``) may be longer
+than :data:`CEILING` lines, except the ones in :data:`ALLOWED`, each capped at its length when it
+was listed and given a reason: the number can only go down. Split a function rather than raise a
+cap; remove its entry once it is under the ceiling.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1] / "create_bench"
+CEILING = 100
+
+#: qualified name -> (cap in lines, why it is still longer than the ceiling). Keyed by name, not
+#: path, so an entry survives a file move.
+ALLOWED: dict[str, tuple[int, str]] = {
+    # FastAPI app factory: every route is a closure over the app's config and database; splitting
+    # it means a router module per route group (leaderboard owners' call).
+    "create_app": (188, "route closures of the leaderboard server"),
+    # Imports the official release in one pass (JSON, mp4, CLIP features) with many options; the
+    # importer has no options object yet.
+    "build_from_release": (148, "release importer; wants an ImportOptions object"),
+    # The data card's Markdown, section by section; data/stats.py is being moved to data/stats/.
+    "card_markdown": (147, "data card template, moved by the data/stats split"),
+    # ALWIG's fixed frame encoder: one pass over the frames; its exact float order decides the
+    # checkpoint-compatible features, so splitting it needs a bit-identity test first.
+    "FixedEncoder.__call__": (110, "ALWIG fixed encoder; split only with a bit-identity test"),
+}
+
+
+def _functions() -> list[tuple[str, str, int]]:
+    """(file, qualified name, lines) of every function of the library."""
+    out = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if "training" in path.relative_to(ROOT).parts:
+            continue
+        tree = ast.parse(path.read_text("utf-8"))
+
+        def walk(node: ast.AST, prefix: str, rel: str = str(path.relative_to(ROOT.parent))) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef):
+                    walk(child, f"{prefix}{child.name}.")
+                elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                    out.append((rel, f"{prefix}{child.name}", child.end_lineno - child.lineno + 1))
+                    walk(child, f"{prefix}{child.name}.")
+
+        walk(tree, "")
+    return out
+
+
+def test_no_library_function_is_too_long() -> None:
+    too_long = []
+    for rel, name, n in _functions():
+        cap = ALLOWED[name][0] if name in ALLOWED else CEILING
+        if n > cap:
+            too_long.append(f"{rel}: {name} has {n} lines (limit {cap})")
+    assert not too_long, "split these into named steps:\n" + "\n".join(too_long)
+
+
+def test_allow_list_entries_have_reasons() -> None:
+    for name, (cap, why) in ALLOWED.items():
+        assert cap > CEILING and why.strip(), name
