@@ -69,6 +69,7 @@ class EvalConfig:
         progress: show progress (a bar on a terminal, else lines on stderr); None: the process
             default of :mod:`create_bench.progress` (quiet in the library, on in the CLI).
         overwrite: replace outputs that another model class of the same name wrote.
+        text_encoder: BERTScore-F and ACTEr-r encoder (see :func:`create_bench.scoring.score_predictions`).
     """
 
     data_dir: Path
@@ -89,6 +90,8 @@ class EvalConfig:
     report: bool = True
     progress: bool | None = None
     overwrite: bool = False
+    #: BERTScore-F/ACTEr-r encoder (a name, directory or TextMetricOptions); None: not computed
+    text_encoder: Any = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -719,6 +722,7 @@ def score_run(
         bootstrap=cfg.bootstrap,
         seed=cfg.seed,
         metric_backend=cfg.metric_backend,
+        text_encoder=cfg.text_encoder,
     )
     model_info = dict(results.get("model") or {})
     meta = model.meta.to_dict()

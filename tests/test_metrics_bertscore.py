@@ -18,7 +18,7 @@ from create_bench.metrics.bertscore import (
 from create_bench.text.normalize import normalize
 from text_encoder_util import tiny_bert
 
-bert_score = pytest.importorskip("bert_score")  # the dev extra installs it
+import bert_score  # noqa: E402  (the dev extra installs it; a missing package fails, never skips)
 
 CANDS = ["番茄为什么会往左跑？", "红色的猫慢慢移动", "abc vlog 太震惊了", "狗", "看完你就懂了！！"]
 REFS = [

@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from create_bench.commands._text import add_text_encoder_args, text_options
+
 DEFAULT_DATA = "data/create-sample"
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace results that another model class with the same name wrote (refused otherwise)",
     )
+    add_text_encoder_args(p)
     p.set_defaults(func=run)
 
 
@@ -120,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         bootstrap=args.bootstrap,
         report=not args.no_report,
         overwrite=args.overwrite,
+        text_encoder=text_options(args),
     )
     _ensure_data(args.data)
     model_args = load_model_args(args.model_args)

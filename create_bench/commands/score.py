@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from create_bench.commands._text import add_text_encoder_args, text_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -48,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PRED_DIR_B",
         help="also run a paired bootstrap test of PRED_DIR against this second system",
     )
+    add_text_encoder_args(p)
     p.set_defaults(func=run)
 
 
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         meteor=args.meteor,
         ties=args.ties,
         metric_backend=args.metric_backend,
+        text_encoder=text_options(args),
     )
     print(format_table(results, show_ci=args.ci))
     if args.out:

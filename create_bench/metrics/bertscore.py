@@ -221,6 +221,8 @@ class EmbeddingStats:
     acter: np.ndarray | None = None
     baseline: tuple[float, float, float] | None = None
     signatures: dict[str, str] = field(default_factory=dict)
+    #: also report BERTScore-P and -R (results carry only F and ACTEr-r)
+    all_columns: bool = True
 
     def __len__(self) -> int:
         return len(self.vids)
@@ -232,6 +234,8 @@ class EmbeddingStats:
             "BERTScore-R": rescale(self.r, b[1]),
             "BERTScore-F": rescale(self.f, b[2]),
         }
+        if not self.all_columns:  # what results report: F (and ACTEr-r)
+            cols = {"BERTScore-F": cols["BERTScore-F"]}
         if self.acter is not None:
             cols[ACTER_METRIC] = rescale(self.acter, b[2])
         return cols
