@@ -71,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     p.add_argument("--seed", type=int, default=0, help="seed for the model context and the bootstrap")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown report and plots")
+    p.add_argument("--ci", action="store_true", help="print the 95%% intervals in the table")
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -129,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     model_args = load_model_args(args.model_args)
     model = load_model(args.model, model_args)
     outcome = evaluate(model, cfg, model_args=model_args, model_spec=args.model)
-    print(format_table(outcome.results))
+    print(format_table(outcome.results, show_ci=args.ci))
     print(f"predictions: {outcome.predictions_dir}" + (" (cached)" if outcome.cached else ""))
     print(f"results:     {outcome.results_path}")
     if outcome.report_path is not None:
