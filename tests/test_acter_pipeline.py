@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from text_encoder_util import tiny_bert
 
 from create_bench.data.attractiveness import check_omega, read_attractiveness, simulate_omega
 from create_bench.data.shards import read_table
 from create_bench.errors import DataError
 from create_bench.text.normalize import normalize
-from text_encoder_util import tiny_bert
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,10 @@ def _write(path, rows):
 
 def test_read_attractiveness_errors(tmp_path):
     titles = {"v1": ["番茄跑了", "快看"], "v2": ["猫"]}
-    ok = [{"vid": "v1", "title_index": 0, "omega": [0.1, 0.2, 0.3, 0.4]}, {"vid": "v1", "title_index": 1, "omega": [1, 0]}]
+    ok = [
+        {"vid": "v1", "title_index": 0, "omega": [0.1, 0.2, 0.3, 0.4]},
+        {"vid": "v1", "title_index": 1, "omega": [1, 0]},
+    ]
     assert read_attractiveness(_write(tmp_path / "a.jsonl", ok), titles)["v1"][1] == [1.0, 0.0]
     cases = [
         ([{"vid": "zz", "title_index": 0, "omega": [0.1]}], r"unknown vid.*row 1.*zz|zz.*unknown vid"),
@@ -91,11 +94,25 @@ def test_build_with_attractiveness(mini_release, tmp_path):
     fp = fingerprint_dataset(out)
     out2 = tmp_path / "ds2"
     rows[0]["omega"][0] = 0.4
-    build_from_release(ann, None, out2, features_dir=mini_release["features"], attractiveness=_write(tmp_path / "o2.jsonl", rows), workers=1)
+    build_from_release(
+        ann,
+        None,
+        out2,
+        features_dir=mini_release["features"],
+        attractiveness=_write(tmp_path / "o2.jsonl", rows),
+        workers=1,
+    )
     assert fingerprint_dataset(out2) != fp  # omega enters the content fingerprint
     rows[0]["omega"] = rows[0]["omega"][:-1]
     with pytest.raises(DataError, match=r"o3.jsonl.*row 1|row 1.*o3.jsonl"):
-        build_from_release(ann, None, tmp_path / "ds3", features_dir=mini_release["features"], attractiveness=_write(tmp_path / "o3.jsonl", rows), workers=1)
+        build_from_release(
+            ann,
+            None,
+            tmp_path / "ds3",
+            features_dir=mini_release["features"],
+            attractiveness=_write(tmp_path / "o3.jsonl", rows),
+            workers=1,
+        )
 
 
 def _predictions(tiny_dataset, tmp_path, kind_text):
@@ -104,7 +121,13 @@ def _predictions(tiny_dataset, tmp_path, kind_text):
     d.mkdir()
     with open(d / "generations.jsonl", "w", encoding="utf-8") as fh:
         for i, r in enumerate(refs):
-            fh.write(json.dumps({"vid": r["vid"], "title": kind_text(r, i), "caption": r["captions"][-1]}, ensure_ascii=False) + "\n")
+            fh.write(
+                json.dumps(
+                    {"vid": r["vid"], "title": kind_text(r, i), "caption": r["captions"][-1]},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     return d
 
 
@@ -113,7 +136,9 @@ def test_scoring_with_encoder(tiny_dataset, tmp_path, tiny_enc):
     from create_bench.scoring import score_predictions
 
     preds = _predictions(tiny_dataset, tmp_path, lambda r, i: r["titles"][i % len(r["titles"])][:6])
-    res = score_predictions(preds, tiny_dataset, "test", bootstrap=50, text_encoder=tiny_enc, token_cache=False)
+    res = score_predictions(
+        preds, tiny_dataset, "test", bootstrap=50, text_encoder=tiny_enc, token_cache=False
+    )
     for group, metrics in (("title", ("BERTScore-F", "ACTEr-r")), ("caption", ("BERTScore-F",))):
         for m in metrics:
             lo, hi = res["ci"][group][m]
@@ -136,7 +161,7 @@ def test_metric_agreement_known_truth(tiny_dataset, tmp_path, tiny_enc):
     first = tmp_path / "j0.jsonl"
     rows = []
     for i, r in enumerate(refs):
-        for k, cand in enumerate([r["titles"][0][: 3 + i % 5], r["titles"][1] + "吗", "番茄跑了"]):
+        for cand in [r["titles"][0][: 3 + i % 5], r["titles"][1] + "吗", "番茄跑了"]:
             rows.append({"vid": r["vid"], "kind": "title", "candidate": cand, "annotator": "a", "score": 0})
     _write(first, rows)
     res0 = metric_agreement(first, tiny_dataset, "test", text_encoder=None, bootstrap=0, tokenizer="char")
@@ -146,13 +171,29 @@ def test_metric_agreement_known_truth(tiny_dataset, tmp_path, tiny_enc):
 
     opts = TextMetricOptions(tiny_enc)
     idx = {r["vid"]: r for r in refs}
-    om = dict(zip([r["vid"] for r in refs], load_omega(tiny_dataset, "test", [r["vid"] for r in refs], [len(r["titles"]) for r in refs])))
-    st = embedding_statistics(opts, [x["vid"] for x in rows], [x["candidate"] for x in rows], [idx[x["vid"]]["titles"] for x in rows], [om[x["vid"]] for x in rows])
+    om = dict(
+        zip(
+            [r["vid"] for r in refs],
+            load_omega(tiny_dataset, "test", [r["vid"] for r in refs], [len(r["titles"]) for r in refs]),
+        )
+    )
+    st = embedding_statistics(
+        opts,
+        [x["vid"] for x in rows],
+        [x["candidate"] for x in rows],
+        [idx[x["vid"]]["titles"] for x in rows],
+        [om[x["vid"]] for x in rows],
+    )
     acter = st.per_video()["ACTEr-r"]
     judged = []
     for x, a in zip(rows, acter):  # two annotators whose mean is exp(ACTEr-r / 10): monotone in it
-        judged += [{**x, "annotator": "a", "score": float(np.exp(a / 10)) - 0.5}, {**x, "annotator": "b", "score": float(np.exp(a / 10)) + 0.5}]
-    res = metric_agreement(_write(tmp_path / "j.jsonl", judged), tiny_dataset, "test", text_encoder=opts, bootstrap=20)
+        judged += [
+            {**x, "annotator": "a", "score": float(np.exp(a / 10)) - 0.5},
+            {**x, "annotator": "b", "score": float(np.exp(a / 10)) + 0.5},
+        ]
+    res = metric_agreement(
+        _write(tmp_path / "j.jsonl", judged), tiny_dataset, "test", text_encoder=opts, bootstrap=20
+    )
     assert res["metrics"]["ACTEr-r"]["Spearman"] == pytest.approx(100.0)
     assert res["metrics"]["ACTEr-r"]["Kendall"] == pytest.approx(100.0)
     assert res["metrics"]["BERTScore-F"]["Spearman"] < 100.0

@@ -3,8 +3,10 @@ a temp directory, nothing downloaded), hand-checked ACTEr-r cases, and per-video
 
 from __future__ import annotations
 
+import bert_score  # noqa: E402  (the dev extra installs it; a missing package fails, never skips)
 import numpy as np
 import pytest
+from text_encoder_util import tiny_bert
 
 from create_bench.errors import ConfigError, MetricInputError
 from create_bench.features.text_metrics import TextMetricOptions, clear_reference_cache, embedding_statistics
@@ -16,9 +18,6 @@ from create_bench.metrics.bertscore import (
     token_omega,
 )
 from create_bench.text.normalize import normalize
-from text_encoder_util import tiny_bert
-
-import bert_score  # noqa: E402  (the dev extra installs it; a missing package fails, never skips)
 
 CANDS = ["番茄为什么会往左跑？", "红色的猫慢慢移动", "abc vlog 太震惊了", "狗", "看完你就懂了！！"]
 REFS = [
@@ -39,7 +38,9 @@ def tiny(tmp_path_factory):
 def _reference(tiny, idf, layer=3, **kw):
     cands = [normalize(c) for c in CANDS]  # ours normalises first; give bert_score the same text
     refs = [[normalize(t) for t in r] for r in REFS]
-    out = bert_score.score(cands, refs, model_type=tiny, num_layers=layer, idf=idf, nthreads=0, batch_size=2, **kw)
+    out = bert_score.score(
+        cands, refs, model_type=tiny, num_layers=layer, idf=idf, nthreads=0, batch_size=2, **kw
+    )
     return [t.numpy().astype(np.float64) for t in out]
 
 
@@ -83,7 +84,9 @@ def _omega_for(refs, value):
 @pytest.mark.parametrize("idf", [False, True])
 def test_acter_with_equal_omega_is_bertscore(tiny, idf):
     for value in (0.0, 0.3, 1.0):
-        opts = TextMetricOptions(tiny, layer=3, idf=idf, baseline="none", rule="idf*(eps+omega)" if idf else "eps+omega")
+        opts = TextMetricOptions(
+            tiny, layer=3, idf=idf, baseline="none", rule="idf*(eps+omega)" if idf else "eps+omega"
+        )
         s = embedding_statistics(opts, VIDS, CANDS, REFS, _omega_for(REFS, value))
         np.testing.assert_allclose(s.acter, s.f, atol=1e-12)
         assert "weights:omega" in s.signatures["ACTEr-r"]
@@ -113,7 +116,9 @@ def test_acter_hand_checked():
     assert harmonic(p, r_ac)[0] == pytest.approx(2 * 1.0 * (0.76 / 1.2) / (1.0 + 0.76 / 1.2))
     # marking the matched character attractive instead raises ACTEr-r above BERTScore
     om2 = token_omega(np.array([[0, 0], [0, 1], [1, 2], [0, 0]]), [1.0, 0.0], special)
-    _, (r2,) = match(cand, ref, np.array([0.0, 1, 0]), [acter_weights(base, om2, special, 0.1, "eps+omega")], np.array([0]))
+    _, (r2,) = match(
+        cand, ref, np.array([0.0, 1, 0]), [acter_weights(base, om2, special, 0.1, "eps+omega")], np.array([0])
+    )
     assert r2[0] == pytest.approx((1.1 * 1.0 + 0.1 * 0.6) / 1.2) and r2[0] > r_bs[0]
 
 

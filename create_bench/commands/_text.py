@@ -15,7 +15,9 @@ def add_text_encoder_args(p: argparse.ArgumentParser) -> None:
         help="BERT-family encoder: a local directory, or a hub name already in the HF cache (nothing is "
         "downloaded), e.g. bert-base-chinese",
     )
-    g.add_argument("--text-encoder-layer", type=int, default=None, help="hidden layer (default 8, or the last)")
+    g.add_argument(
+        "--text-encoder-layer", type=int, default=None, help="hidden layer (default 8, or the last)"
+    )
     g.add_argument("--text-encoder-device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     g.add_argument("--bertscore-idf", action="store_true", help="IDF weights over the split's references")
     g.add_argument(

@@ -90,7 +90,9 @@ def _ngram_values(
             slots.append({})
         slots[r][vid] = i
     for slot in slots:
-        preds = {v: (items[slot[v]][2] if v in slot else refs.texts[kind][k][0]) for k, v in enumerate(refs.vids)}
+        preds = {
+            v: (items[slot[v]][2] if v in slot else refs.texts[kind][k][0]) for k, v in enumerate(refs.vids)
+        }
         stats = caption_statistics(preds, references, tokenizer=tokenizer)
         row = {v: k for k, v in enumerate(stats.vids)}
         for vid, i in slot.items():
@@ -124,7 +126,9 @@ def metric_agreement(
     index = {v: k for k, v in enumerate(refs.vids)}
     unknown = sorted({v for v, _, _ in raw} - set(index))
     if unknown:
-        raise DataError(f"{len(unknown)} judged vids are not in split {split!r}: {unknown[:5]}", path=str(judgments))
+        raise DataError(
+            f"{len(unknown)} judged vids are not in split {split!r}: {unknown[:5]}", path=str(judgments)
+        )
     items = sorted(raw)
     human = np.array([np.mean(raw[k]) for k in items])
     values: dict[str, np.ndarray] = {}
@@ -140,7 +144,12 @@ def metric_agreement(
                 om = load_omega(data_dir, split, refs.vids, [len(t) for t in refs.texts[kind]])
                 omega = None if om is None else [om[index[v]] for v, _, _ in sub]
             st = embedding_statistics(
-                text_encoder, [v for v, _, _ in sub], [c for _, _, c in sub], texts, omega, acter=kind == "title"
+                text_encoder,
+                [v for v, _, _ in sub],
+                [c for _, _, c in sub],
+                texts,
+                omega,
+                acter=kind == "title",
             )
             parts.update({k: v for k, v in st.per_video().items() if k in ("BERTScore-F", "ACTEr-r")})
         for m, v in parts.items():

@@ -53,7 +53,9 @@ def omega_length(title: str) -> int:
     return len(normalize(title))
 
 
-def check_omega(omega: Any, titles: Sequence[str], *, where: Mapping[str, Any] | None = None) -> list[list[float]]:
+def check_omega(
+    omega: Any, titles: Sequence[str], *, where: Mapping[str, Any] | None = None
+) -> list[list[float]]:
     """``omega`` checked against ``titles`` (one list per title, one value in [0, 1] per character of
     the normalised title); returns it as lists of floats. Raises DataError with ``where``."""
     loc = dict(where or {})
@@ -63,7 +65,9 @@ def check_omega(omega: Any, titles: Sequence[str], *, where: Mapping[str, Any] |
     return [check_title_omega(o, t, k, where=loc) for k, (o, t) in enumerate(zip(omega, titles))]
 
 
-def check_title_omega(values: Any, title: str, index: int, *, where: Mapping[str, Any] | None = None) -> list[float]:
+def check_title_omega(
+    values: Any, title: str, index: int, *, where: Mapping[str, Any] | None = None
+) -> list[float]:
     loc = dict(where or {})
     want = omega_length(title)
     if not isinstance(values, list) or len(values) != want:
@@ -105,15 +109,21 @@ def read_attractiveness(
             raise DataError(f"not JSON: {exc.msg}", path=src, row=n) from exc
         vid = item.get("vid") if isinstance(item, dict) else None
         where = {"path": src, "row": n, "vid": vid if isinstance(vid, str) else None}
-        if not isinstance(item, dict) or set(item) - {"vid", "title_index", "omega"} or not isinstance(vid, str):
-            raise DataError("each line must be {\"vid\": str, \"title_index\": int, \"omega\": [...]}", **where)
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"vid", "title_index", "omega"}
+            or not isinstance(vid, str)
+        ):
+            raise DataError('each line must be {"vid": str, "title_index": int, "omega": [...]}', **where)
         if vid not in titles:
             raise DataError("unknown vid (not in the annotations being built)", **where)
         k = item.get("title_index")
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < len(titles[vid]):
             raise DataError(f"title_index must be in 0..{len(titles[vid]) - 1}, got {k!r}", **where)
         if k in got.get(vid, {}):
-            raise DataError(f"duplicate omega for title {k} (first on line {first_line[f'{vid}:{k}']})", **where)
+            raise DataError(
+                f"duplicate omega for title {k} (first on line {first_line[f'{vid}:{k}']})", **where
+            )
         got.setdefault(vid, {})[k] = check_title_omega(item.get("omega"), titles[vid][k], k, where=where)
         first_line[f"{vid}:{k}"] = n
     out = {}

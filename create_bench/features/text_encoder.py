@@ -160,7 +160,11 @@ class TextEncoder:
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         dim = int(self.model.config.hidden_size)
         vectors = np.concatenate(out) if out else np.zeros((0, dim), np.float32)  # type: ignore[arg-type]
-        special = np.concatenate([np.asarray(s, bool) for s in enc["special_tokens_mask"]]) if ids else np.zeros(0, bool)
+        special = (
+            np.concatenate([np.asarray(s, bool) for s in enc["special_tokens_mask"]])
+            if ids
+            else np.zeros(0, bool)
+        )
         spans = (
             np.concatenate([np.asarray(s, np.int64).reshape(-1, 2) for s in enc["offset_mapping"]])
             if ids
@@ -178,7 +182,9 @@ class TextEncoder:
 _ENCODERS: dict[tuple[str, Any, str, int], TextEncoder] = {}
 
 
-def get_encoder(source: str, *, layer: int | None = None, device: str = "cpu", batch_size: int = 64) -> TextEncoder:
+def get_encoder(
+    source: str, *, layer: int | None = None, device: str = "cpu", batch_size: int = 64
+) -> TextEncoder:
     """A shared :class:`TextEncoder` per (source, layer, device, batch size) in this process."""
     key = (os.path.abspath(source) if Path(source).is_dir() else source, layer, device, batch_size)
     if key not in _ENCODERS:

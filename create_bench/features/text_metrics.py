@@ -129,7 +129,9 @@ def embedding_statistics(
         acter: compute ACTEr-r (titles).
         encoder: an already loaded encoder (default: :func:`get_encoder` for ``opts``).
     """
-    enc = encoder or get_encoder(opts.encoder, layer=opts.layer, device=opts.device, batch_size=opts.batch_size)
+    enc = encoder or get_encoder(
+        opts.encoder, layer=opts.layer, device=opts.device, batch_size=opts.batch_size
+    )
     refs_n = [[normalize(t) for t in r] for r in references]
     cands_n = [normalize(c) for c in candidates]
     flat = [t for r in refs_n for t in r]
@@ -154,7 +156,11 @@ def embedding_statistics(
         if acter and omega is not None:
             om = np.concatenate(
                 [
-                    token_omega(ref_enc.spans[ref_enc.rows(start + j)], omega[v][j], ref_enc.special[ref_enc.rows(start + j)])
+                    token_omega(
+                        ref_enc.spans[ref_enc.rows(start + j)],
+                        omega[v][j],
+                        ref_enc.special[ref_enc.rows(start + j)],
+                    )
                     for j in range(k)
                 ]
             )
@@ -204,5 +210,7 @@ def load_omega(
         return None
     if not all(have):
         missing = next(v for v, h in zip(vids, have) if not h)
-        raise DataError(f"{OMEGA_COLUMN} is present for some videos of {split!r} but not this one", vid=missing)
+        raise DataError(
+            f"{OMEGA_COLUMN} is present for some videos of {split!r} but not this one", vid=missing
+        )
     return [by_vid[v][:k] for v, k in zip(vids, n_refs)]  # type: ignore[index]

@@ -115,7 +115,9 @@ def token_omega(spans: np.ndarray, omega: Sequence[float], special: np.ndarray) 
     return out
 
 
-def acter_weights(base: np.ndarray, omega_tok: np.ndarray | None, special: np.ndarray, eps: float, rule: str) -> np.ndarray:
+def acter_weights(
+    base: np.ndarray, omega_tok: np.ndarray | None, special: np.ndarray, eps: float, rule: str
+) -> np.ndarray:
     """ACTEr-r's reference-token weights. ``base`` is BERTScore's weight of each token (1 or idf, 0
     on special tokens); without omega the weights are ``base`` (uniform: ACTEr-r = BERTScore)."""
     if omega_tok is None:
