@@ -284,7 +284,28 @@ def generation_markdown(results: dict[str, Any]) -> list[str]:
     )
     header = ["Task", *GENERATION_METRICS, *extra]
     rows = [r + [_cell(results, r[0], m) for m in extra] for r in rows]
-    return ["## Generation (×100)", "", *_table(header, rows), ""]
+    return ["## Generation (×100)", "", *_table(header, rows), "", *_text_metric_lines(results, extra)]
+
+
+#: Two sentences each: what the embedding metrics are (README "Metrics" has the exact definitions).
+TEXT_METRIC_NOTES = {
+    "BERTScore-F": "BERTScore-F matches every character of the generated text to its most similar reference "
+    "character by cosine similarity of contextual encoder embeddings, and takes the harmonic mean of "
+    "precision and recall, best reference per video. Unlike BLEU/CIDEr it credits paraphrases, but its "
+    "values depend on the encoder and layer in the signature (and the baseline rescaling).",
+    "ACTEr-r": "ACTEr-r is our reconstruction of CREATE's attractiveness metric ACTEr: the same matching, "
+    "with each reference character's recall weighted by eps + the share of annotators who marked it "
+    "attractive, so reproducing a title's hook counts more than its filler. It is not the paper's "
+    "unpublished implementation and its numbers are not comparable with the paper's ACTEr.",
+}
+
+
+def _text_metric_lines(results: dict[str, Any], shown: Sequence[str]) -> list[str]:
+    absent = (results.get("text_metrics") or {}).get("absent")
+    lines = [f"- {TEXT_METRIC_NOTES[m]}" for m in ("BERTScore-F", "ACTEr-r") if m in shown]
+    if isinstance(absent, str):
+        lines.append(f"- {absent}.")
+    return [*lines, ""] if lines else []
 
 
 def per_category_rows(results: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:

@@ -335,6 +335,9 @@ class ScoringOptions:
         token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
             True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
             directory, or False (tokenise every time).
+        text_encoder: BERTScore-F and ACTEr-r for generations: an encoder name or directory, or a
+            :class:`~create_bench.features.text_metrics.TextMetricOptions`; None: not computed
+            (the results' ``text_metrics.absent`` says so in one line).
     """
 
     tokenizer: str = "jieba"
@@ -345,6 +348,7 @@ class ScoringOptions:
     meteor: bool = False
     metric_backend: str = "fast"
     token_cache: bool | str | os.PathLike[str] = True
+    text_encoder: Any = None
 
     def __post_init__(self) -> None:
         if self.metric_backend not in BACKENDS:
@@ -441,6 +445,60 @@ def skipped_tasks(preds: Predictions) -> dict[str, str]:
 GROUP_ORDER = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption")
 
 
+def _with_text_metrics(
+    group: _Group, preds: Predictions, refs: References, kind: str, text: _TextMetrics
+) -> _Group:
+    """``group`` plus BERTScore-F (and ACTEr-r for titles) from the same per-video statistics."""
+    from dataclasses import replace
+
+    from create_bench.features.text_metrics import embedding_statistics, load_omega
+
+    texts = refs.texts[kind]
+    omega = load_omega(text.data_dir, text.split, refs.vids, [len(t) for t in texts]) if kind == "title" else None
+    gens = preds.generated(kind)
+    stats = embedding_statistics(
+        text.options, refs.vids, [gens[v] for v in refs.vids], texts, omega, acter=kind == "title"
+    )
+    stats = replace(stats, all_columns=False)
+    old = group.weighted
+    per_cat = {
+        c: {**group.per_category[c], **stats.subset(refs.categories == c).scores()} for c in group.per_category
+    }
+    fields = {**group.fields, **{k.lower().replace("-r", ""): v for k, v in stats.signatures.items()}}
+    return replace(
+        group,
+        scores={**group.scores, **stats.scores()},
+        weighted=lambda w: {**old(w), **stats.weighted_scores(w)},
+        per_category=per_cat,
+        fields=fields,
+    )
+
+
+@dataclass(frozen=True)
+class _TextMetrics:
+    """BERTScore/ACTEr-r settings of a scoring run (None in :func:`_score_groups`: not computed)."""
+
+    options: Any  # create_bench.features.text_metrics.TextMetricOptions
+    data_dir: str | os.PathLike[str]
+    split: str
+
+
+def text_metric_options(text_encoder: Any) -> Any:
+    """``--text-encoder`` as :class:`~create_bench.features.text_metrics.TextMetricOptions` (a name or
+    directory gets the defaults), or None."""
+    if text_encoder is None or text_encoder == "":
+        return None
+    from create_bench.features.text_metrics import TextMetricOptions
+
+    return text_encoder if isinstance(text_encoder, TextMetricOptions) else TextMetricOptions(str(text_encoder))
+
+
+def _text_metrics_note(text: _TextMetrics | None) -> dict[str, Any]:
+    from create_bench.features.text_metrics import ABSENT
+
+    return {"absent": ABSENT} if text is None else {"encoder": text.options.encoder}
+
+
 def _score_groups(
     preds: Predictions,
     refs: References,
@@ -448,6 +506,7 @@ def _score_groups(
     split: str,
     options: ScoringOptions,
     fingerprint: str = "",
+    text: _TextMetrics | None = None,
 ) -> dict[str, _Group]:
     """Every group the predictions allow, in :data:`GROUP_ORDER`."""
     cache = _TokenCache(options.tokenizer, fingerprint, options.token_cache if fingerprint else False)
@@ -458,6 +517,8 @@ def _score_groups(
         groups[kind] = _generation_group(
             preds, refs, kind, split, options.meteor, options.metric_backend, full, cache
         )
+        if text is not None:
+            groups[kind] = _with_text_metrics(groups[kind], preds, refs, kind, text)
     if not groups:
         raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
     return {g: groups[g] for g in GROUP_ORDER if g in groups}
@@ -525,13 +586,15 @@ def score_predictions(
     from create_bench.data.shards import open_dataset
 
     opts = ScoringOptions.of(options, **overrides)
+    text_opts = text_metric_options(opts.text_encoder)
+    text = None if text_opts is None else _TextMetrics(text_opts, data_dir, split)
     with Progress("score:", 3 if opts.bootstrap else 2, unit="steps", eta=False) as steps:
         preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
         info = open_dataset(data_dir)
         full = load_references(data_dir, split)
         refs = full.for_protocol(opts.protocol)
         steps.update(note=f"read predictions and {len(refs.vids)} {split} references")
-        groups = _score_groups(preds, refs, full, split, opts, fingerprint=info.fingerprint)
+        groups = _score_groups(preds, refs, full, split, opts, fingerprint=info.fingerprint, text=text)
         steps.update(note=f"scored {', '.join(groups)}")
         unc = uncertainty(groups, len(refs.vids), bootstrap=opts.bootstrap, seed=opts.seed)
         if opts.bootstrap:
@@ -552,6 +615,7 @@ def score_predictions(
         extra={
             "retrieval": {g: v.extra for g, v in groups.items() if v.extra},
             "skipped_tasks": skipped_tasks(preds),
+            "text_metrics": _text_metrics_note(text),
         },
     )
 

@@ -50,11 +50,12 @@ def add_scoring_arguments(
     p.add_argument("--meteor", action="store_true", help=f"{scope}also compute METEOR (needs Java)")
 
 
-def scoring_options(args: argparse.Namespace) -> Any:
-    """The :class:`~create_bench.scoring.ScoringOptions` of parsed arguments (checked there)."""
+def scoring_options(args: argparse.Namespace, **extra: Any) -> Any:
+    """The :class:`~create_bench.scoring.ScoringOptions` of parsed arguments (checked there), with
+    ``extra`` fields (``text_encoder=``, from :mod:`create_bench.commands._text`)."""
     from create_bench.scoring import ScoringOptions
 
-    return ScoringOptions(**{name: getattr(args, name) for name in _FIELDS})
+    return ScoringOptions(**{name: getattr(args, name) for name in _FIELDS}, **extra)
 
 
 def scoring_argv(options: Any) -> list[str]:

@@ -37,6 +37,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--features", help="directory of per-video <vid>.npy features ([T, D] or [D])")
     p.add_argument("--feature-set", default="clip", help="name of the feature set (default: %(default)s)")
     p.add_argument("--categories", help="category names: JSON list or a text file with one name per line")
+    p.add_argument(
+        "--attractiveness",
+        default=None,
+        metavar="FILE",
+        help="JSON Lines of per-character title attractiveness: {vid, title_index, omega: [..]} per "
+        "title, one value in [0, 1] per character of the normalised title (ACTEr-r's weights; README)",
+    )
     p.add_argument("--out", required=True, help="output dataset directory")
     p.add_argument("--name", default="create-210k", help="dataset name (default: %(default)s)")
     p.add_argument(
@@ -81,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         shard_size=args.shard_size,
         workers=args.workers,
         name=args.name,
+        attractiveness=args.attractiveness,
     )
     print(report.summary())
     print(f"wrote {args.out}")

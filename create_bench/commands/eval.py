@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+from create_bench.commands._text import add_text_encoder_args, text_options
 
 DEFAULT_DATA = "data/create-sample"
 log = logging.getLogger(__name__)
@@ -63,11 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", action="store_true", help="run the model even when cached predictions match")
     add_scoring_arguments(p, seed_help="seed for the model context and the bootstrap")
     p.add_argument("--no-report", action="store_true", help="skip the Markdown report and plots")
+    p.add_argument("--ci", action="store_true", help="print the 95%% intervals in the table")
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace results that another model class with the same name wrote (refused otherwise)",
     )
+    add_text_encoder_args(p)
     p.set_defaults(func=run)
 
 
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         results_dir=Path(args.results_dir),
         no_cache=args.no_cache,
         seed=args.seed,
-        scoring=scoring_options(args),
+        scoring=scoring_options(args, text_encoder=text_options(args)),
         report=not args.no_report,
         overwrite=args.overwrite,
     )
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     model_args = load_model_args(args.model_args)
     model = load_model(args.model, model_args)
     outcome = evaluate(model, cfg, model_args=model_args, model_spec=args.model)
-    print(format_table(outcome.results))
+    print(format_table(outcome.results, show_ci=args.ci))
     print(f"predictions: {outcome.predictions_dir}" + (" (cached)" if outcome.cached else ""))
     print(f"results:     {outcome.results_path}")
     if outcome.report_path is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+from create_bench.commands._text import add_text_encoder_args, text_options
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PRED_DIR_B",
         help="also run a paired bootstrap test of PRED_DIR against this second system",
     )
+    add_text_encoder_args(p)
     p.set_defaults(func=run)
 
 
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from create_bench.results import format_table, write_results
     from create_bench.scoring import score_predictions
 
-    options = scoring_options(args)
+    options = scoring_options(args, text_encoder=text_options(args))
     results = score_predictions(args.predictions, args.data, args.split, options)
     print(format_table(results, show_ci=args.ci))
     if args.out:

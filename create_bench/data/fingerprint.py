@@ -66,6 +66,9 @@ def row_digest(row: dict[str, Any], root: str | os.PathLike[str]) -> tuple[str, 
             values[col] = _canonical_float(row.get(col) or 0.0)
         else:
             values[col] = row.get(col)
+    omega = row.get("title_omega")
+    if omega is not None:  # optional (schema 2): enters only when present, so datasets without keep theirs
+        values["title_omega"] = [[_canonical_float(x) for x in t] for t in omega]
     payload = json.dumps(values, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return vid, hashlib.sha256(payload.encode("utf-8")).digest()
 

@@ -225,6 +225,7 @@ def build_from_release(
     shard_size: int = 1000,
     workers: int = 2,
     name: str = "create-210k",
+    attractiveness: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
     """Import the release. With ``on_error="fail"`` the first bad row raises (naming file, row, vid)
     and nothing is written; with ``"skip"`` bad rows are left out and listed in the report (also
@@ -234,6 +235,9 @@ def build_from_release(
     ``video`` is ``{bytes: None, path: None}``, ``num_frames`` is its feature count T (1 for a
     [D] vector), ``fps``/``duration``/``width``/``height`` are 0, and the manifest says
     ``"videos": false``; frame models are refused on it, feature models run.
+
+    ``attractiveness``: a JSON Lines file of per-character title omega
+    (:mod:`create_bench.data.attractiveness`); any problem in it fails the build (file, line, vid).
     """
     if on_error not in ("skip", "fail"):
         raise DataError(f"on_error must be skip|fail, got {on_error!r}")
@@ -260,6 +264,7 @@ def build_from_release(
             *(parse_annotation_arg(a)[1] for a in annotations),
             *([videos_dir] if videos_dir is not None else []),
             *([features_dir] if features_dir else []),
+            *([attractiveness] if attractiveness else []),
         ],
         extra_manifest=None if videos is not None else {"videos": False},
     )
@@ -296,6 +301,14 @@ def build_from_release(
                 continue
             seen[row["vid"]] = str(path)
             todo.append((str(path), i, row, videos[row["vid"]] if videos is not None else None))
+
+    if attractiveness:  # per-character title omega from a separate annotation file
+        from create_bench.data.attractiveness import read_attractiveness
+
+        omega = read_attractiveness(attractiveness, {row["vid"]: row["titles"] for _, _, row, _ in todo})
+        for _, _, row, _ in todo:
+            row["title_omega"] = omega.get(row["vid"])
+        writer.generator["attractiveness"] = Path(attractiveness).name
 
     # 2. Probe videos in parallel (each probe decodes the whole video once).
     with writer as w:

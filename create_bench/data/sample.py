@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from create_bench.data.attractiveness import simulate_video_omega
 from create_bench.data.sample_text import (
     CATEGORIES,
     CATEGORY_NAMES,
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 #: Version of the generator's output; bump on any change to tables, templates, rendering or
 #: encoder options (anything that changes the bytes for a given seed).
-SAMPLE_VERSION = "1.1.0"
+SAMPLE_VERSION = "1.2.0"  # 1.2.0: title_omega (simulated annotators)
 SAMPLE_NAME = "create-sample"
 
 SPLITS = ("train", "validation", "test", "pretrain")
@@ -207,6 +208,8 @@ def _row(plan: VideoPlan, video: dict[str, Any], info: dict[str, Any]) -> dict[s
         "titles": plan.annotation.titles,
         "captions": plan.annotation.captions,
         "video": video,
+        # attractiveness of each title's characters from 10 simulated annotators (data/attractiveness.py)
+        "title_omega": simulate_video_omega(plan.vid, plan.annotation.titles) if plan.annotation.titles else None,
         **info,
     }
 

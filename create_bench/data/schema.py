@@ -1,6 +1,12 @@
 """The shard contract (layer 2): columns, Arrow schema, HF features, and row validation.
 
 Bump ``create_bench.SHARD_SCHEMA_VERSION`` on any change here.
+
+Versions: 1, the columns of :data:`COLUMNS`; 2 adds the optional ``title_omega`` column
+(list<list<float32>>, null when the dataset has no attractiveness annotation: one list per title,
+one value in [0, 1] per character of the normalised title, the share of annotators who marked the
+character attractive; see :mod:`create_bench.data.attractiveness`). Version-1 shards stay readable:
+a missing column means no omega.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from create_bench import SHARD_SCHEMA_VERSION
 from create_bench.errors import DataError
 
 #: Canonical split names and the file prefix of each split in ``data/``.
@@ -41,34 +48,42 @@ COLUMNS = (
 TEXT_COLUMNS = ("vid", "split", "category", "category_name", "tags", "raw_title", "titles", "captions")
 VIDEO_META_COLUMNS = ("num_frames", "fps", "duration", "width", "height", "rotation")
 
+#: Columns added after version 1: name -> the schema version that added it. Absent or null: no value.
+OPTIONAL_COLUMNS = {"title_omega": 2}
+OMEGA_TYPE = pa.list_(pa.list_(pa.float32()))
+
 VIDEO_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
 
-def arrow_schema(categories: list[str]) -> pa.Schema:
-    """The Arrow schema of a shard, with HF ``datasets`` feature metadata so that
-    ``load_dataset(dir)`` reads ``category`` as a ClassLabel and ``video`` as ``Video(decode=False)``."""
-    schema = pa.schema(
-        [
-            ("vid", pa.string()),
-            ("split", pa.string()),
-            ("category", pa.int64()),
-            ("category_name", pa.string()),
-            ("tags", pa.list_(pa.string())),
-            ("raw_title", pa.string()),
-            ("titles", pa.list_(pa.string())),
-            ("captions", pa.list_(pa.string())),
-            ("video", VIDEO_TYPE),
-            ("num_frames", pa.int32()),
-            ("fps", pa.float32()),
-            ("duration", pa.float32()),
-            ("width", pa.int32()),
-            ("height", pa.int32()),
-            ("rotation", pa.int32()),
-        ]
-    )
-    meta = {
-        "huggingface": json.dumps({"info": {"features": hf_features_dict(categories)}}, ensure_ascii=False)
-    }
+def arrow_schema(categories: list[str], version: int | None = None) -> pa.Schema:
+    """The Arrow schema of a shard of schema ``version`` (default: the current one), with HF
+    ``datasets`` feature metadata so that ``load_dataset(dir)`` reads ``category`` as a ClassLabel
+    and ``video`` as ``Video(decode=False)``."""
+    version = SHARD_SCHEMA_VERSION if version is None else version
+    fields = [
+        ("vid", pa.string()),
+        ("split", pa.string()),
+        ("category", pa.int64()),
+        ("category_name", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        ("raw_title", pa.string()),
+        ("titles", pa.list_(pa.string())),
+        ("captions", pa.list_(pa.string())),
+        ("video", VIDEO_TYPE),
+        ("num_frames", pa.int32()),
+        ("fps", pa.float32()),
+        ("duration", pa.float32()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("rotation", pa.int32()),
+    ]
+    if version >= OPTIONAL_COLUMNS["title_omega"]:
+        fields.append(("title_omega", OMEGA_TYPE))
+    schema = pa.schema(fields)
+    features = hf_features_dict(categories)
+    if version < OPTIONAL_COLUMNS["title_omega"]:
+        features.pop("title_omega")
+    meta = {"huggingface": json.dumps({"info": {"features": features}}, ensure_ascii=False)}
     return schema.with_metadata(meta)
 
 
@@ -92,6 +107,7 @@ def hf_features_dict(categories: list[str]) -> dict[str, Any]:
         "width": {"dtype": "int32", "_type": "Value"},
         "height": {"dtype": "int32", "_type": "Value"},
         "rotation": {"dtype": "int32", "_type": "Value"},
+        "title_omega": {"feature": {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "List"}, "_type": "List"},
     }
 
 
@@ -169,4 +185,9 @@ def validate_row(
         "height": int(row.get("height") or 0),
         "rotation": int(row.get("rotation") or 0),
     }
+    omega = row.get("title_omega")
+    if omega is not None:
+        from create_bench.data.attractiveness import check_omega
+
+        out["title_omega"] = check_omega(omega, titles, where=where)
     return out

@@ -33,7 +33,7 @@ def validate_dataset(path: str | os.PathLike[str], *, rows: bool = True) -> dict
     root = Path(path)
     problems: list[str] = []
     cats = info.categories
-    expected = arrow_schema(cats).remove_metadata()
+    expected = arrow_schema(cats, int(info.manifest["schema_version"])).remove_metadata()
     counts: dict[str, int] = {}
     seen: dict[str, str] = {}
     content = info.manifest.get("fingerprint_method") == FINGERPRINT_METHOD
