@@ -1,6 +1,6 @@
 """Feature-extraction throughput: the local engine with 1 and 2 DataLoader workers vs Ray, same machine.
 
-Runs ``create_bench.extract`` (fixed encoder, ``uniform-center@8``) on a split of CREATE-sample
+Runs ``create_bench.features.extract`` (fixed encoder, ``uniform-center@8``) on a split of CREATE-sample
 (``--quick``: its first 24 videos) with each engine, checks that all engines wrote byte-identical
 feature shards, and prints videos/s with ratios against the baseline (local, 1 worker). It then
 measures per-video costs (decode and encode, one core; decode of a generated 720p H.264 clip;
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import ensure_data, parser, ratio_line  # noqa: E402
 
-from create_bench.extract import (  # noqa: E402
+from create_bench.features.extract import (  # noqa: E402
     decode_video,
     encode_videos,
     make_config,
@@ -120,7 +120,7 @@ def merge_rate(out: Path, rows: int) -> float:
 
     Uses the merge's own pieces (vid-sorted part files -> k-way merge -> streamed shard writer).
     """
-    from create_bench.extract import PartWriter, _merged_rows, _write_rows
+    from create_bench.features.parts import PartWriter, _merged_rows, _write_rows
 
     rng = np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)

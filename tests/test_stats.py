@@ -360,7 +360,7 @@ def _drop_volatile(stats: dict) -> dict:
 
 def _default_sample() -> Path:
     """data/create-sample (what `make sample` writes), generated when missing or not the default."""
-    from create_bench.data.sample import DEFAULT_SIZES, SAMPLE_VERSION, generate_sample
+    from create_bench.synthetic.sample import DEFAULT_SIZES, SAMPLE_VERSION, generate_sample
 
     ds = ROOT / "data" / "create-sample"
     gen = {}
