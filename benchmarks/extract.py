@@ -120,7 +120,7 @@ def merge_rate(out: Path, rows: int) -> float:
 
     Uses the merge's own pieces (vid-sorted part files -> k-way merge -> streamed shard writer).
     """
-    from create_bench.features.parts import PartWriter, _merged_rows, _write_rows
+    from create_bench.features.parts import PartWriter, merged_rows, write_rows
 
     rng = np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def merge_rate(out: Path, rows: int) -> float:
         vids = [f"v{rng.integers(10**12):012d}" for _ in range(min(40, rows - start))]
         w.write(vids, [rng.standard_normal((8, 512)).astype(np.float32) for _ in vids])
     t = time.perf_counter()
-    _write_rows(out / "merged.parquet", _merged_rows(sorted(w.written)), {"bench": True})
+    write_rows(out / "merged.parquet", merged_rows(sorted(w.written)), {"bench": True})
     return rows / (time.perf_counter() - t)
 
 

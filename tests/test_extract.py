@@ -184,9 +184,7 @@ def test_merge_deduplicates_and_orders_by_vid(
     monkeypatch.setattr(merge, "MERGE_FANIN", fanin)  # 2: merges through two levels of sorted runs
     data = _copy(tiny_dataset, tmp_path / "ds")
     ref = _features(local_reference)
-    plan = ex._prepare(
-        ex.make_config(data, SPLIT, feature_set=SET, shard_size=5), ex.resolve_encoder("fixed")
-    )
+    plan = ex.prepare(ex.make_config(data, SPLIT, feature_set=SET, shard_size=5), ex.resolve_encoder("fixed"))
     vids = sorted(ref, reverse=True)
     w = ex.PartWriter(plan.parts_dir, "a", plan.meta)
     for chunk in (vids[:7], vids[3:], vids[5:6], vids[10:], vids[:2]):  # overlapping, unsorted
@@ -244,10 +242,10 @@ def test_options_are_validated(tiny_dataset: Path):
         make_config(tiny_dataset, SPLIT, frames="random-segment@8")
     with pytest.raises(ConfigError, match="did you mean 'fixed'"):
         resolve_encoder("fixd")
-    from create_bench.features.extract import _per_rank_devices
+    from create_bench.features.extract import per_rank_devices
 
     cfg = make_config(tiny_dataset, SPLIT, engine="torchrun", device="cuda", decode_device="cuda")
-    per_rank = _per_rank_devices(cfg, 3)  # torchrun: a bare "cuda" is this process's GPU
+    per_rank = per_rank_devices(cfg, 3)  # torchrun: a bare "cuda" is this process's GPU
     assert (per_rank.device, per_rank.decode_device) == ("cuda:3", "cuda:3")
 
 

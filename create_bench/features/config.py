@@ -16,7 +16,7 @@ ENGINES = ("local", "ray", "torchrun")
 
 
 #: Columns the pipeline reads from the data shards.
-_COLUMNS = ["vid", "num_frames", "fps", "video"]
+DATA_COLUMNS = ["vid", "num_frames", "fps", "video"]
 
 
 @dataclass(frozen=True)

@@ -48,16 +48,16 @@ from create_bench.errors import BackendUnavailable, VideoDecodeError
 from create_bench.features.config import ENGINES, ExtractConfig, make_config
 from create_bench.features.encoders import encode_videos, encoder_info, resolve_encoder
 from create_bench.features.engines.local import (
-    _env_rank,
-    _marker,
-    _per_rank_devices,
-    _run_partition,
-    _wait_for_ranks,
+    done_marker,
+    env_rank,
+    per_rank_devices,
+    run_partition,
+    wait_for_ranks,
 )
-from create_bench.features.engines.ray import _run_ray
+from create_bench.features.engines.ray import run_ray
 from create_bench.features.merge import merge_parts
 from create_bench.features.parts import META_KEY, PartWriter, read_meta
-from create_bench.features.plan import ExtractReport, _clean_tmp, _prepare, decode_video
+from create_bench.features.plan import ExtractReport, clean_tmp, decode_video, prepare
 from create_bench.fsutil import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -67,32 +67,34 @@ def run_extraction(cfg: ExtractConfig) -> ExtractReport:
     """Run one extraction (see the module doc) and report what it did."""
     t0 = time.perf_counter()
     if cfg.engine == "torchrun" and "LOCAL_RANK" in os.environ:
-        cfg = _per_rank_devices(cfg, int(os.environ["LOCAL_RANK"]))
+        cfg = per_rank_devices(cfg, int(os.environ["LOCAL_RANK"]))
     if cfg.decode_device != "cpu":
         from create_bench.video.backends.nvdec import select_gpu_backend
 
         select_gpu_backend(cfg.decode_device)  # fail fast, before any engine starts
     encoder = resolve_encoder(cfg.encoder, cfg.device)
-    plan = _prepare(cfg, encoder)
+    plan = prepare(cfg, encoder)
     report = ExtractReport(plan.set_dir, plan.set_name, cfg.split, cfg.engine, num_videos=len(plan.vids))
     report.reused = len(plan.done)
     merge = True
     if cfg.engine == "local":
-        _clean_tmp(plan.parts_dir)
-        report.computed, report.failed = _run_partition(plan, encoder, "local", None, None)
+        clean_tmp(plan.parts_dir)
+        report.computed, report.failed = run_partition(plan, encoder, "local", None, None)
     elif cfg.engine == "ray":
-        _clean_tmp(plan.parts_dir)
-        report.computed, report.failed = _run_ray(plan)
+        clean_tmp(plan.parts_dir)
+        report.computed, report.failed = run_ray(plan)
     else:
-        rank, world = _env_rank(cfg)
+        rank, world = env_rank(cfg)
         prefix = f"r{rank:05d}"
-        _clean_tmp(plan.parts_dir, prefix)
-        report.computed, report.failed = _run_partition(plan, encoder, prefix, rank, world)
+        clean_tmp(plan.parts_dir, prefix)
+        report.computed, report.failed = run_partition(plan, encoder, prefix, rank, world)
         if not report.failed or cfg.on_error == "skip":
-            atomic_write_json(_marker(plan, rank, world), {**plan.meta, "rank": rank, "world_size": world})
+            atomic_write_json(
+                done_marker(plan, rank, world), {**plan.meta, "rank": rank, "world_size": world}
+            )
         merge = rank == 0
         if merge:
-            _wait_for_ranks(plan, world)
+            wait_for_ranks(plan, world)
     log.info(
         "extract %s/%s: %d videos, %d reused, %d computed here, %d failed",
         plan.set_name,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from create_bench.errors import ConfigError, DataError
-from create_bench.features.parts import _merged_rows, _rows_table, _write_rows, _write_table, read_meta
-from create_bench.features.plan import _final_files, _Plan, _read_vids, _same_run
+from create_bench.features.parts import merged_rows, read_meta, rows_table, write_rows, write_table
+from create_bench.features.plan import Plan, final_files, read_vids, same_run
 from create_bench.fsutil import atomic_write_json, sha256_file
 
 #: Files merged at once; more sources are first merged in groups into sorted runs (bounded memory
@@ -21,7 +21,7 @@ from create_bench.fsutil import atomic_write_json, sha256_file
 MERGE_FANIN = 128
 
 
-def merge_parts(plan: _Plan) -> list[Path]:
+def merge_parts(plan: Plan) -> list[Path]:
     """Merge the split's parts and existing shards: one row per vid, ordered by vid.
 
     Every source is sorted by vid, so this is a streaming k-way merge: memory holds one row group
@@ -32,29 +32,29 @@ def merge_parts(plan: _Plan) -> list[Path]:
     cfg = plan.cfg
     sources = [
         f
-        for f in _final_files(plan.set_dir, cfg.split) + sorted(plan.parts_dir.glob("*.parquet"))
-        if _same_run(read_meta(f), plan.meta)  # others only with resume=False: stale work, dropped
+        for f in final_files(plan.set_dir, cfg.split) + sorted(plan.parts_dir.glob("*.parquet"))
+        if same_run(read_meta(f), plan.meta)  # others only with resume=False: stale work, dropped
     ]
     sources = _reduce_sources(plan, sources)
     unique: set[str] = set()
     for f in sources:
-        unique.update(_read_vids(f))
+        unique.update(read_vids(f))
     stray = sorted(unique - set(plan.vids))
     if stray:
         raise DataError(f"feature parts hold {len(stray)} vids that are not in the split, e.g. {stray[:5]}")
     n = max(1, -(-len(unique) // cfg.shard_size))
-    rows = _merged_rows(sources)
+    rows = merged_rows(sources)
     new_files, dim = [], None
     for i in range(n):
         path = plan.set_dir / f"{cfg.split}-{i:05d}-of-{n:05d}.parquet"
         chunk = [r for _, r in zip(range(cfg.shard_size), rows)]
-        table = _rows_table(chunk)
+        table = rows_table(chunk)
         if dim is None and table.num_rows:
             dim = len(table.column("features")[0][0])
-        _write_table(path, table, plan.meta)
+        write_table(path, table, plan.meta)
         new_files.append(path)
     _register(plan, new_files, dim)
-    for f in _final_files(plan.set_dir, cfg.split):
+    for f in final_files(plan.set_dir, cfg.split):
         if f not in new_files:
             f.unlink()
     for f in plan.parts_dir.iterdir():
@@ -66,7 +66,7 @@ def merge_parts(plan: _Plan) -> list[Path]:
     return new_files
 
 
-def _reduce_sources(plan: _Plan, sources: list[Path]) -> list[Path]:
+def _reduce_sources(plan: Plan, sources: list[Path]) -> list[Path]:
     """Merge groups of sources into sorted run files until at most MERGE_FANIN remain."""
     level = 0
     while len(sources) > MERGE_FANIN:
@@ -74,7 +74,7 @@ def _reduce_sources(plan: _Plan, sources: list[Path]) -> list[Path]:
         for g in range(0, len(sources), MERGE_FANIN):
             group = sources[g : g + MERGE_FANIN]
             run = plan.parts_dir / f"run{level:02d}-{g // MERGE_FANIN:06d}-{uuid.uuid4().hex[:8]}.parquet"
-            _write_rows(run, _merged_rows(group), plan.meta)
+            write_rows(run, merged_rows(group), plan.meta)
             # The run holds every row of its group (a valid part itself), so the group can go.
             for f in group:
                 if f.parent == plan.parts_dir:
@@ -97,7 +97,7 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _register(plan: _Plan, files: list[Path], dim: int | None) -> None:
+def _register(plan: Plan, files: list[Path], dim: int | None) -> None:
     """List the split's feature files in the dataset manifest (or a ``features.json`` index)."""
     cfg = plan.cfg
     root = cfg.out_root

@@ -98,10 +98,10 @@ class PartWriter:
         return path
 
 
-_Row = tuple[str, pa.RecordBatch, int]
+Row = tuple[str, pa.RecordBatch, int]
 
 
-def _iter_file(path: Path) -> Iterator[_Row]:
+def _iter_file(path: Path) -> Iterator[Row]:
     pf = pq.ParquetFile(path)
     prev = None
     for batch in pf.iter_batches(batch_size=ROW_GROUP_SIZE):
@@ -112,11 +112,11 @@ def _iter_file(path: Path) -> Iterator[_Row]:
             yield vid, batch, k
 
 
-def _merged_rows(sources: Sequence[Path]) -> Iterator[_Row]:
+def merged_rows(sources: Sequence[Path]) -> Iterator[Row]:
     """Rows of all (sorted) sources in vid order, the first of each vid only (sources in order)."""
     import heapq
 
-    last: _Row | None = None
+    last: Row | None = None
     differ: list[str] = []
     for row in heapq.merge(*(_iter_file(f) for f in sources), key=lambda r: r[0]):
         if last is not None and row[0] == last[0]:
@@ -133,22 +133,22 @@ def _merged_rows(sources: Sequence[Path]) -> Iterator[_Row]:
         )
 
 
-def _rows_table(rows: Sequence[_Row]) -> pa.Table:
+def rows_table(rows: Sequence[Row]) -> pa.Table:
     if not rows:
         return FEATURE_SCHEMA.empty_table()
     return pa.Table.from_batches([b.slice(k, 1) for _, b, k in rows]).combine_chunks()
 
 
-def _write_rows(path: Path, rows: Iterator[_Row], meta: dict[str, Any]) -> None:
+def write_rows(path: Path, rows: Iterator[Row], meta: dict[str, Any]) -> None:
     """Stream rows into one file (atomically), a row group at a time."""
     schema = FEATURE_SCHEMA.with_metadata({META_KEY: _dumps(meta)})
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS) as w:
             while chunk := [r for _, r in zip(range(ROW_GROUP_SIZE), rows)]:
-                w.write_table(_rows_table(chunk).cast(schema), row_group_size=ROW_GROUP_SIZE)
+                w.write_table(rows_table(chunk).cast(schema), row_group_size=ROW_GROUP_SIZE)
 
 
-def _write_table(path: Path, table: pa.Table, meta: dict[str, Any]) -> None:
+def write_table(path: Path, table: pa.Table, meta: dict[str, Any]) -> None:
     table = table.cast(FEATURE_SCHEMA).replace_schema_metadata({META_KEY: _dumps(meta)})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, row_group_size=ROW_GROUP_SIZE, **PARQUET_OPTIONS)

@@ -43,7 +43,7 @@ class ExtractReport:
 
 
 @dataclass
-class _Plan:
+class Plan:
     cfg: ExtractConfig
     info: Any
     set_name: str
@@ -91,7 +91,7 @@ def _meta(cfg: ExtractConfig, info: Any, enc: dict[str, Any]) -> dict[str, Any]:
 _KEY_FIELDS = ("encoder", "encoder_revision", "frames", "frame_size", "dataset_fingerprint", "split")
 
 
-def _same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(k) == b.get(k) for k in _KEY_FIELDS)
 
 
@@ -99,25 +99,25 @@ def _describe(meta: dict[str, Any]) -> str:
     return ", ".join(f"{k}={meta.get(k)!r}" for k in _KEY_FIELDS)
 
 
-def _final_files(set_dir: Path, split: str) -> list[Path]:
+def final_files(set_dir: Path, split: str) -> list[Path]:
     return sorted(set_dir.glob(f"{split}-*-of-*.parquet"))
 
 
-def _read_vids(path: Path) -> list[str]:
+def read_vids(path: Path) -> list[str]:
     return pq.read_table(path, columns=["vid"]).column("vid").to_pylist()
 
 
-def _scan_done(plan: _Plan, files: Iterable[Path], what: str) -> set[str]:
+def _scan_done(plan: Plan, files: Iterable[Path], what: str) -> set[str]:
     done: set[str] = set()
     for f in files:
         try:
             meta = read_meta(f)
-            vids = _read_vids(f)
+            vids = read_vids(f)
         except (OSError, pa.ArrowException) as e:
             # Parts are renamed into place whole, so this is damage from outside; recompute.
             log.warning("ignoring unreadable %s %s: %s", what, f, e)
             continue
-        if not _same_run(meta, plan.meta):
+        if not same_run(meta, plan.meta):
             if plan.cfg.resume:
                 raise ConfigError(
                     f"{what} {f} was made with different settings ({_describe(meta)}); this run has "
@@ -128,7 +128,7 @@ def _scan_done(plan: _Plan, files: Iterable[Path], what: str) -> set[str]:
     return done
 
 
-def _prepare(cfg: ExtractConfig, encoder: Any) -> _Plan:
+def prepare(cfg: ExtractConfig, encoder: Any) -> Plan:
     from create_bench.data.shards import open_dataset, read_table
 
     info = open_dataset(cfg.data_dir)
@@ -136,23 +136,23 @@ def _prepare(cfg: ExtractConfig, encoder: Any) -> _Plan:
     meta = _meta(cfg, info, encoder_info(encoder))
     set_name = _feature_set_name(cfg, meta)
     set_dir = cfg.out_root / "features" / set_name
-    plan = _Plan(cfg, info, set_name, set_dir, set_dir / ".parts" / cfg.split, meta, vids, set())
+    plan = Plan(cfg, info, set_name, set_dir, set_dir / ".parts" / cfg.split, meta, vids, set())
     plan.parts_dir.mkdir(parents=True, exist_ok=True)
     if cfg.resume:
-        plan.done = _scan_done(plan, _final_files(set_dir, cfg.split), "feature shard")
+        plan.done = _scan_done(plan, final_files(set_dir, cfg.split), "feature shard")
         plan.done |= _scan_done(plan, sorted(plan.parts_dir.glob("*.parquet")), "part file")
         plan.done &= set(vids)
     return plan
 
 
-def _clean_tmp(parts_dir: Path, prefix: str = "") -> None:
+def clean_tmp(parts_dir: Path, prefix: str = "") -> None:
     # Temp files of a killed writer (``.<name>.<random>.tmp``): never visible as parts; drop them.
     for p in parts_dir.glob(f".{prefix}*.tmp"):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
 
 
-def _decode_ctx(cfg: ExtractConfig) -> str:
+def decode_ctx(cfg: ExtractConfig) -> str:
     kind, _, num = cfg.decode_device.partition(":")
     return "cpu" if kind == "cpu" else f"gpu:{num or 0}"
 
@@ -170,4 +170,4 @@ def decode_video(row: dict[str, Any], cfg: ExtractConfig) -> np.ndarray:
     src = video_source(row, cfg.data_dir)
     from create_bench.video.decoding import decode
 
-    return decode(src, indices, size=cfg.frame_size, ctx=_decode_ctx(cfg), vid=vid, timeout=cfg.timeout)
+    return decode(src, indices, size=cfg.frame_size, ctx=decode_ctx(cfg), vid=vid, timeout=cfg.timeout)

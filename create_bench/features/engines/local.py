@@ -19,7 +19,7 @@ from create_bench.errors import ConfigError, DataError
 from create_bench.features.config import ExtractConfig
 from create_bench.features.encoders import encode_videos
 from create_bench.features.parts import PartWriter
-from create_bench.features.plan import _decode_ctx, _Plan, _same_run
+from create_bench.features.plan import Plan, decode_ctx, same_run
 
 
 def _local_videos(
@@ -39,12 +39,12 @@ def _local_videos(
         cfg.split,
         frames=cfg.frames,
         # Videos of different stored sizes cannot share a batch tensor; part files still hold
-        # batch_size videos (see _run_partition).
+        # batch_size videos (see run_partition).
         batch_size=cfg.batch_size if cfg.frame_size else 1,
         num_workers=cfg.num_workers,
         size=cfg.frame_size,
         columns=(),
-        ctx=_decode_ctx(cfg),
+        ctx=decode_ctx(cfg),
         on_error="skip",
         timeout=cfg.timeout,
         rank=rank,
@@ -58,8 +58,8 @@ def _local_videos(
     failed.update({s.vid: s.reason for s in loader.report.skipped})
 
 
-def _run_partition(
-    plan: _Plan, encoder: Any, prefix: str, rank: int | None, world_size: int | None
+def run_partition(
+    plan: Plan, encoder: Any, prefix: str, rank: int | None, world_size: int | None
 ) -> tuple[list[str], dict[str, str]]:
     cfg = plan.cfg
     todo = set(plan.vids) - plan.done
@@ -95,7 +95,7 @@ def _encoder_threads(cfg: ExtractConfig) -> Iterator[None]:
 
 
 def _encode_stream(
-    plan: _Plan,
+    plan: Plan,
     encoder: Any,
     writer: PartWriter,
     todo: set[str],
@@ -123,7 +123,7 @@ def _encode_stream(
         flush()
 
 
-def _env_rank(cfg: ExtractConfig) -> tuple[int, int]:
+def env_rank(cfg: ExtractConfig) -> tuple[int, int]:
     rank = cfg.rank if cfg.rank is not None else int(os.environ.get("RANK", "0"))
     world = cfg.world_size if cfg.world_size is not None else int(os.environ.get("WORLD_SIZE", "1"))
     if not 0 <= rank < world:
@@ -131,7 +131,7 @@ def _env_rank(cfg: ExtractConfig) -> tuple[int, int]:
     return rank, world
 
 
-def _per_rank_devices(cfg: ExtractConfig, local_rank: int) -> ExtractConfig:
+def per_rank_devices(cfg: ExtractConfig, local_rank: int) -> ExtractConfig:
     """Under torchrun, a bare ``cuda`` means this process's GPU, ``cuda:LOCAL_RANK``."""
     fix: dict[str, Any] = {
         k: f"cuda:{local_rank}" for k in ("device", "decode_device") if getattr(cfg, k) in ("cuda", "gpu")
@@ -139,19 +139,19 @@ def _per_rank_devices(cfg: ExtractConfig, local_rank: int) -> ExtractConfig:
     return dataclasses.replace(cfg, **fix) if fix else cfg
 
 
-def _marker(plan: _Plan, rank: int, world: int) -> Path:
+def done_marker(plan: Plan, rank: int, world: int) -> Path:
     return plan.parts_dir / f"_done-r{rank:05d}-of-{world:05d}.json"
 
 
-def _wait_for_ranks(plan: _Plan, world: int) -> None:
+def wait_for_ranks(plan: Plan, world: int) -> None:
     deadline = time.monotonic() + plan.cfg.merge_timeout
     missing = list(range(world))
     while True:
         still = []
         for r in missing:
-            m = _marker(plan, r, world)
+            m = done_marker(plan, r, world)
             try:
-                ok = _same_run(json.loads(m.read_text("utf-8")), plan.meta)
+                ok = same_run(json.loads(m.read_text("utf-8")), plan.meta)
             except (OSError, ValueError):
                 ok = False
             if not ok:

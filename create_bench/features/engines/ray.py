@@ -13,10 +13,10 @@ import numpy as np
 import pyarrow as pa
 
 from create_bench.errors import BackendUnavailable, ConfigError, DataError, ModelError, VideoDecodeError
-from create_bench.features.config import _COLUMNS, ExtractConfig
+from create_bench.features.config import DATA_COLUMNS, ExtractConfig
 from create_bench.features.encoders import encode_videos, resolve_encoder
 from create_bench.features.parts import PartWriter
-from create_bench.features.plan import _Plan, decode_video
+from create_bench.features.plan import Plan, decode_video
 
 
 def _ray_init(cfg: ExtractConfig) -> bool:
@@ -89,7 +89,7 @@ class _RayEncoder:
         return pa.table({"vid": [r["vid"] for r in rows], "error": [r["error"] for r in rows]})
 
 
-def _run_ray(plan: _Plan) -> tuple[list[str], dict[str, str]]:
+def run_ray(plan: Plan) -> tuple[list[str], dict[str, str]]:
     import ray
     import ray.data
 
@@ -100,7 +100,7 @@ def _run_ray(plan: _Plan) -> tuple[list[str], dict[str, str]]:
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         files = [str(p.resolve()) for p in plan.info.files(cfg.split)]
-        ds = ray.data.read_parquet(files).select_columns(_COLUMNS)
+        ds = ray.data.read_parquet(files).select_columns(DATA_COLUMNS)
         # The decode tasks reserve memory (frames of a few long or large videos in flight) and so
         # differ in resources from the encoder actors: Ray then keeps them as separate CPU tasks
         # instead of fusing decoding into the actors, where it would run only as wide as the pool.
