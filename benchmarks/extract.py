@@ -1,6 +1,6 @@
 """Feature-extraction throughput: the local engine with 1 and 2 DataLoader workers vs Ray, same machine.
 
-Runs ``create_bench.extract`` (fixed encoder, ``uniform-center@8``) on a split of CREATE-sample
+Runs ``create_bench.features.extract`` (fixed encoder, ``uniform-center@8``) on a split of CREATE-sample
 (``--quick``: its first 24 videos) with each engine, checks that all engines wrote byte-identical
 feature shards, and prints videos/s with ratios against the baseline (local, 1 worker). It then
 measures per-video costs (decode and encode, one core; decode of a generated 720p H.264 clip;
@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import ensure_data, parser, ratio_line  # noqa: E402
 
-from create_bench.extract import (  # noqa: E402
+from create_bench.features.extract import (  # noqa: E402
     decode_video,
     encode_videos,
     make_config,
@@ -120,7 +120,7 @@ def merge_rate(out: Path, rows: int) -> float:
 
     Uses the merge's own pieces (vid-sorted part files -> k-way merge -> streamed shard writer).
     """
-    from create_bench.extract import PartWriter, _merged_rows, _write_rows
+    from create_bench.features.parts import PartWriter, merged_rows, write_rows
 
     rng = np.random.default_rng(0)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def merge_rate(out: Path, rows: int) -> float:
         vids = [f"v{rng.integers(10**12):012d}" for _ in range(min(40, rows - start))]
         w.write(vids, [rng.standard_normal((8, 512)).astype(np.float32) for _ in vids])
     t = time.perf_counter()
-    _write_rows(out / "merged.parquet", _merged_rows(sorted(w.written)), {"bench": True})
+    write_rows(out / "merged.parquet", merged_rows(sorted(w.written)), {"bench": True})
     return rows / (time.perf_counter() - t)
 
 

@@ -53,7 +53,7 @@ TINY_SIZES = {"train": 24, "validation": 8, "test": 12, "pretrain": 8}
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CREATE-sample (real videos, real shards), generated once per test session."""
-    from create_bench.data.sample import generate_sample
+    from create_bench.synthetic.sample import generate_sample
 
     out = tmp_path_factory.mktemp("tiny") / "create-sample-tiny"
     generate_sample(out, sizes=TINY_SIZES, seed=0, workers=1)

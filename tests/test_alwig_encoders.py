@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from create_bench.errors import BackendUnavailable, ConfigError, ModelError
-from create_bench.models.alwig.encoders import (
+from create_bench.features.encoders import (
     SHAPE_DIM,
     CLIPEncoder,
     FixedEncoder,
@@ -24,7 +24,7 @@ def _clip(
     motion: str, colour=(222, 30, 36), shape: str = "square", n: int = 4, width: int = 96, height: int = 64
 ) -> torch.Tensor:
     """n frames (uniform-center) of a rendered CREATE-sample scene: uint8 [1, n, height, width, 3]."""
-    from create_bench.data.sample_video import VideoSpec, render_frames
+    from create_bench.synthetic.video import VideoSpec, render_frames
 
     spec = VideoSpec(
         width=width,

@@ -659,7 +659,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
 def test_frame_groups_project_each_feature_group_separately(tmp_path: Path) -> None:
     """extensions.frame_groups: each of the encoder's feature groups has its own linear map + LayerNorm
     (the sum of the parts); the groups travel with the checkpoint."""
-    from create_bench.models.alwig.encoders import FixedEncoder
+    from create_bench.features.encoders import FixedEncoder
     from create_bench.models.alwig.extensions import GroupedProjection
     from create_bench.models.alwig.model import ALWIGNet
 

@@ -204,7 +204,7 @@ def test_nearest_neighbour_caches_training_features(colour_data: Path, tmp_path:
     ctx = ModelContext(data_dir=colour_data, split="test", cache_dir=tmp_path)
     a = load_model("nearest-neighbour")
     a.setup(ctx)
-    files = list(tmp_path.glob("nearest-neighbour-train-*.npz"))
+    files = list(tmp_path.glob("nearest-neighbour-train-*.safetensors"))
     assert len(files) == 1
     b = load_model("nearest-neighbour")
     b.setup(ctx)  # from the cache file

@@ -25,7 +25,7 @@ SET = "fx"
 # is written into the source: Ray workers do not see environment changes made after Ray started.
 COUNTING_ENCODER = """
 import os, time
-from create_bench.models.alwig.encoders import FixedEncoder
+from create_bench.features.encoders import FixedEncoder
 
 class CountingEncoder(FixedEncoder):
     def __call__(self, frames):
@@ -73,7 +73,7 @@ def counting_encoder(tmp_path: Path) -> tuple[str, Path]:
 @pytest.fixture(scope="module")
 def local_reference(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny sample with SPLIT extracted by the local engine, no workers (the reference run)."""
-    from create_bench.extract import extract_features
+    from create_bench.features.extract import extract_features
 
     data = _copy(tiny_dataset, tmp_path_factory.mktemp("ref") / "ds")
     extract_features(data, SPLIT, engine="local", feature_set=SET, batch_size=4, num_workers=0)
@@ -95,8 +95,8 @@ def ray_local():
 def test_local_features_match_an_independent_reference(local_reference: Path, tiny_dataset: Path):
     from create_bench.data.shards import iter_rows, video_source
     from create_bench.data.validate import validate_dataset
-    from create_bench.extract import read_meta
-    from create_bench.models.alwig.encoders import FixedEncoder
+    from create_bench.features.encoders import FixedEncoder
+    from create_bench.features.extract import read_meta
     from create_bench.video import sample_indices
     from create_bench.video.decoding import decode
 
@@ -141,7 +141,7 @@ def test_loader_reads_extracted_features(local_reference: Path):
 
 
 def test_local_two_workers_give_identical_files(local_reference: Path, tiny_dataset: Path, tmp_path: Path):
-    from create_bench.extract import extract_features
+    from create_bench.features.extract import extract_features
 
     data = _copy(tiny_dataset, tmp_path / "ds")
     extract_features(data, SPLIT, engine="local", feature_set=SET, batch_size=3, num_workers=2)
@@ -151,7 +151,7 @@ def test_local_two_workers_give_identical_files(local_reference: Path, tiny_data
 def test_local_resume_skips_done_videos(
     local_reference: Path, tiny_dataset: Path, tmp_path: Path, counting_encoder, monkeypatch
 ):
-    from create_bench.extract import extract_features, make_config, run_extraction
+    from create_bench.features.extract import extract_features, make_config, run_extraction
 
     enc, log = counting_encoder
     data = _copy(tiny_dataset, tmp_path / "ds")
@@ -178,14 +178,13 @@ def test_local_resume_skips_done_videos(
 def test_merge_deduplicates_and_orders_by_vid(
     local_reference: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fanin: int
 ):
-    import create_bench.extract as ex
+    import create_bench.features.extract as ex
+    import create_bench.features.merge as merge
 
-    monkeypatch.setattr(ex, "MERGE_FANIN", fanin)  # 2: merges through two levels of sorted runs
+    monkeypatch.setattr(merge, "MERGE_FANIN", fanin)  # 2: merges through two levels of sorted runs
     data = _copy(tiny_dataset, tmp_path / "ds")
     ref = _features(local_reference)
-    plan = ex._prepare(
-        ex.make_config(data, SPLIT, feature_set=SET, shard_size=5), ex.resolve_encoder("fixed")
-    )
+    plan = ex.prepare(ex.make_config(data, SPLIT, feature_set=SET, shard_size=5), ex.resolve_encoder("fixed"))
     vids = sorted(ref, reverse=True)
     w = ex.PartWriter(plan.parts_dir, "a", plan.meta)
     for chunk in (vids[:7], vids[3:], vids[5:6], vids[10:], vids[:2]):  # overlapping, unsorted
@@ -201,7 +200,7 @@ def test_merge_deduplicates_and_orders_by_vid(
 
 
 def test_settings_mismatch_is_refused_unless_redone(tiny_dataset: Path, tmp_path: Path):
-    from create_bench.extract import extract_features, read_meta
+    from create_bench.features.extract import extract_features, read_meta
 
     data = _copy(tiny_dataset, tmp_path / "ds")
     extract_features(data, "validation", feature_set=SET, frames="uniform-center@2")
@@ -216,7 +215,7 @@ def test_settings_mismatch_is_refused_unless_redone(tiny_dataset: Path, tmp_path
 def test_bad_video_fails_naming_the_vid_or_is_skipped(tiny_dataset: Path, tmp_path: Path):
     from create_bench.data.build import DatasetWriter
     from create_bench.data.shards import open_dataset, read_table
-    from create_bench.extract import extract_features
+    from create_bench.features.extract import extract_features
 
     info = open_dataset(tiny_dataset)
     rows = read_table(tiny_dataset, "validation").to_pylist()
@@ -233,7 +232,7 @@ def test_bad_video_fails_naming_the_vid_or_is_skipped(tiny_dataset: Path, tmp_pa
 
 
 def test_options_are_validated(tiny_dataset: Path):
-    from create_bench.extract import make_config, resolve_encoder
+    from create_bench.features.extract import make_config, resolve_encoder
 
     with pytest.raises(ConfigError, match="did you mean 'num_workers'"):
         make_config(tiny_dataset, SPLIT, num_worker=2)
@@ -243,10 +242,10 @@ def test_options_are_validated(tiny_dataset: Path):
         make_config(tiny_dataset, SPLIT, frames="random-segment@8")
     with pytest.raises(ConfigError, match="did you mean 'fixed'"):
         resolve_encoder("fixd")
-    from create_bench.extract import _per_rank_devices
+    from create_bench.features.extract import per_rank_devices
 
     cfg = make_config(tiny_dataset, SPLIT, engine="torchrun", device="cuda", decode_device="cuda")
-    per_rank = _per_rank_devices(cfg, 3)  # torchrun: a bare "cuda" is this process's GPU
+    per_rank = per_rank_devices(cfg, 3)  # torchrun: a bare "cuda" is this process's GPU
     assert (per_rank.device, per_rank.decode_device) == ("cuda:3", "cuda:3")
 
 
@@ -255,7 +254,7 @@ def test_options_are_validated(tiny_dataset: Path):
 
 def test_gpu_decode_backend_refuses_clearly_without_nvdec(tiny_dataset: Path, tmp_path: Path):
     from create_bench.data.shards import iter_rows, video_source
-    from create_bench.extract import extract_features
+    from create_bench.features.extract import extract_features
     from create_bench.video.backends.nvdec import GPU_TOLERANCE, gpu_decode_available, gpu_decode_status
     from create_bench.video.decoding import decode, decode_gpu
 
@@ -316,7 +315,7 @@ def test_torchrun_ranks_as_plain_processes_resume_on_another_world_size(
     local_reference: Path, tiny_dataset: Path, tmp_path: Path, counting_encoder
 ):
     """Ranks given explicitly (no launcher): 3 ranks, of which rank 2 never ran, then 2 ranks finish."""
-    from create_bench.extract import make_config, run_extraction
+    from create_bench.features.extract import make_config, run_extraction
 
     enc, log = counting_encoder
     data = _copy(tiny_dataset, tmp_path / "ds")
@@ -338,7 +337,7 @@ def test_torchrun_ranks_as_plain_processes_resume_on_another_world_size(
 
 @pytest.mark.slow
 def test_ray_equals_local(local_reference: Path, tiny_dataset: Path, tmp_path: Path, ray_local):
-    from create_bench.extract import make_config, run_extraction
+    from create_bench.features.extract import make_config, run_extraction
 
     data = _copy(tiny_dataset, tmp_path / "ds")
     report = run_extraction(
@@ -357,7 +356,7 @@ def test_ray_equals_local(local_reference: Path, tiny_dataset: Path, tmp_path: P
 def test_ray_job_killed_halfway_resumes_without_recomputing(
     local_reference: Path, tiny_dataset: Path, tmp_path: Path, counting_encoder, ray_local
 ):
-    from create_bench.extract import make_config, run_extraction
+    from create_bench.features.extract import make_config, run_extraction
 
     enc, log = counting_encoder
     data = _copy(tiny_dataset, tmp_path / "ds")

@@ -427,7 +427,7 @@ def test_cuda_unavailable_is_a_clear_error(small_text: Path, tmp_path: Path) -> 
 
 
 def test_default_data_is_generated_when_missing(tmp_path: Path, monkeypatch: Any) -> None:
-    import create_bench.data.sample as sample
+    import create_bench.synthetic.sample as sample
 
     made = []
 

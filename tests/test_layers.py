@@ -15,9 +15,13 @@ ROOT = Path(__file__).resolve().parents[1] / "create_bench"
 LAYER = {
     "errors": 0, "registry": 0, "signature": 0, "types": 0, "fsutil": 0, "progress": 0, "__init__": 0,
     "text": 1, "video.sampling": 1,
-    "data": 2, "video": 2, "metrics": 2,
+    "data": 2, "video": 2, "metrics": 2, "synthetic": 2,
+    # The fixed encoder is torch code: it sits with the generator it is modelled on, one layer up.
+    "synthetic.fixed_encoder": 3,
     "tasks": 3, "models": 3, "features": 3,
-    "loader": 4, "runner": 4, "predictions": 4, "results": 4, "scoring": 4, "report": 4, "extract": 4,
+    "loader": 4, "runner": 4, "predictions": 4, "results": 4, "scoring": 4, "report": 4,
+    # Feature extraction's entry points and the local/torchrun engine decode through the loader.
+    "features.extract": 4, "features.engines.local": 4,
     "leaderboard": 5, "cli": 5, "commands": 5, "__main__": 5,
     "training": 6,
 }  # fmt: skip

@@ -15,11 +15,11 @@ from create_bench.cli import main
 from create_bench.data.build import DatasetWriter
 from create_bench.data.fingerprint import fingerprint_dataset
 from create_bench.data.importer import build_from_release
-from create_bench.data.sample import generate_sample
 from create_bench.data.shards import read_table
 from create_bench.data.validate import validate_dataset
 from create_bench.errors import ManifestError, OutputError
 from create_bench.fsutil import sha256_file
+from create_bench.synthetic.sample import generate_sample
 from create_bench.video.probe import probe_video
 
 SIZES = {"train": 3, "validation": 2, "test": 2, "pretrain": 0}
@@ -44,7 +44,9 @@ def test_sample_refuses_a_foreign_directory(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("my notes")
-    rc = main(["sample", "--out", str(out), "--sizes", "train=3,validation=2,test=2,pretrain=0", "--workers", "1"])
+    rc = main(
+        ["sample", "--out", str(out), "--sizes", "train=3,validation=2,test=2,pretrain=0", "--workers", "1"]
+    )
     assert rc == OutputError.exit_code
     err = capsys.readouterr().err
     assert "refusing to replace" in err and "notes.txt" in err
@@ -107,8 +109,12 @@ def test_build_refuses_unrelated_files_and_replaces_its_own(mini_release, tmp_pa
 
 def test_sample_twice_same_fingerprint(tmp_path):
     """The issue's reproduction: two runs, one worker, the same seed -> the same fingerprint and bytes."""
-    a = generate_sample(tmp_path / "a", sizes={"train": 4, "validation": 2, "test": 2, "pretrain": 0}, workers=1)
-    b = generate_sample(tmp_path / "b", sizes={"train": 4, "validation": 2, "test": 2, "pretrain": 0}, workers=1)
+    a = generate_sample(
+        tmp_path / "a", sizes={"train": 4, "validation": 2, "test": 2, "pretrain": 0}, workers=1
+    )
+    b = generate_sample(
+        tmp_path / "b", sizes={"train": 4, "validation": 2, "test": 2, "pretrain": 0}, workers=1
+    )
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     assert ma["fingerprint"] == mb["fingerprint"]
     assert ma["fingerprint_method"] == "content-v1"

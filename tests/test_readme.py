@@ -232,7 +232,7 @@ def _run_command(project: Path, case: Case) -> str | None:
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str | None]:
     """Case id -> None (passed) or the failure, for every case, run once in README order."""
-    from create_bench.data.sample import generate_sample
+    from create_bench.synthetic.sample import generate_sample
 
     project = tmp_path_factory.mktemp("readme") / "project"
     generate_sample(project / "data" / "create-sample", sizes=SIZES, seed=0, workers=1)
@@ -297,7 +297,7 @@ def test_parser() -> None:
 def test_readme_category_counts() -> None:
     """README states CREATE-210K's and CREATE-sample's numbers of categories correctly."""
     from create_bench.data.importer import NUM_CREATE_CATEGORIES
-    from create_bench.data.sample_text import CATEGORIES
+    from create_bench.synthetic.text import CATEGORIES
 
     text = README.read_text("utf-8")
     m = re.search(r"(\d+) categories, not CREATE-210K's (\d+)", text)

@@ -14,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from create_bench.data import sample_text as T
-from create_bench.data.sample import (
+from create_bench.errors import ConfigError
+from create_bench.synthetic import text as T
+from create_bench.synthetic.sample import (
     DECORD_BAD_WIDTHS,
     EVEN_SIZES,
     ODD_SIZES,
@@ -24,8 +25,7 @@ from create_bench.data.sample import (
     plan_sample,
     resolve_sizes,
 )
-from create_bench.data.sample_video import VideoSpec, render_frames, render_video
-from create_bench.errors import ConfigError
+from create_bench.synthetic.video import VideoSpec, render_frames, render_video
 
 TINY = {"train": 24, "validation": 8, "test": 12, "pretrain": 8}
 SMALL = {"train": 6, "validation": 2, "test": 2, "pretrain": 2}

@@ -197,13 +197,13 @@ def test_bad_input_is_a_typed_error(tiny_dataset, tmp_path):
 
 def test_reads_no_video_bytes(tiny_dataset, monkeypatch):
     seen = []
-    real = st.iter_batches
+    real = st.compute.iter_batches
 
     def spy(path, split, columns=None, **kw):
         seen.append(columns)
         return real(path, split, columns, **kw)
 
-    monkeypatch.setattr(st, "iter_batches", spy)
+    monkeypatch.setattr(st.compute, "iter_batches", spy)
     st.compute_stats(tiny_dataset, splits=["validation"], pos=False)
     assert seen and all(cols is not None and "video" not in cols for cols in seen)
 
@@ -277,7 +277,7 @@ def test_no_cjk_font_is_a_clear_error(monkeypatch, tmp_path, tiny_stats):
     st.find_cjk_font.cache_clear()
     latin = [e for e in fm.fontManager.ttflist if "DejaVu" in e.name]
     monkeypatch.setattr(fm.fontManager, "ttflist", latin)
-    monkeypatch.setattr(st, "_fontconfig_cjk_files", lambda: [])
+    monkeypatch.setattr(st.plots, "_fontconfig_cjk_files", lambda: [])
     try:
         with pytest.raises(BackendUnavailable, match="fonts-wqy-microhei"):
             st.find_cjk_font()
@@ -360,7 +360,7 @@ def _drop_volatile(stats: dict) -> dict:
 
 def _default_sample() -> Path:
     """data/create-sample (what `make sample` writes), generated when missing or not the default."""
-    from create_bench.data.sample import DEFAULT_SIZES, SAMPLE_VERSION, generate_sample
+    from create_bench.synthetic.sample import DEFAULT_SIZES, SAMPLE_VERSION, generate_sample
 
     ds = ROOT / "data" / "create-sample"
     gen = {}
@@ -497,7 +497,7 @@ def test_update_card(tmp_path, tiny_stats):
 
 
 def test_layering_no_heavy_or_upper_layer_imports():
-    """data/stats.py is layer 2: importing it pulls in no model/task/runner code, torch or matplotlib
+    """data/stats/ is layer 2: importing it pulls in no model/task/runner code, torch or matplotlib
     (matplotlib is imported only when plotting)."""
     import subprocess
     import sys

@@ -79,7 +79,7 @@ def _ensure_data(data: str) -> Path:
     if (path / "manifest.json").is_file():
         return path
     if Path(data).resolve() == Path(DEFAULT_DATA).resolve():
-        from create_bench.data.sample import generate_sample
+        from create_bench.synthetic.sample import generate_sample
 
         print(
             f"{data} is missing: generating CREATE-sample first (create-bench sample --out {data})",

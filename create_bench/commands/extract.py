@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from create_bench.errors import BackendUnavailable
-    from create_bench.extract import make_config, run_extraction
+    from create_bench.features.extract import make_config, run_extraction
 
     if args.engine == "ray":
         try:

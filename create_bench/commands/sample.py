@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from create_bench.data.sample import SAMPLE_VERSION, generate_sample, parse_sizes, resolve_sizes
+    from create_bench.synthetic.sample import SAMPLE_VERSION, generate_sample, parse_sizes, resolve_sizes
 
     sizes = parse_sizes(args.sizes) if args.sizes else resolve_sizes(args.videos)
     t0 = time.perf_counter()

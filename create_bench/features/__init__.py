@@ -1,2 +1,4 @@
-"""Frozen encoders used by the benchmark itself (layer 3): the text encoder behind BERTScore and
-ACTEr-r (:mod:`create_bench.features.text_encoder`, :mod:`create_bench.features.text_metrics`)."""
+"""Frozen encoders and features (layer 3; see the modules for the few at layer 4): frame
+encoders (:mod:`.encoders`), extraction engines (:mod:`.extract`, :mod:`.engines`) writing feature
+shards (:mod:`.parts`), one on-disk feature store (:mod:`.store`), and the text encoder behind
+BERTScore and ACTEr-r (:mod:`.text_encoder`, :mod:`.text_metrics`)."""

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import math
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from create_bench.errors import DataError, ModelError, VideoDecodeError
 from create_bench.models.base import BaseModel, ModelContext, ModelMeta
+
+if TYPE_CHECKING:
+    from create_bench.features.store import FeatureKey, FeatureStore
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +263,12 @@ def frame_features(frames: Any, bins: int = 4, grid: int = 4) -> np.ndarray:
     Concatenates: the square root of the joint RGB histogram (``bins``^3, Hellinger form, so cosine
     compares distributions), the mean frame average-pooled to ``grid`` x ``grid`` x 3, and the mean
     absolute difference between consecutive frames pooled to ``grid`` x ``grid`` (where things move).
+
+    One vector per video, on purpose generic: it is not the ``fixed`` frame encoder
+    (:mod:`create_bench.synthetic.fixed_encoder`), whose per-frame features (foreground masks, shape
+    and motion descriptors) are modelled on how the synthetic sample draws, and neither can be
+    written through the other without changing its numbers (different histogram normalisation and
+    working resolution, mean frame vs per-frame thumbnails, whole-frame motion vs foreground shift).
     """
     x = frames.numpy() if hasattr(frames, "numpy") else np.asarray(frames)
     if x.ndim != 5 or x.shape[-1] != 3:
@@ -341,27 +350,36 @@ class NearestNeighbourModel(BaseModel):
     def _raw_features(self, frames: Any) -> np.ndarray:
         return frame_features(frames, self.bins, self.grid)
 
+    def _cache_key(self, data_dir: Path, cache_dir: Path) -> tuple[FeatureStore, FeatureKey]:
+        """The feature store (the context's ``cache_dir``) and key of the training features."""
+        from create_bench.data.shards import open_dataset
+        from create_bench.features.store import FeatureKey, FeatureStore
+        from create_bench.video.sampling import policy_signature
+
+        encoder = f"nearest-neighbour-frame-features/v{self.meta.version}:bins={self.bins}:grid={self.grid}"
+        size = (self.frame_size, self.frame_size)
+        fp = open_dataset(data_dir).fingerprint
+        key = FeatureKey(fp, TRAIN_SPLIT, policy_signature(str(self.meta.frames)), size, encoder)
+        return FeatureStore(cache_dir, prefix="nearest-neighbour-train-"), key
+
     def _train_features(
         self, ctx: ModelContext
     ) -> tuple[list[str], np.ndarray, list[list[str]], list[list[str]]]:
-        """Decode the training videos with the model's own frame policy; cached per data fingerprint."""
+        """Decode the training videos with the model's own frame policy; cached in the feature store
+        (:mod:`create_bench.features.store`) under ``ctx.cache_dir``, keyed by data fingerprint, frame
+        policy, frame size and the feature settings."""
         from tqdm.auto import tqdm
 
         from create_bench.data.shards import iter_rows, open_dataset, video_source
         from create_bench.video.decoding import decode
         from create_bench.video.sampling import sample_indices
 
-        key = hashlib.sha256(
-            repr((self.meta.version, self.meta.frames, self.frame_size, self.bins, self.grid)).encode()
-        ).hexdigest()[:16]
-        cache = None
+        store, key = None, None
         if ctx.cache_dir is not None:
-            fp = open_dataset(ctx.data_dir).fingerprint
-            cache = ctx.cache_dir / f"nearest-neighbour-train-{fp}-{key}.npz"
-            if cache.is_file():
-                z = np.load(cache, allow_pickle=False)
-                texts = json.loads(str(z["texts"]))
-                return list(z["vids"]), z["feats"], texts["titles"], texts["captions"]
+            store, key = self._cache_key(ctx.data_dir, ctx.cache_dir)
+            hit = store.get(key)
+            if hit is not None:
+                return hit.vids, hit.arrays["feats"], hit.extra["titles"], hit.extra["captions"]
         vids, feats, titles, captions = [], [], [], []
         skipped = 0
         cols = ["vid", "video", "num_frames", "titles", "captions"]
@@ -392,16 +410,11 @@ class NearestNeighbourModel(BaseModel):
         if skipped:
             log.warning("nearest-neighbour: %d training video(s) skipped", skipped)
         arr = np.stack(feats).astype(np.float32)
-        if cache is not None:
-            from create_bench.fsutil import atomic_path
+        if store is not None and key is not None:
+            from create_bench.features.store import StoredFeatures
 
-            with atomic_path(cache, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    vids=np.array(vids),
-                    feats=arr,
-                    texts=np.array(json.dumps({"titles": titles, "captions": captions}, ensure_ascii=False)),
-                )
+            extra = {"titles": titles, "captions": captions}
+            store.put(key, StoredFeatures(list(vids), {"feats": arr}, extra))
         return vids, arr, titles, captions
 
     def setup(self, ctx: ModelContext) -> None:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from create_bench.errors import ConfigError, ModelError
+from create_bench.features.encoders import CLIPEncoder, FixedEncoder, build_encoder
 from create_bench.fsutil import atomic_path, atomic_write_json
 from create_bench.models.alwig.config import ALWIGConfig
-from create_bench.models.alwig.encoders import CLIPEncoder, FixedEncoder, build_encoder
 from create_bench.models.alwig.model import ALWIGNet, VocabInfo, pad_ids
 from create_bench.models.alwig.tokenizer import CharTokenizer, TagVocab, kept_tags, normalize_text
 

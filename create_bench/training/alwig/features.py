@@ -1,12 +1,10 @@
 """Training data in memory: frozen per-frame features of a split (computed once with the frozen
-encoder and cached on disk, keyed by data fingerprint + split + frame policy + frame size + encoder
-signature, or read from the dataset's feature shards with ``encoder: features``) joined with the
-texts ALWIG trains on (:class:`SplitData`)."""
+encoder and cached in the feature store, :mod:`create_bench.features.store`, keyed by data
+fingerprint + split + frame policy + frame size + encoder signature, or read from the dataset's
+feature shards with ``encoder: features``) joined with the texts ALWIG trains on (:class:`SplitData`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
@@ -20,14 +18,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from create_bench.errors import DataError
-from create_bench.fsutil import atomic_path
+from create_bench.features.store import FeatureKey, FeatureStore, StoredFeatures
 from create_bench.models.alwig.bundle import frame_features
 from create_bench.models.alwig.config import ALWIGConfig
 from create_bench.models.alwig.model import World
 
 log = logging.getLogger(__name__)
-
-FEATURE_CACHE_VERSION = 1
 
 
 @dataclass
@@ -67,18 +63,12 @@ def default_cache_dir() -> Path:
     return Path(root) / "alwig-features"
 
 
-def feature_cache_key(fingerprint: str, split: str, cfg: ALWIGConfig, encoder_signature: str) -> str:
+def feature_cache_key(fingerprint: str, split: str, cfg: ALWIGConfig, encoder_signature: str) -> FeatureKey:
+    """The feature-store key of a split's frozen-encoder features."""
     from create_bench.video.sampling import policy_signature
 
-    key = {
-        "v": FEATURE_CACHE_VERSION,
-        "data": fingerprint,
-        "split": split,
-        "frames": policy_signature(cfg.frames),
-        "size": list(cfg.frame_size) if cfg.frame_size else None,
-        "encoder": encoder_signature,
-    }
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    size = (int(cfg.frame_size[0]), int(cfg.frame_size[1])) if cfg.frame_size else None
+    return FeatureKey(fingerprint, split, policy_signature(cfg.frames), size, encoder_signature)
 
 
 def frame_batches(data_dir: Path, split: str, cfg: ALWIGConfig, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -148,23 +138,20 @@ def load_split_features(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Features of a split, from the cache when present; rank 0 computes, the others wait and read."""
-    from safetensors.torch import load_file, save_file
-
     from create_bench.data.shards import open_dataset
 
     if cfg.encoder == "features":
         return _read_dataset_features(data_dir, split, cfg)
     info = open_dataset(data_dir)
-    path = cache_dir / f"{feature_cache_key(info.fingerprint, split, cfg, encoder_signature)}.safetensors"
-    if not path.is_file() and world.rank == 0:
+    store = FeatureStore(cache_dir)
+    key = feature_cache_key(info.fingerprint, split, cfg, encoder_signature)
+    stored = store.get(key) if world.rank == 0 else None
+    if stored is None and world.rank == 0:
         t0 = time.perf_counter()
         res = compute_features(encoder, cfg, data_dir, split, progress)
-        with atomic_path(path) as tmp:
-            save_file(
-                {"feats": res["feats"].contiguous(), "mask": res["mask"].to(torch.uint8).contiguous()},
-                str(tmp),
-                metadata={"vids": json.dumps(res["vids"]), "split": split, "fingerprint": info.fingerprint},
-            )
+        arrays = {"feats": res["feats"].detach().contiguous().numpy(), "mask": res["mask"].to(torch.uint8).numpy()}
+        stored = StoredFeatures(res["vids"], arrays)
+        path = store.put(key, stored)
         log.info(
             "alwig: %s features %s in %.1f s -> %s",
             split,
@@ -174,15 +161,16 @@ def load_split_features(
         )
     if world.distributed:
         dist.barrier()
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as fh:
-        meta = fh.metadata() or {}
-    tensors = load_file(str(path))
+    if stored is None:  # the other ranks read what rank 0 wrote
+        stored = store.get(key)
+    if stored is None:
+        raise DataError(
+            f"no valid cached features of split {split!r} after rank 0 wrote them", path=str(store.path(key))
+        )
     return {
-        "vids": json.loads(meta["vids"]),
-        "feats": tensors["feats"].float(),
-        "mask": tensors["mask"].bool(),
+        "vids": stored.vids,
+        "feats": torch.from_numpy(stored.arrays["feats"]).float(),
+        "mask": torch.from_numpy(stored.arrays["mask"]).bool(),
     }
 
 

@@ -144,7 +144,7 @@ def _load_data(ctx: RunContext) -> None:
     """The frozen encoder and the splits held in memory (their features computed once, cached)."""
     cfg, opts = ctx.cfg, ctx.opts
     # The frozen encoder and the cached features come first: the vocabularies need the texts.
-    from create_bench.models.alwig.encoders import build_encoder
+    from create_bench.features.encoders import build_encoder
 
     encoder = (
         build_encoder(cfg.encoder, encoder_path=cfg.encoder_path, device=ctx.device)

@@ -28,7 +28,9 @@ from typing import Any, Literal
 import numpy as np
 
 from create_bench.data.attractiveness import simulate_video_omega
-from create_bench.data.sample_text import (
+from create_bench.errors import ConfigError
+from create_bench.progress import track
+from create_bench.synthetic.text import (
     CATEGORIES,
     CATEGORY_NAMES,
     COLOUR_BY_KEY,
@@ -38,9 +40,7 @@ from create_bench.data.sample_text import (
     draw_latent,
     make_vid,
 )
-from create_bench.data.sample_video import VideoSpec, render_video
-from create_bench.errors import ConfigError
-from create_bench.progress import track
+from create_bench.synthetic.video import VideoSpec, render_video
 
 log = logging.getLogger(__name__)
 

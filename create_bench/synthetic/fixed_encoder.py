@@ -1,55 +1,36 @@
-"""Frozen per-frame video encoders for ALWIG.
+"""The ``fixed`` frozen frame encoder (layer 3: torch): hand-made features modelled on how the
+CREATE-sample generator draws (:mod:`create_bench.synthetic.video`).
 
-Every encoder maps uint8 frames ``[B, T, H, W, 3]`` to float32 per-frame vectors ``[B, T, D]``, never
-trains, and has a ``signature`` (what changes its output) that keys the training feature cache.
-
-- :class:`FixedEncoder` (``fixed``): hand-made, deterministic features that need no download, so
-  colour, shape, position and motion are all visible to the model: a joint RGB histogram of the
-  frame and of its foreground (pixels far from the border colour), an 8x8 colour thumbnail, an 8x8
-  edge map, the signed 8x8 grey difference to the previous sampled frame, the foreground's
-  centroid, extent and their change since the previous frame, and (version 2) rotation- and
-  scale-invariant shape descriptors of the largest foreground object, measured in display
-  geometry (frames resized to a square are un-stretched with the video's display size).
-- :class:`CLIPEncoder` (``clip``): a local CLIP checkpoint directory, transformers format
-  (``config.json`` + weights; ``CLIPModel``/``CLIPVisionModelWithProjection`` give projected image
-  embeddings, ``CLIPVisionModel`` its pooled output) or open_clip format
-  (``open_clip_config.json``; needs the ``open_clip_torch`` package).
-- ``features``: precomputed per-frame features from the dataset; no encoder runs
-  (:func:`build_encoder` returns None).
+It needs no download, so colour, shape, position and motion are all visible to a model trained on
+the sample: a joint RGB histogram of the frame and of its foreground (pixels far from the border
+colour), an 8x8 colour thumbnail, an 8x8 edge map, the signed 8x8 grey difference to the previous
+sampled frame, the foreground's centroid, extent and their change since the previous frame, and
+(version 2) rotation- and scale-invariant shape descriptors of the largest foreground object,
+measured in display geometry (frames resized to a square are un-stretched with the video's display
+size). Besides the generator, this is the only code that knows how the sample draws (a flat or
+two-colour background, one object class per shape); on real video it is a smoke-test encoder, not a
+baseline to tune. The encoder registry is :func:`create_bench.features.encoders.build_encoder`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from create_bench.errors import BackendUnavailable, ConfigError, ModelError
-
-_OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _check_frames(frames: Any) -> torch.Tensor:
-    if not isinstance(frames, torch.Tensor):
-        frames = torch.as_tensor(frames)
-    if frames.dim() != 5 or frames.shape[-1] != 3:
-        raise ModelError(f"ALWIG expects frames as uint8 [B, T, H, W, 3], got shape {tuple(frames.shape)}")
-    if frames.dtype != torch.uint8:
-        raise ModelError(f"ALWIG expects uint8 frames, got {frames.dtype}")
-    return frames
-
+from create_bench.errors import ModelError
+from create_bench.features.frames import check_frames as _check_frames
 
 #: Angular bins of the radial profile of :func:`shape_descriptors`.
 _ANGLES = 16
+
+
 #: Radial mass histogram edges (distance / mean outline radius).
 _RADIAL_EDGES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1e9)
+
+
 SHAPE_DIM = 6 + (len(_RADIAL_EDGES) - 1) + 7
 
 
@@ -368,139 +349,3 @@ class FixedEncoder:
         if out.shape[-1] != self.dim:  # pragma: no cover - guards the arithmetic above
             raise ModelError(f"fixed encoder produced {out.shape[-1]} dims, expected {self.dim}")
         return out.contiguous()
-
-
-def _dir_signature(path: Path) -> str:
-    """A cheap identity of a checkpoint directory: names, sizes and mtimes of its files."""
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        if f.is_file():
-            st = f.stat()
-            h.update(f"{f.relative_to(path)}:{st.st_size}:{int(st.st_mtime)}\n".encode())
-    return h.hexdigest()[:12]
-
-
-class CLIPEncoder:
-    """A frozen CLIP image tower from a local directory (transformers or open_clip format)."""
-
-    name = "clip"
-    model: Any
-
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise ConfigError(f"CLIP encoder directory not found: {self.path}")
-        self.device = torch.device(device)
-        if (self.path / "open_clip_config.json").is_file():
-            self._load_open_clip()
-        elif (self.path / "config.json").is_file():
-            self._load_transformers()
-        else:
-            raise ConfigError(
-                f"{self.path} is not a CLIP checkpoint: expected config.json (transformers) "
-                "or open_clip_config.json (open_clip)"
-            )
-        self.model.eval().requires_grad_(False).to(self.device)
-        self.mean = torch.tensor(self.mean_std[0]).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.mean_std[1]).view(1, 3, 1, 1)
-        self._sig = f"clip-{self.format}-{_dir_signature(self.path)}-{self.image_size}"
-
-    def _load_transformers(self) -> None:
-        from transformers import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
-
-        cfg = json.loads((self.path / "config.json").read_text("utf-8"))
-        archs = set(cfg.get("architectures") or [])
-        projected = bool(archs & {"CLIPModel", "CLIPVisionModelWithProjection"})
-        cls = CLIPVisionModelWithProjection if projected else CLIPVisionModel
-        try:
-            self.model = cls.from_pretrained(self.path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot load CLIP checkpoint from {self.path}: {exc}") from exc
-        vcfg: Any = self.model.config
-        if not isinstance(vcfg, CLIPVisionConfig):
-            vcfg = getattr(vcfg, "vision_config", vcfg)
-        self.image_size = int(vcfg.image_size)
-        self.projected = projected
-        self.dim = (
-            int(getattr(self.model.config, "projection_dim", 0) or 0) if projected else int(vcfg.hidden_size)
-        )
-        if projected and not self.dim:
-            self.dim = int(self.model.visual_projection.out_features)
-        self.format = "hf"
-        mean, std = _OPENAI_CLIP_MEAN, _OPENAI_CLIP_STD
-        pp = self.path / "preprocessor_config.json"
-        if pp.is_file():
-            p = json.loads(pp.read_text("utf-8"))
-            mean, std = tuple(p.get("image_mean", mean)), tuple(p.get("image_std", std))
-        self.mean_std = (mean, std)
-
-    def _load_open_clip(self) -> None:
-        try:
-            import open_clip
-        except ImportError as exc:
-            raise BackendUnavailable(
-                f"{self.path} is an open_clip checkpoint; install open_clip_torch to load it"
-            ) from exc
-        model, preprocess = open_clip.create_model_from_pretrained(f"local-dir:{self.path}")
-        self.model = model.visual
-        size = getattr(self.model, "image_size", 224)
-        self.image_size = int(size[0] if isinstance(size, (tuple, list)) else size)
-        self.dim = int(getattr(self.model, "output_dim", 0) or 0)
-        self.projected = True
-        self.format = "open_clip"
-        cfg = json.loads((self.path / "open_clip_config.json").read_text("utf-8"))
-        pcfg = cfg.get("preprocess_cfg", {})
-        self.mean_std = (tuple(pcfg.get("mean", _OPENAI_CLIP_MEAN)), tuple(pcfg.get("std", _OPENAI_CLIP_STD)))
-
-    @property
-    def signature(self) -> str:
-        return self._sig
-
-    @property
-    def groups(self) -> tuple[int, ...]:
-        """One feature group: a CLIP embedding is not made of separate parts."""
-        return (self.dim,)
-
-    def to(self, device: str | torch.device) -> CLIPEncoder:
-        self.device = torch.device(device)
-        self.model.to(self.device)
-        return self
-
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, H, W, 3] -> normalised [N, 3, S, S]: shortest side to S (bicubic), centre crop."""
-        x = x.permute(0, 3, 1, 2).float() / 255.0
-        h, w = x.shape[-2:]
-        s = self.image_size
-        scale = s / min(h, w)
-        nh, nw = max(s, math.ceil(h * scale - 1e-6)), max(s, math.ceil(w * scale - 1e-6))
-        x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-        top, left = (nh - s) // 2, (nw - s) // 2
-        x = x[:, :, top : top + s, left : left + s]
-        return (x - self.mean) / self.std
-
-    @torch.no_grad()
-    def __call__(self, frames: Any) -> torch.Tensor:
-        frames = _check_frames(frames)
-        b, t = frames.shape[:2]
-        x = self.preprocess(frames.reshape(b * t, *frames.shape[2:])).to(self.device)
-        if self.format == "open_clip":
-            out = self.model(x)
-        else:
-            res = self.model(pixel_values=x)
-            out = res.image_embeds if self.projected else res.pooler_output
-        return out.float().reshape(b, t, -1).cpu()
-
-
-def build_encoder(
-    encoder: str, *, encoder_path: str | None = None, device: str | torch.device = "cpu"
-) -> FixedEncoder | CLIPEncoder | None:
-    """The frozen encoder named by a config (None for precomputed ``features``)."""
-    if encoder == "fixed":
-        return FixedEncoder()
-    if encoder == "clip":
-        if not encoder_path:
-            raise ConfigError("encoder 'clip' needs encoder_path")
-        return CLIPEncoder(encoder_path, device=device)
-    if encoder == "features":
-        return None
-    raise ConfigError(f"unknown ALWIG encoder {encoder!r} (fixed, features, clip)")

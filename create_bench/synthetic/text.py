@@ -2,7 +2,7 @@
 
 Every sample video has latent attributes (:class:`Latent`): a category (which fixes the scene:
 background pattern and palette), a main object (which fixes the rendered shape), a colour, a
-motion, a count and a speed. ``sample_video`` renders exactly these attributes, and every text
+motion, a count and a speed. ``synthetic.video`` renders exactly these attributes, and every text
 here is generated from them, so a model can learn video <-> text from the data:
 
 * ``ann_caption``: objective, always names the scene, the colour, the object and the motion
@@ -33,7 +33,7 @@ from create_bench.errors import ConfigError
 RGB = tuple[int, int, int]
 
 # --------------------------------------------------------------------------------------------
-# Shapes, colours, motions: the visual vocabulary shared with sample_video.
+# Shapes, colours, motions: the visual vocabulary shared with synthetic.video.
 # --------------------------------------------------------------------------------------------
 
 #: Shapes the renderer can draw; each object is drawn as exactly one of them.

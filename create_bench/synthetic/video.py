@@ -1,6 +1,6 @@
 """Procedural videos for CREATE-sample (layer 2): latent attributes -> real H.264 MP4 bytes.
 
-What is drawn is what the text says (see ``sample_text``): the category's scene is a background
+What is drawn is what the text says (see ``synthetic.text``): the category's scene is a background
 pattern in a two-colour palette, the object is a shape in its colour (with a thin outline so it
 stands out from any background, and a darker spot so rotation is visible even on a circle),
 ``count`` copies move by ``motion`` at ``speed``.
