@@ -97,12 +97,16 @@ LISTED_DIRS = ("data", "features")
 
 
 def unlisted_files(root: Path, manifest: dict[str, Any]) -> list[str]:
-    """Files under ``data/`` and ``features/`` that manifest.json does not list."""
+    """Files under ``data/`` and ``features/`` that manifest.json does not list. Hidden files
+    (``.lock`` of ``create-bench extract``, temp files of atomic writes) are not data: the HF
+    loader's patterns skip them, and so does this check."""
     listed = {e["path"] for e in manifest["files"]}
     problems = []
     for top in LISTED_DIRS:
         for f in sorted((root / top).rglob("*")):
             rel = f.relative_to(root).as_posix()
+            if any(part.startswith(".") for part in f.relative_to(root).parts):
+                continue
             if f.is_file() and rel not in listed:
                 problems.append(
                     f"{rel}: not listed in manifest.json (datasets.load_dataset would read it as part of "
