@@ -33,9 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judgments", required=True, metavar="FILE", help="human judgments (JSON Lines)")
     p.add_argument("--data", required=True, metavar="DIR", help="dataset directory (the references)")
     p.add_argument("--split", default="test", help="split (default test)")
-    p.add_argument("--tokenizer", default="jieba", choices=("jieba", "char"))
+    p.add_argument(
+        "--tokenizer", default="jieba", choices=("jieba", "char"), help="tokens for the n-gram metrics"
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of items (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--out", default=None, metavar="JSON", help="write the correlations here")
     add_text_encoder_args(p)
     p.set_defaults(func=run)

@@ -270,21 +270,115 @@ def build_from_release(
     )
     writer.check_out_dir()  # before any work: refuse an --out that would lose data
 
-    def fail_or_skip(
-        exc: DataError | VideoDecodeError, path: str, index: int | None, vid: str | None, split: str
-    ) -> None:
-        if on_error == "fail":
-            raise exc
-        report.add(path, index, vid, str(exc), split)
+    imp = _Import(on_error, report, video_storage, feats_dir, feature_set)
+    todo = _parse_all(annotations, len(cats), videos, imp)
+    if attractiveness:  # per-character title omega from a separate annotation file
+        from create_bench.data.attractiveness import read_attractiveness
 
-    # 1. Parse every annotation (cheap) and find its video.
+        omega = read_attractiveness(attractiveness, {row["vid"]: row["titles"] for _, _, row, _ in todo})
+        for _, _, row, _ in todo:
+            row["title_omega"] = omega.get(row["vid"])
+        writer.generator["attractiveness"] = Path(attractiveness).name
+
+    # 2. Probe videos in parallel (each probe decodes the whole video once), write the rows.
+    with writer as w:
+        probes = (
+            _probe_all([str(t[3]) for t in todo], workers)
+            if videos is not None
+            else (_NO_VIDEO for _ in todo)
+        )
+        for item, meta in track(zip(todo, probes), desc="build: probed", total=len(todo), unit="videos"):
+            imp.add(w, *item, meta)
+        if not report.rows:
+            raise DataError(
+                "no valid rows to import" + (f"; {len(report.errors)} bad rows" if report.errors else "")
+            )
+        if report.errors:  # results and reports say how many videos their scores leave out
+            w.extra_manifest["skipped"] = report.skipped
+    atomic_write_json(
+        out_dir / "build_report.json",
+        {"rows": report.rows, "skipped": report.skipped, "errors": report.errors},
+    )
+    return report
+
+
+@dataclass
+class _Import:
+    """What every row of one import needs: the error policy, its report, where videos and
+    features come from."""
+
+    on_error: str
+    report: BuildReport
+    video_storage: str
+    feats_dir: Path | None
+    feature_set: str
+
+    def fail_or_skip(
+        self, exc: DataError | VideoDecodeError, path: str, index: int | None, vid: str | None, split: str
+    ) -> None:
+        if self.on_error == "fail":
+            raise exc
+        self.report.add(path, index, vid, str(exc), split)
+
+    def add(
+        self, w: DatasetWriter, src: str, i: int, row: dict[str, Any], vpath: Path | None, meta: Any
+    ) -> None:
+        """Add one probed row (and its features) to the writer, or fail/skip it."""
+        vid = row["vid"]
+        if isinstance(meta, Exception):
+            why = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)
+            self.fail_or_skip(
+                VideoDecodeError(f"undecodable video {vpath}: {why}", vid=vid), src, i, vid, row["split"]
+            )
+            return
+        row.update(meta)
+        if vpath is None:  # features only: num_frames is set from the features below
+            row["video"] = {"bytes": None, "path": None}
+        elif self.video_storage == "embed":
+            row["video"] = {"bytes": vpath.read_bytes(), "path": vpath.name}
+        else:
+            row["video"] = {"bytes": None, "path": str(vpath.resolve())}
+        try:
+            arr = self._features(vid, features_only=vpath is None)
+            if arr is not None and vpath is None:
+                row["num_frames"] = 1 if arr.ndim == 1 else int(arr.shape[0])
+            w.add(row, source=src, index=i)
+            if arr is not None:
+                w.add_features(self.feature_set, row["split"], vid, arr)
+        except DataError as exc:
+            self.fail_or_skip(exc, src, i, vid, row["split"])
+            return
+        self.report.rows[row["split"]] = self.report.rows.get(row["split"], 0) + 1
+
+    def _features(self, vid: str, *, features_only: bool) -> np.ndarray | None:
+        """The video's precomputed features (None without a features directory)."""
+        if self.feats_dir is None:
+            return None
+        fpath = self.feats_dir / f"{vid}.npy"
+        if not fpath.is_file():
+            raise DataError("feature file not found", path=str(fpath), vid=vid)
+        try:
+            arr = np.load(fpath, allow_pickle=False)
+        except Exception as e:  # numpy raises ValueError/OSError/EOFError on bad files
+            raise DataError(f"cannot read features: {e}", path=str(fpath), vid=vid) from e
+        if features_only and (arr.ndim not in (1, 2) or arr.size == 0):
+            raise DataError(
+                f"features must be [T, D] or [D], got shape {list(arr.shape)}", path=str(fpath), vid=vid
+            )
+        return arr
+
+
+def _parse_all(
+    annotations: list[str], num_categories: int, videos: dict[str, Path] | None, imp: _Import
+) -> list[tuple[str, int, dict[str, Any], Path | None]]:
+    """1. Parse every annotation (cheap) and find its video: (source file, row, row dict, video)."""
     todo: list[tuple[str, int, dict[str, Any], Path | None]] = []
     seen: dict[str, str] = {}
     for arg in annotations:
         split, path = parse_annotation_arg(arg)
         for i, item in enumerate(load_annotations(path)):
             try:
-                row = parse_item(item, split, len(cats), path=str(path), index=i)
+                row = parse_item(item, split, num_categories, path=str(path), index=i)
                 if row["vid"] in seen:
                     raise AnnotationError(
                         f"duplicate vid (first seen in {seen[row['vid']]})",
@@ -297,82 +391,13 @@ def build_from_release(
                         "video file not found in the videos directory", path=str(path), row=i, vid=row["vid"]
                     )
             except DataError as exc:
-                fail_or_skip(exc, str(path), i, item.get("vid") if isinstance(item, dict) else None, split)
+                imp.fail_or_skip(
+                    exc, str(path), i, item.get("vid") if isinstance(item, dict) else None, split
+                )
                 continue
             seen[row["vid"]] = str(path)
             todo.append((str(path), i, row, videos[row["vid"]] if videos is not None else None))
-
-    if attractiveness:  # per-character title omega from a separate annotation file
-        from create_bench.data.attractiveness import read_attractiveness
-
-        omega = read_attractiveness(attractiveness, {row["vid"]: row["titles"] for _, _, row, _ in todo})
-        for _, _, row, _ in todo:
-            row["title_omega"] = omega.get(row["vid"])
-        writer.generator["attractiveness"] = Path(attractiveness).name
-
-    # 2. Probe videos in parallel (each probe decodes the whole video once).
-    with writer as w:
-        probes = (
-            _probe_all([str(t[3]) for t in todo], workers)
-            if videos is not None
-            else (_NO_VIDEO for _ in todo)
-        )
-        probed = track(
-            zip(todo, probes),
-            desc="build: probed",
-            total=len(todo),
-            unit="videos",
-        )
-        for (src, i, row, vpath), meta in probed:
-            vid = row["vid"]
-            if isinstance(meta, Exception):
-                why = meta if isinstance(meta, VideoDecodeError) else VideoDecodeError(str(meta), vid=vid)
-                why = VideoDecodeError(f"undecodable video {vpath}: {why}", vid=vid)
-                fail_or_skip(why, src, i, vid, row["split"])
-                continue
-            row.update(meta)
-            if vpath is None:  # features only: num_frames is set from the features below
-                row["video"] = {"bytes": None, "path": None}
-            elif video_storage == "embed":
-                row["video"] = {"bytes": vpath.read_bytes(), "path": vpath.name}
-            else:
-                row["video"] = {"bytes": None, "path": str(vpath.resolve())}
-            try:
-                if feats_dir is not None:
-                    fpath = feats_dir / f"{vid}.npy"
-                    if not fpath.is_file():
-                        raise DataError("feature file not found", path=str(fpath), vid=vid)
-                    try:
-                        arr = np.load(fpath, allow_pickle=False)
-                    except Exception as e:  # numpy raises ValueError/OSError/EOFError on bad files
-                        raise DataError(f"cannot read features: {e}", path=str(fpath), vid=vid) from e
-                    if vpath is None:
-                        if arr.ndim not in (1, 2) or arr.size == 0:
-                            raise DataError(
-                                f"features must be [T, D] or [D], got shape {list(arr.shape)}",
-                                path=str(fpath),
-                                vid=vid,
-                            )
-                        row["num_frames"] = 1 if arr.ndim == 1 else int(arr.shape[0])
-                    w.add(row, source=src, index=i)
-                    w.add_features(feature_set, row["split"], vid, arr)
-                else:
-                    w.add(row, source=src, index=i)
-            except DataError as exc:
-                fail_or_skip(exc, src, i, vid, row["split"])
-                continue
-            report.rows[row["split"]] = report.rows.get(row["split"], 0) + 1
-        if not report.rows:
-            raise DataError(
-                "no valid rows to import" + (f"; {len(report.errors)} bad rows" if report.errors else "")
-            )
-        if report.errors:  # results and reports say how many videos their scores leave out
-            w.extra_manifest["skipped"] = report.skipped
-    atomic_write_json(
-        out_dir / "build_report.json",
-        {"rows": report.rows, "skipped": report.skipped, "errors": report.errors},
-    )
-    return report
+    return todo
 
 
 #: Video metadata of a features-only row (num_frames comes from its features).

@@ -267,6 +267,14 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
             status_code=202,
         )
 
+    _add_read_routes(app, db, cache, config)
+    return app
+
+
+def _add_read_routes(app: Any, db: Database, cache: BoardCache, config: ServerConfig) -> None:
+    """The read-only routes: a submission (API and page), the board (API and page), all through
+    the public view (publish.py) and the board cache; the cache is warmed before the first request."""
+
     def public_submission(sub_id: int) -> dict[str, Any]:
         """A submission as anyone (its own team included) may see it: scores rounded as printed,
         small categories withheld (publish.py)."""
@@ -348,7 +356,6 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
 
     # Parse the stored results once now, not in the first visitor's request.
     cache.derived(("api", None), lambda subs: _leaderboard_json(subs, None))
-    return app
 
 
 def _check_id(sub_id: int) -> int:
