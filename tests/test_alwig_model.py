@@ -917,3 +917,14 @@ def test_cuda_gradients_match_cpu() -> None:
                 float(ref.norm()),
                 float(total),
             )
+
+
+def test_extended_configs_are_named_alwig_plus_ext():
+    """Results, caches and the board never show ALWIG with additions as plain "alwig"."""
+    from create_bench.models.alwig import model_name
+    from create_bench.models.alwig.config import ALWIGConfig, Extensions, load_config
+
+    assert model_name(ALWIGConfig()) == "alwig"  # the paper's model
+    sample = load_config("sample")
+    assert sample.extensions.enabled and model_name(sample) == "alwig+ext"
+    assert model_name(sample.replace(extensions=Extensions())) == "alwig"

@@ -58,7 +58,7 @@ SUBSTITUTIONS = [
         "`eval --model alwig` loads the checkpoint that `make eval` trains first (`create-bench train "
         "alwig`, minutes); `random` runs the same eval code and writes the same layout",
     ),
-    ("results/alwig/", "results/random/", "where the substituted eval wrote its predictions"),
+    ("results/alwig+ext/", "results/random/", "where the substituted eval wrote its predictions"),
 ]
 
 #: case id -> reason: README examples that fail today, fixed on other branches (strict xfail).

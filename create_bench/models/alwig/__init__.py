@@ -28,6 +28,14 @@ def default_checkpoint(data_dir: str | Path) -> Path:
 
 
 _DESCRIPTION = "ALWIG: tag-driven video-text alignment + GPT-2 generation (CREATE baseline)"
+#: The name of a checkpoint with any extension on (config ``extensions:``): results, caches and the
+#: board never show ALWIG plus additions (a lexical retriever, a copy mechanism, ...) as "alwig".
+EXTENDED_NAME = "alwig+ext"
+
+
+def model_name(cfg: Any) -> str:
+    """``alwig`` for the paper's architecture, ``alwig+ext`` when any extension is on."""
+    return EXTENDED_NAME if cfg.extensions.enabled else "alwig"
 
 
 def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> ModelMeta:
@@ -55,10 +63,11 @@ def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> Model
         configs = ("train", "validation")  # trained on train, checkpoint selected on validation
     inputs: Literal["frames", "features"] = "features" if cfg.encoder == "features" else "frames"
     size = (int(cfg.frame_size[0]), int(cfg.frame_size[1])) if cfg.frame_size else None
+    extended = cfg.extensions.enabled
     return ModelMeta(
-        name="alwig",
+        name=model_name(cfg),
         version=version,
-        description=_DESCRIPTION,
+        description=_DESCRIPTION + (f" + extensions ({', '.join(extended)})" if extended else ""),
         params=params,
         training_data=training,
         license="Apache-2.0",

@@ -10,6 +10,7 @@ against each baseline and each ablation (same video resamples)::
 
 - ``full``: ALWIG as configured;
 - ``no-tags``: no tags in the alignment module (``use_tags: false``: only [CLS] [SEP] on the tag side);
+- ``no-extensions``: the paper's architecture at the config's sizes (every extension off);
 - ``no-align``: no alignment (contrastive) loss (``use_align: false``; the text encoder stays at
   its random initialisation, so retrieval is expected near chance).
 """
@@ -24,10 +25,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from create_bench.models.alwig.config import Extensions
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
     "no-tags": {"use_tags": False},
     "no-align": {"use_align": False},
+    # the paper's architecture at the config's sizes: every extension off (named "alwig", not
+    # "alwig+ext", in its results)
+    "no-extensions": {"extensions": Extensions()},
 }
 BASELINES = ("random", "raw-title", "nearest-neighbour")
 COLUMNS = (
