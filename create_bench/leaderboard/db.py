@@ -283,7 +283,7 @@ class Database:
     def add_team(self, name: str, *, daily_limit: int = 5) -> tuple[Team, str]:
         """Create a team; returns it and its token (the only time the token exists in clear)."""
         from create_bench.errors import SubmissionError
-        from create_bench.leaderboard.submission import clean_name
+        from create_bench.leaderboard.card import clean_name
 
         try:
             name = clean_name(name, what="team name")
