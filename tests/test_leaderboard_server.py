@@ -433,7 +433,7 @@ def test_a_full_disk_while_unpacking_is_a_server_error_not_a_corrupt_archive(boa
     import errno
 
     body = board.archive(board.predictions())
-    _storage_fault(monkeypatch, "create_bench.leaderboard.submission._copy_member", errno.ENOSPC)
+    _storage_fault(monkeypatch, "create_bench.leaderboard.archive._copy_member", errno.ENOSPC)
     board._before = board.stored()
     resp = board.post(body)
     rejected(board, resp, 507, r"server storage error \(ENOSPC\)")

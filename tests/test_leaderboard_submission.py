@@ -23,6 +23,7 @@ from leaderboard_util import (
 )
 
 from create_bench.errors import SubmissionError
+from create_bench.leaderboard import archive as archive_mod
 from create_bench.leaderboard import submission as sub_mod
 from create_bench.leaderboard.submission import (
     Limits,
@@ -212,18 +213,18 @@ def test_garbage_after_a_member_is_never_inflated(tmp_path):
         for _ in range(64):
             gz.write(b"\xff" * (1 << 20))
     read = []
-    real = sub_mod._CappedReader.readinto
+    real = archive_mod._CappedReader.readinto
 
     def counting(self, buffer):
         n = real(self, buffer)
         read.append(n)
         return n
 
-    sub_mod._CappedReader.readinto = counting
+    archive_mod._CappedReader.readinto = counting
     try:
         root = unpack_archive(raw, tmp_path / "out", limits=Limits(max_unpacked_bytes=1 << 20))
     finally:
-        sub_mod._CappedReader.readinto = real
+        archive_mod._CappedReader.readinto = real
     assert sum(read) < 1 << 20
     assert [p.name for p in root.iterdir()] == ["model_card.yaml"]
     with pytest.raises(SubmissionError, match="no predictions"):

@@ -166,7 +166,7 @@ def _disk_fault(monkeypatch, err: int) -> None:
     def boom(*a, **kw):
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr("create_bench.leaderboard.submission._copy_member", boom)
+    monkeypatch.setattr("create_bench.leaderboard.archive._copy_member", boom)
 
 
 def test_a_full_disk_requeues_with_backoff_and_the_job_then_finishes(tmp_path, url, monkeypatch):

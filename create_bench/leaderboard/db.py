@@ -1,21 +1,10 @@
-"""The leaderboard database (layer 5): teams, submissions and their lifecycle, with SQLAlchemy 2.
+"""The leaderboard database (layer 5): teams, tokens, submissions and their events, with SQLAlchemy 2.
 
 A SQLite file by default (``sqlite:///path/board.db``), PostgreSQL by URL
-(``postgresql+psycopg://...``). The schema is versioned: ``schema_migrations`` records every
-migration applied, :func:`Database.migrate` applies the missing ones in order, and a database
-newer than this code is refused.
-
-Lifecycle of a submission::
-
-    submitted -> queued -> running -> finished
-                             |  ^
-                             |  +-- lease expired (worker killed): re-queued, attempts + 1
-                             +----> failed
-
-Workers claim a job with a conditional UPDATE and hold a lease they renew with heartbeats.
-Every later transition is conditional on the worker still holding the lease, so a job whose
-worker died is re-queued and a stale worker cannot finish it a second time: a submission
-reaches ``finished`` exactly once. Every transition is also appended to ``events``.
+(``postgresql+psycopg://...``). The schema is versioned (:mod:`create_bench.leaderboard.tables`):
+``schema_migrations`` records every migration applied, :func:`Database.migrate` applies the
+missing ones in order, and a database newer than this code is refused. Claims, leases and
+retries, and the lifecycle of a submission, are in :mod:`create_bench.leaderboard.queue`.
 
 Team tokens are shown once and stored as HMAC-SHA256 with a per-token salt.
 """
@@ -23,13 +12,11 @@ Team tokens are shown once and stored as HMAC-SHA256 with a per-token salt.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import hmac
 import json
 import os
 import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,14 +27,50 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from create_bench.errors import ConfigError, CreateBenchError
+from create_bench.leaderboard.queue import FAIR_WINDOW_S, Job, JobQueue
+from create_bench.leaderboard.tables import (
+    COUNTED_STATES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STATES,
+    events,
+    iso,
+    metadata,
+    now,
+    schema_migrations,
+    submissions,
+    teams,
+    utc_day_start,
+)
 
-STATES = ("submitted", "queued", "running", "finished", "failed")
-#: States that count against a team's daily limit (failed runs do not).
-COUNTED_STATES = ("submitted", "queued", "running", "finished")
-SCHEMA_VERSION = 1
+#: Re-exported: the tables, migrations and queue lived here before the split.
+__all__ = [
+    "COUNTED_FAILURE",
+    "COUNTED_STATES",
+    "FAIR_WINDOW_S",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "STATES",
+    "TOKEN_PREFIX",
+    "AuthError",
+    "Database",
+    "Job",
+    "LimitError",
+    "NotFound",
+    "Team",
+    "events",
+    "iso",
+    "metadata",
+    "normalize_url",
+    "now",
+    "schema_migrations",
+    "sqlite_url",
+    "submissions",
+    "teams",
+    "utc_day_start",
+]
+
 TOKEN_PREFIX = "cbt"
-#: How far back :meth:`Database.claim` looks at a team's started jobs to decide whose turn it is.
-FAIR_WINDOW_S = 3600.0
 #: A failure whose error starts with this (the worker's scoring timeout) counts against the daily
 #: limit like a submission that ran: the team used a worker for the whole limit.
 COUNTED_FAILURE = "scoring timed out"
@@ -67,88 +90,6 @@ class LimitError(CreateBenchError):
 
 class NotFound(CreateBenchError):
     """No such team or submission."""
-
-
-metadata = sa.MetaData()
-
-schema_migrations = sa.Table(
-    "schema_migrations",
-    metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("description", sa.String(200), nullable=False),
-    sa.Column("applied_at", sa.String(40), nullable=False),
-)
-
-teams = sa.Table(
-    "teams",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("name", sa.String(100), nullable=False, unique=True),
-    sa.Column("token_id", sa.String(32), nullable=False, unique=True),
-    sa.Column("token_salt", sa.String(64), nullable=False),
-    sa.Column("token_hash", sa.String(128), nullable=False),
-    sa.Column("daily_limit", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-submissions = sa.Table(
-    "submissions",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("uid", sa.String(32), nullable=False, unique=True),
-    sa.Column("team_id", sa.Integer, sa.ForeignKey("teams.id"), nullable=False, index=True),
-    sa.Column("model_name", sa.String(200), nullable=False),
-    sa.Column("card_json", sa.Text, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False, index=True),
-    sa.Column("split", sa.String(32), nullable=False),
-    sa.Column("upload_path", sa.String(500), nullable=False),
-    sa.Column("upload_sha256", sa.String(64), nullable=False),
-    sa.Column("upload_bytes", sa.BigInteger, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False, index=True),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("lease_owner", sa.String(100), nullable=True),
-    sa.Column("lease_expires", sa.Float, nullable=True),
-    sa.Column("results_json", sa.Text, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-)
-
-events = sa.Table(
-    "events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("submission_id", sa.Integer, sa.ForeignKey("submissions.id"), nullable=False, index=True),
-    sa.Column("at", sa.Float, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("worker", sa.String(100), nullable=True),
-    sa.Column("detail", sa.Text, nullable=True),
-)
-
-
-def _v1(conn: Connection) -> None:
-    for table in (teams, submissions, events):
-        table.create(conn)
-
-
-#: (version, description, apply). Append only; never edit an applied migration.
-MIGRATIONS: list[tuple[int, str, Any]] = [
-    (1, "teams, submissions, events", _v1),
-]
-
-
-def now() -> float:
-    return time.time()
-
-
-def utc_day_start(ts: float) -> float:
-    day = dt.datetime.fromtimestamp(ts, dt.timezone.utc).date()
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _hash_secret(salt: str, secret: str) -> str:
@@ -173,18 +114,7 @@ class Team:
     daily_limit: int
 
 
-@dataclass(frozen=True)
-class Job:
-    """A claimed submission, as a worker sees it."""
-
-    id: int
-    upload_path: str
-    split: str
-    attempts: int
-    worker: str
-
-
-class Database:
+class Database(JobQueue):
     """The leaderboard store. Thread-safe (one engine, a connection per operation)."""
 
     def __init__(self, url: str, *, echo: bool = False):
@@ -283,7 +213,7 @@ class Database:
     def add_team(self, name: str, *, daily_limit: int = 5) -> tuple[Team, str]:
         """Create a team; returns it and its token (the only time the token exists in clear)."""
         from create_bench.errors import SubmissionError
-        from create_bench.leaderboard.submission import clean_name
+        from create_bench.leaderboard.card import clean_name
 
         try:
             name = clean_name(name, what="team name")
@@ -410,169 +340,6 @@ class Database:
         conn.execute(
             events.insert().values(submission_id=sub_id, at=now(), state=state, worker=worker, detail=detail)
         )
-
-    # ------------------------------------------------------------------ worker side
-
-    def claim(self, worker: str, *, lease_s: float, max_attempts: int = 3) -> Job | None:
-        """Claim a queued job, or a running one whose lease expired (its worker died), fairly
-        across teams (see :meth:`_fair_order`).
-
-        A job that already used ``max_attempts`` leases fails instead of being retried forever.
-        """
-        t = now()
-        runnable = sa.or_(
-            # A queued job's lease_expires, when set, is the earliest retry (see requeue).
-            sa.and_(
-                submissions.c.state == "queued",
-                sa.or_(submissions.c.lease_expires.is_(None), submissions.c.lease_expires <= t),
-            ),
-            sa.and_(submissions.c.state == "running", submissions.c.lease_expires < t),
-        )
-        with self.write() as conn:
-            for row in self._fair_order(conn, runnable, t)[:8]:
-                if row.state == "running":
-                    self._event(conn, row.id, "queued", row.lease_owner, "lease expired; re-queued")
-                if row.attempts >= max_attempts:
-                    done = conn.execute(
-                        submissions.update()
-                        .where(submissions.c.id == row.id, runnable)
-                        .values(
-                            state="failed",
-                            error=f"scoring did not complete after {row.attempts} attempts",
-                            lease_owner=None,
-                            lease_expires=None,
-                            updated_at=t,
-                        )
-                    )
-                    if done.rowcount == 1:
-                        self._event(conn, row.id, "failed", None, "too many attempts")
-                    continue
-                won = conn.execute(
-                    submissions.update()
-                    .where(submissions.c.id == row.id, runnable)
-                    .values(
-                        state="running",
-                        lease_owner=worker,
-                        lease_expires=t + lease_s,
-                        attempts=submissions.c.attempts + 1,
-                        updated_at=t,
-                    )
-                )
-                if won.rowcount != 1:  # another worker was faster (PostgreSQL re-checks the WHERE)
-                    continue
-                self._event(conn, row.id, "running", worker, f"attempt {row.attempts + 1}")
-                job = conn.execute(
-                    sa.select(submissions.c.upload_path, submissions.c.split, submissions.c.attempts).where(
-                        submissions.c.id == row.id
-                    )
-                ).one()
-                return Job(row.id, job.upload_path, job.split, job.attempts, worker)
-        return None
-
-    def _fair_order(self, conn: Connection, runnable: Any, t: float) -> list[Any]:
-        """Runnable jobs, fairest first: one team's burst never holds the workers while other
-        teams wait. A team's turn comes by (jobs it has running now, jobs of it that workers
-        started in the last ``FAIR_WINDOW_S``, its oldest runnable job); within a team, oldest
-        first."""
-        rows = conn.execute(
-            sa.select(
-                submissions.c.id,
-                submissions.c.team_id,
-                submissions.c.state,
-                submissions.c.attempts,
-                submissions.c.lease_owner,
-                submissions.c.created_at,
-            )
-            .where(runnable)
-            .order_by(submissions.c.created_at, submissions.c.id)
-        ).all()
-        if len({r.team_id for r in rows}) <= 1:
-            return list(rows)
-        running: dict[int, int] = dict(
-            conn.execute(
-                sa.select(submissions.c.team_id, sa.func.count())
-                .where(submissions.c.state == "running", submissions.c.lease_expires >= t)
-                .group_by(submissions.c.team_id)
-            ).all()
-        )
-        recent: dict[int, int] = dict(
-            conn.execute(
-                sa.select(submissions.c.team_id, sa.func.count())
-                .select_from(events.join(submissions, submissions.c.id == events.c.submission_id))
-                .where(events.c.state == "running", events.c.at >= t - FAIR_WINDOW_S)
-                .group_by(submissions.c.team_id)
-            ).all()
-        )
-        by_team: dict[int, list[Any]] = {}
-        for r in rows:
-            by_team.setdefault(r.team_id, []).append(r)
-        # Round robin: each team's k-th job after every team's (k-1)-th, teams in fairness order.
-        teams_order = sorted(
-            by_team, key=lambda tid: (running.get(tid, 0), recent.get(tid, 0), by_team[tid][0].created_at)
-        )
-        depth = max(len(v) for v in by_team.values())
-        return [by_team[tid][k] for k in range(depth) for tid in teams_order if k < len(by_team[tid])]
-
-    def heartbeat(self, job: Job, *, lease_s: float) -> bool:
-        """Extend the lease; False when the worker no longer holds it (it must stop)."""
-        with self.write() as conn:
-            res = conn.execute(
-                submissions.update().where(*self._held(job)).values(lease_expires=now() + lease_s)
-            )
-        return res.rowcount == 1
-
-    def _held(self, job: Job) -> tuple[Any, ...]:
-        return (
-            submissions.c.id == job.id,
-            submissions.c.state == "running",
-            # Owner, not expiry: a claim by another worker changes the owner atomically, so
-            # a late but sole worker may still finish, and a replaced one never can.
-            submissions.c.lease_owner == job.worker,
-        )
-
-    def finish(self, job: Job, results: dict[str, Any]) -> bool:
-        """running -> finished, only while the lease is held. False: the result is discarded."""
-        return self._complete(
-            job, "finished", results_json=json.dumps(results, ensure_ascii=False), error=None
-        )
-
-    def fail(self, job: Job, message: str) -> bool:
-        """running -> failed, only while the lease is held."""
-        return self._complete(job, "failed", results_json=None, error=message)
-
-    def requeue(self, job: Job, *, delay_s: float, detail: str) -> bool:
-        """running -> queued, only while the lease is held, claimable again after ``delay_s``
-        (a transient server fault such as a full disk: not the submitter's doing)."""
-        t = now()
-        with self.write() as conn:
-            res = conn.execute(
-                submissions.update()
-                .where(*self._held(job))
-                .values(state="queued", lease_owner=None, lease_expires=t + delay_s, updated_at=t)
-            )
-            if res.rowcount != 1:
-                return False
-            self._event(conn, job.id, "queued", job.worker, detail)
-        return True
-
-    def _complete(self, job: Job, state: str, *, results_json: str | None, error: str | None) -> bool:
-        with self.write() as conn:
-            res = conn.execute(
-                submissions.update()
-                .where(*self._held(job))
-                .values(
-                    state=state,
-                    results_json=results_json,
-                    error=error,
-                    lease_owner=None,
-                    lease_expires=None,
-                    updated_at=now(),
-                )
-            )
-            if res.rowcount != 1:
-                return False
-            self._event(conn, job.id, state, job.worker, error)
-        return True
 
     # ------------------------------------------------------------------ reading
 
