@@ -22,6 +22,8 @@ LAYER = {
     "loader": 4, "runner": 4, "predictions": 4, "results": 4, "scoring": 4, "report": 4,
     # Split out of runner.py (issue #17): its configuration, output checks, paths and cache.
     "runner_config": 4, "runner_checks": 4, "runner_cache": 4,
+    # Split out of loader.py (issue #17): its options and report, its batch assembly.
+    "loader_options": 4, "loader_batching": 4,
     # Feature extraction's entry points and the local/torchrun engine decode through the loader.
     "features.extract": 4, "features.engines.local": 4,
     "leaderboard": 5, "cli": 5, "commands": 5, "__main__": 5,
