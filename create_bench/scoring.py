@@ -22,6 +22,11 @@ Retrieval groups also carry their chance levels (:mod:`create_bench.metrics.chan
 value of each metric under random ranking, for the split's reference counts) and, with bootstrap
 intervals, a check that controls the family-wise error over all the run's retrieval numbers
 (Holm-adjusted p-values; results key ``chance_test``).
+
+The options live in :mod:`create_bench.scoring_options`, the references in
+:mod:`create_bench.scoring_references`, BERTScore/ACTEr-r glue in :mod:`create_bench.scoring_text`,
+intervals and the chance check in :mod:`create_bench.scoring_uncertainty`; their public names are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -29,18 +34,17 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from create_bench import __version__
 from create_bench.errors import ConfigError, DataError, PredictionError
-from create_bench.metrics.bootstrap import Proportion, bootstrap_cis, bootstrap_samples
-from create_bench.metrics.captioning import BACKENDS, caption_statistics, refs_field
-from create_bench.metrics.chance import chance_check, retrieval_chance
+from create_bench.metrics.bootstrap import Proportion
+from create_bench.metrics.captioning import caption_statistics, refs_field
+from create_bench.metrics.chance import retrieval_chance
 from create_bench.metrics.retrieval import (
-    TIE_POLICIES,
     RankStats,
     l2_normalise,
     rank_statistics,
@@ -59,85 +63,32 @@ from create_bench.predictions import (
     similarity_file,
 )
 from create_bench.progress import Progress
-from create_bench.registry import check_option_names
 from create_bench.results import build_results
+from create_bench.scoring_options import PROTOCOLS, ScoringOptions
+from create_bench.scoring_references import References, load_references
+from create_bench.scoring_text import (
+    _text_metrics_note,
+    _TextMetrics,
+    _with_text_metrics,
+    text_metric_options,
+)
+from create_bench.scoring_uncertainty import (
+    CHANCE_ALPHA,
+    CI_LEVEL,
+    INTERVALS,
+    Uncertainty,
+    _bootstrap_info,
+    uncertainty,
+)
 from create_bench.signature import Signature
 from create_bench.text import NORMALIZER_NAME, get_tokenizer
 from create_bench.types import (
-    TEXT_COLUMN,
     TEXT_KINDS,
     describe_id_differences,
     id_differences,
     parse_text_id,
     text_id,
 )
-
-PROTOCOLS = ("multi-reference", "single-reference")
-CI_LEVEL = 0.95
-#: Family-wise error rate of the check that the retrieval numbers are consistent with chance.
-CHANCE_ALPHA = 0.05
-#: How the intervals are computed (recorded in the results' ``bootstrap`` block).
-INTERVALS = {
-    "R@K": "clopper-pearson at the effective sample size (bootstrap design effect)",
-    "default": "percentile",
-}
-
-
-def _bootstrap_info(n: int, seed: int) -> dict[str, Any]:
-    return {"n": n, "seed": seed, "level": CI_LEVEL, "unit": "video", "interval": dict(INTERVALS)}
-
-
-@dataclass(frozen=True)
-class References:
-    """A split's references, in dataset order.
-
-    Attributes:
-        vids: video ids.
-        categories: category id per video.
-        category_names: category id -> name.
-        texts: kind -> per-video list of texts (already cut to the protocol).
-    """
-
-    vids: list[str]
-    categories: np.ndarray
-    category_names: dict[int, str]
-    texts: dict[str, list[list[str]]]
-
-    @classmethod
-    def from_table(cls, table: Any) -> References:
-        """From an Arrow table with ``vid``, ``category``, ``category_name``, ``titles``, ``captions``."""
-        cols = table.to_pydict()
-        vids = [str(v) for v in cols["vid"]]
-        if len(set(vids)) != len(vids):
-            dup = next(v for i, v in enumerate(vids) if v in vids[:i])
-            raise DataError("duplicate vid in the split", vid=dup)
-        cats = np.asarray(cols["category"], dtype=np.int64)
-        names = {int(c): str(n) for c, n in zip(cols["category"], cols["category_name"])}
-        texts: dict[str, list[list[str]]] = {
-            kind: [list(x or []) for x in cols[TEXT_COLUMN[kind]]] for kind in TEXT_KINDS
-        }
-        return cls(vids, cats, names, texts)
-
-    def for_protocol(self, protocol: str) -> References:
-        if protocol == "multi-reference":
-            return self
-        return References(
-            self.vids,
-            self.categories,
-            self.category_names,
-            {k: [t[:1] for t in v] for k, v in self.texts.items()},
-        )
-
-    def has_texts(self, kind: str) -> bool:
-        return all(len(t) > 0 for t in self.texts[kind])
-
-
-def load_references(data_dir: str | os.PathLike[str], split: str) -> References:
-    """The references of ``split`` read from a create-bench dataset directory."""
-    from create_bench.data.shards import read_table
-
-    table = read_table(data_dir, split, columns=["vid", "category", "category_name", "titles", "captions"])
-    return References.from_table(table)
 
 
 @dataclass
@@ -316,65 +267,6 @@ def _generation_group(
 # the entry point
 
 
-@dataclass(frozen=True)
-class ScoringOptions:
-    """Every option of :func:`score_predictions` (one frozen object, checked once on creation).
-
-    The commands build it with :func:`create_bench.commands._scoring.scoring_options`; new
-    options (a text encoder, ...) are new fields here, with a check in :meth:`__post_init__`.
-
-    Attributes:
-        tokenizer: ``jieba`` (default) or ``char``, for the generation metrics.
-        protocol: ``multi-reference`` (every text of a video) or ``single-reference`` (the first).
-        bootstrap: number of bootstrap resamples for the 95% intervals (0: none).
-        seed: the bootstrap seed (in the signature).
-        ties: retrieval tie policy, ``expected`` (default), ``optimistic`` or ``pessimistic``.
-        meteor: also compute METEOR (needs Java).
-        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (pycocoevalcap's; the
-            same scores, so not in the signature).
-        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
-            True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
-            directory, or False (tokenise every time).
-        text_encoder: BERTScore-F and ACTEr-r for generations: an encoder name or directory, or a
-            :class:`~create_bench.features.text_metrics.TextMetricOptions`; None: not computed
-            (the results' ``text_metrics.absent`` says so in one line).
-    """
-
-    tokenizer: str = "jieba"
-    protocol: str = "multi-reference"
-    bootstrap: int = 1000
-    seed: int = 0
-    ties: str = "expected"
-    meteor: bool = False
-    metric_backend: str = "fast"
-    token_cache: bool | str | os.PathLike[str] = True
-    text_encoder: Any = None
-
-    def __post_init__(self) -> None:
-        if self.metric_backend not in BACKENDS:
-            raise ConfigError(
-                f"metric backend must be one of {', '.join(BACKENDS)}, got {self.metric_backend!r}"
-            )
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
-        if self.ties not in TIE_POLICIES:
-            raise ConfigError(f"ties must be one of {', '.join(TIE_POLICIES)}, got {self.ties!r}")
-        b = self.bootstrap
-        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
-            raise ConfigError(f"bootstrap must be a non-negative integer (0 = no intervals), got {b!r}")
-        if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        get_tokenizer(self.tokenizer)
-
-    @classmethod
-    def of(cls, options: ScoringOptions | None = None, **overrides: Any) -> ScoringOptions:
-        """``options`` (default: the defaults) with ``overrides`` applied; an unknown keyword is a
-        :class:`ConfigError` with "did you mean"."""
-        check_option_names("scoring", overrides, [f.name for f in fields(cls)])
-        base = options if options is not None else cls()
-        return replace(base, **overrides) if overrides else base
-
-
 def _card_fields(card: dict[str, Any]) -> dict[str, Any]:
     """Signature fields the model card knows: frame policy and decoder (frame models), feature set."""
     inputs = card.get("inputs", "frames")
@@ -445,60 +337,6 @@ def skipped_tasks(preds: Predictions) -> dict[str, str]:
 GROUP_ORDER = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption")
 
 
-def _with_text_metrics(
-    group: _Group, preds: Predictions, refs: References, kind: str, text: _TextMetrics
-) -> _Group:
-    """``group`` plus BERTScore-F (and ACTEr-r for titles) from the same per-video statistics."""
-    from dataclasses import replace
-
-    from create_bench.features.text_metrics import embedding_statistics, load_omega
-
-    texts = refs.texts[kind]
-    omega = load_omega(text.data_dir, text.split, refs.vids, [len(t) for t in texts]) if kind == "title" else None
-    gens = preds.generated(kind)
-    stats = embedding_statistics(
-        text.options, refs.vids, [gens[v] for v in refs.vids], texts, omega, acter=kind == "title"
-    )
-    stats = replace(stats, all_columns=False)
-    old = group.weighted
-    per_cat = {
-        c: {**group.per_category[c], **stats.subset(refs.categories == c).scores()} for c in group.per_category
-    }
-    fields = {**group.fields, **{k.lower().replace("-r", ""): v for k, v in stats.signatures.items()}}
-    return replace(
-        group,
-        scores={**group.scores, **stats.scores()},
-        weighted=lambda w: {**old(w), **stats.weighted_scores(w)},
-        per_category=per_cat,
-        fields=fields,
-    )
-
-
-@dataclass(frozen=True)
-class _TextMetrics:
-    """BERTScore/ACTEr-r settings of a scoring run (None in :func:`_score_groups`: not computed)."""
-
-    options: Any  # create_bench.features.text_metrics.TextMetricOptions
-    data_dir: str | os.PathLike[str]
-    split: str
-
-
-def text_metric_options(text_encoder: Any) -> Any:
-    """``--text-encoder`` as :class:`~create_bench.features.text_metrics.TextMetricOptions` (a name or
-    directory gets the defaults), or None."""
-    if text_encoder is None or text_encoder == "":
-        return None
-    from create_bench.features.text_metrics import TextMetricOptions
-
-    return text_encoder if isinstance(text_encoder, TextMetricOptions) else TextMetricOptions(str(text_encoder))
-
-
-def _text_metrics_note(text: _TextMetrics | None) -> dict[str, Any]:
-    from create_bench.features.text_metrics import ABSENT
-
-    return {"absent": ABSENT} if text is None else {"encoder": text.options.encoder}
-
-
 def _score_groups(
     preds: Predictions,
     refs: References,
@@ -522,40 +360,6 @@ def _score_groups(
     if not groups:
         raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
     return {g: groups[g] for g in GROUP_ORDER if g in groups}
-
-
-@dataclass(frozen=True)
-class Uncertainty:
-    """Intervals, chance levels and the chance check of a set of scored groups.
-
-    Attributes:
-        ci: group -> metric -> 95% interval (empty without bootstrap).
-        chance: retrieval group -> metric -> chance level.
-        chance_test: :func:`create_bench.metrics.chance.chance_check` (None without bootstrap or
-            without retrieval groups).
-        samples: group -> metric -> the bootstrap resamples the two come from.
-    """
-
-    ci: dict[str, dict[str, list[float]]]
-    chance: dict[str, dict[str, float]]
-    chance_test: dict[str, Any] | None
-    samples: dict[str, dict[str, np.ndarray]]
-
-
-def uncertainty(groups: dict[str, _Group], n_videos: int, *, bootstrap: int, seed: int) -> Uncertainty:
-    """Bootstrap intervals over the ``n_videos`` videos and the chance check, for scored groups."""
-    chance = {g: dict(v.chance) for g, v in groups.items() if v.chance is not None}
-    if not bootstrap:
-        return Uncertainty({}, chance, None, {})
-    stats = {g: v.weighted for g, v in groups.items()}
-    proportions = {g: v.proportions for g, v in groups.items()}
-    samples = bootstrap_samples(stats, n_videos, n_boot=bootstrap, seed=seed)
-    ci = bootstrap_cis(stats, n_videos, level=CI_LEVEL, proportions=proportions, samples=samples)
-    check = None
-    if chance:
-        scores = {g: groups[g].scores for g in chance}
-        check = chance_check(scores, chance, samples, proportions, alpha=CHANCE_ALPHA)
-    return Uncertainty(ci, chance, check, samples)
 
 
 def score_predictions(
@@ -700,3 +504,21 @@ def compare_predictions(
         g: paired_bootstrap_test(a[g].weighted, b[g].weighted, n, n_boot=opts.bootstrap, seed=opts.seed)
         for g in common
     }
+
+
+__all__ = [
+    "CHANCE_ALPHA",
+    "CI_LEVEL",
+    "GROUP_ORDER",
+    "INTERVALS",
+    "PROTOCOLS",
+    "References",
+    "ScoringOptions",
+    "Uncertainty",
+    "compare_predictions",
+    "load_references",
+    "score_predictions",
+    "skipped_tasks",
+    "text_metric_options",
+    "uncertainty",
+]
