@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from create_bench.predictions import Predictions
-    from create_bench.scoring import _Group
+    from create_bench.scoring_groups import _Group
     from create_bench.scoring_references import References
 
 

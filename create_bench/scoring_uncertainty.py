@@ -15,7 +15,7 @@ from create_bench.metrics.bootstrap import bootstrap_cis, bootstrap_samples
 from create_bench.metrics.chance import chance_check
 
 if TYPE_CHECKING:
-    from create_bench.scoring import _Group
+    from create_bench.scoring_groups import _Group
 
 
 CI_LEVEL = 0.95
