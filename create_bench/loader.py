@@ -51,6 +51,9 @@ passed through) then raises instead of skipping.
 **Frames.** With a fixed-length policy each video decodes straight into its slot of a fresh
 ``[B, T, H, W, 3]`` array (the batch owns it; it is never reused), so decord's frames are copied
 once, as raw decord's ``asnumpy`` copies them.
+
+The options and the pass report live in :mod:`create_bench.loader_options` (re-exported here), the
+batch assembly (frame pool, padding, normalisation) in :mod:`create_bench.loader_batching`.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Iterator
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -70,164 +73,31 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from create_bench.errors import ConfigError, DataError, VideoDecodeError
+from create_bench.loader_batching import (
+    _BatchBuffer,
+    _FramePool,
+    _lists_to_arrays,
+    _mean_std_tensors,
+    _normalise,
+    _pad_in_place,
+    _pad_stack,
+)
+from create_bench.loader_options import (
+    DEFAULT_COLUMNS,
+    DEFAULT_SIZE,
+    DEFAULT_TIMEOUT,
+    TEXT_COLUMNS,
+    LoaderConfig,
+    LoaderOptions,
+    LoaderReport,
+    SkippedVideo,
+    _option_values,
+)
 from create_bench.registry import check_option_names
-from create_bench.video.sampling import FramePolicy, parse_policy
 
 log = logging.getLogger(__name__)
 
-DEFAULT_COLUMNS = ("tags", "raw_title", "category")
-TEXT_COLUMNS = ("titles", "captions")
-#: Default per-video decode timeout (seconds) of the loader.
-DEFAULT_TIMEOUT = 60.0
-#: Default frame size ``(H, W)`` of :func:`make_loader` (see "Size" in the module doc).
-DEFAULT_SIZE = (224, 224)
 _SKIPPED_KEY = "_skipped"
-
-
-# --------------------------------------------------------------------------- config and report
-
-
-@dataclass(frozen=True)
-class LoaderOptions:
-    """What a loader yields and how it decodes (one frozen object; checked and normalised on
-    creation). :func:`make_loader` takes one, or the same names as keyword arguments.
-
-    Attributes:
-        frames: the frame policy (``uniform-center@8`` default; see :mod:`create_bench.video.sampling`).
-        size: resize at decode time to ``(H, W)`` (int: square); default :data:`DEFAULT_SIZE`
-            (224 x 224), so videos of any stored size share a batch. None keeps each video's stored
-            size (then a batch of videos of different sizes raises ConfigError: use
-            ``batch_size=1``). Ignored with ``features``.
-        mean, std: when given (1 or 3 values), frames become normalised ``float32 [B, T, 3, H, W]``.
-        columns: row columns to pass through (``vid`` always comes).
-        texts: also pass ``titles`` and ``captions``.
-        features: a feature set under ``features/``: yields ``features`` instead of decoding frames.
-        backend, ctx, num_threads: decoder settings (:func:`create_bench.video.decoding.decode`).
-        on_error: ``"skip"`` (count and report) or ``"fail"`` (raise VideoDecodeError naming the vid).
-        timeout: seconds per video in a killable decode subprocess; None decodes in-process,
-            where a hang cannot be interrupted (see "Hangs" in the module doc).
-        shuffle_seed: shuffle the order (by row group, then within) with this seed; None keeps it.
-        rank, world_size: this process's share; default from ``torch.distributed`` when initialised.
-        progress: show a tqdm bar of videos.
-        vids: only these videos (others are passed over before decoding); None: all.
-    """
-
-    frames: str = "uniform-center@8"
-    #: After creation: ``(H, W)`` or None.
-    size: int | Sequence[int] | None = DEFAULT_SIZE
-    #: After creation: three floats or None.
-    mean: float | Sequence[float] | None = None
-    std: float | Sequence[float] | None = None
-    #: After creation: a tuple.
-    columns: Sequence[str] = DEFAULT_COLUMNS
-    texts: bool = False
-    features: str | None = None
-    backend: str = "decord"
-    ctx: str = "cpu"
-    num_threads: int = 0
-    on_error: str = "skip"
-    timeout: float | None = DEFAULT_TIMEOUT
-    shuffle_seed: int | None = None
-    rank: int | None = None
-    world_size: int | None = None
-    progress: bool = False
-    #: After creation: a frozenset or None.
-    vids: Collection[str] | None = None
-
-    def __post_init__(self) -> None:
-        from create_bench.video.checks import check_backend, normalize_size, parse_ctx
-
-        if self.on_error not in ("skip", "fail"):
-            raise ConfigError(f"on_error must be 'skip' or 'fail', got {self.on_error!r}")
-        check_backend(self.backend)
-        t = self.timeout
-        if t is not None and not (isinstance(t, (int, float)) and t > 0):
-            raise ConfigError(f"timeout must be a positive number of seconds or None, got {t!r}")
-        if (self.rank is None) != (self.world_size is None):
-            raise ConfigError("give both rank and world_size, or neither")
-        parse_ctx(self.ctx)
-        parse_policy(self.frames)
-        columns = (self.columns,) if isinstance(self.columns, str) else self.columns
-        normalised = {
-            "size": normalize_size(self.size),
-            "mean": _triple(self.mean),
-            "std": _triple(self.std),
-            "columns": tuple(columns),
-            "texts": bool(self.texts),
-            "num_threads": int(self.num_threads),
-            "timeout": None if t is None else float(t),
-            "vids": None if self.vids is None else frozenset(str(v) for v in self.vids),
-        }
-        for name, value in normalised.items():
-            object.__setattr__(self, name, value)
-
-    @property
-    def policy(self) -> FramePolicy:
-        return parse_policy(self.frames)
-
-
-def _triple(x: Any) -> tuple[float, float, float] | None:
-    if x is None:
-        return None
-    vals = [float(v) for v in (x if isinstance(x, (list, tuple)) else [x])]
-    if len(vals) == 1:
-        vals *= 3
-    if len(vals) != 3:
-        raise ConfigError(f"mean/std take 1 or 3 values, got {x!r}")
-    return (vals[0], vals[1], vals[2])
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoaderConfig(LoaderOptions):
-    """Everything that decides what a loader yields: the options, the split and the batch size
-    (built by :func:`make_loader`)."""
-
-    data_dir: Path
-    split: str
-    batch_size: int = 8
-
-
-@dataclass(frozen=True)
-class SkippedVideo:
-    vid: str
-    reason: str
-
-
-@dataclass
-class LoaderReport:
-    """What one pass of a loader did: videos yielded, videos skipped (and why), time taken."""
-
-    split: str
-    frames: str
-    videos: int = 0
-    skipped: list[SkippedVideo] = field(default_factory=list)
-    seconds: float = 0.0
-    complete: bool = False
-
-    @property
-    def num_skipped(self) -> int:
-        return len(self.skipped)
-
-    def summary(self, max_listed: int = 20) -> str:
-        state = "" if self.complete else " (pass not finished)"
-        head = (
-            f"loader {self.split} [{self.frames}]: {self.videos} videos in {self.seconds:.1f} s, "
-            f"{self.num_skipped} skipped{state}"
-        )
-        lines = [head] + [f"  skipped {s.vid}: {s.reason}" for s in self.skipped[:max_listed]]
-        if self.num_skipped > max_listed:
-            lines.append(f"  ... and {self.num_skipped - max_listed} more")
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "split": self.split,
-            "frames": self.frames,
-            "videos": self.videos,
-            "skipped": [{"vid": s.vid, "reason": s.reason} for s in self.skipped],
-            "seconds": round(self.seconds, 3),
-            "complete": self.complete,
-        }
 
 
 # --------------------------------------------------------------------------- dataset
@@ -462,157 +332,6 @@ class VideoDataset(IterableDataset):
         return batch
 
 
-class _FramePool:
-    """Spare batch frame arrays of one dataset, reused once their batch is gone.
-
-    A batch's frames are a view of a pooled array; when the consumer drops every tensor and view
-    of it, a finalizer puts the array back. Writing into memory already in use is much cheaper
-    than into a fresh allocation (large arrays are fresh pages from the kernel every time: page
-    faults and zeroing, as costly as decoding on some machines). At most ``spare`` arrays wait
-    here; they belong to the process that made them (a forked DataLoader worker starts empty).
-    """
-
-    def __init__(self, spare: int = 2):
-        self.spare = spare
-        self.pid = os.getpid()
-        self.arrays: list[np.ndarray] = []
-
-    def get(self, shape: tuple[int, ...]) -> np.ndarray:
-        if self.pid != os.getpid():  # inherited through fork: writing would copy every page
-            self.pid, self.arrays = os.getpid(), []
-        for i, a in enumerate(self.arrays):
-            if a.shape == shape:
-                return self.arrays.pop(i)
-        return np.empty(shape, dtype=np.uint8)
-
-    def put(self, array: np.ndarray) -> None:
-        if self.pid == os.getpid() and self.spare > 0:
-            if len(self.arrays) >= self.spare:
-                self.arrays.pop(0)  # the oldest (e.g. of a frame size no longer seen) makes room
-            self.arrays.append(array)
-
-
-class _BatchBuffer:
-    """The frames array of the batch being filled, ``uint8 [B, T, H, W, 3]``, taken from the pool
-    when the first video's frame shape is known; every video of the batch decodes straight into
-    its slot (``decode(out=...)``), so frames are copied once, from the decoder, as raw decord
-    does. A video that does not fit (another frame shape, more than T frames) gets its own array
-    and the batch is assembled by copying, as without a buffer (which reports mismatched shapes)."""
-
-    def __init__(self, batch_size: int, t: int, pool: _FramePool):
-        self.batch_size, self.t, self.pool = batch_size, t, pool
-        self.array: np.ndarray | None = None
-        self.slot = 0
-        self.filled: dict[int, np.ndarray] = {}  # slot -> the view handed out for it
-        self.handed_out = False
-
-    def sink(self, shape: tuple[int, ...]) -> np.ndarray | None:
-        k = shape[0] if len(shape) == 4 else 0
-        if not 1 <= k <= self.t or self.slot >= self.batch_size:
-            return None
-        if self.array is None:
-            self.array = self.pool.get((self.batch_size, self.t, *shape[1:]))
-        elif self.array.shape[2:] != tuple(shape[1:]):
-            return None
-        view = self.array[self.slot, :k]
-        self.filled[self.slot] = view
-        return view
-
-    def take(self, samples: list[dict[str, Any]], t: int) -> np.ndarray | None:
-        """The batch's frames ``[len(samples), T, ...]`` when every sample lies in its slot. The
-        array goes back to the pool when this view (and all made from it) is gone."""
-        import weakref
-
-        if self.array is None or t != self.t:
-            return None
-        if any(self.filled.get(b) is not s["data"] for b, s in enumerate(samples)):
-            return None
-        out = self.array[: len(samples)]
-        weakref.finalize(out, self.pool.put, self.array).atexit = False
-        self.handed_out = True
-        return out
-
-    def reset(self) -> None:
-        if self.array is not None and not self.handed_out:
-            self.pool.put(self.array)  # its frames were copied into a batch of their own
-        self.array, self.slot, self.filled, self.handed_out = None, 0, {}, False
-
-
-def _pad_stack(
-    samples: list[dict[str, Any]], t: int, check_sizes: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    shapes = {s["data"].shape[1:] for s in samples}
-    if len(shapes) > 1:
-        detail = ", ".join(f"{s['row']['vid']}: {tuple(s['data'].shape[1:])}" for s in samples[:6])
-        hint = "; pass size=(H, W) to resize at decode time, or batch_size=1" if check_sizes else ""
-        raise ConfigError(f"videos in one batch have different frame shapes ({detail}){hint}")
-    inner = next(iter(shapes))
-    data = np.empty((len(samples), t, *inner), dtype=samples[0]["data"].dtype)
-    mask = np.zeros((len(samples), t), dtype=bool)
-    indices = np.zeros((len(samples), t), dtype=np.int64)
-    for b, s in enumerate(samples):
-        k = len(s["indices"])
-        data[b, :k] = s["data"]
-        data[b, k:] = s["data"][k - 1]  # pad by repeating the last frame
-        mask[b, :k] = True
-        indices[b, :k] = s["indices"]
-        indices[b, k:] = s["indices"][k - 1]
-    return data, mask, indices
-
-
-def _pad_in_place(
-    data: np.ndarray, samples: list[dict[str, Any]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_pad_stack`` for frames already in their slots of ``data``: pad, mask and indices only."""
-    t = data.shape[1]
-    mask = np.zeros((len(samples), t), dtype=bool)
-    indices = np.zeros((len(samples), t), dtype=np.int64)
-    for b, s in enumerate(samples):
-        k = len(s["indices"])
-        if k < t:
-            data[b, k:] = data[b, k - 1]  # pad by repeating the last frame
-        mask[b, :k] = True
-        indices[b, :k] = s["indices"]
-        indices[b, k:] = s["indices"][k - 1]
-    return data, mask, indices
-
-
-def _lists_to_arrays(chunk: Any) -> list[np.ndarray]:
-    """A list<list<float>> Arrow chunk -> one float32 [T, D] array per row, without Python lists."""
-    frames = chunk.flatten()  # one entry per frame (respects slicing)
-    values = frames.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    frame_len = frames.value_lengths().to_numpy(zero_copy_only=False)
-    row_len = chunk.value_lengths().to_numpy(zero_copy_only=False)
-    out, v, f = [], 0, 0
-    for n in row_len:
-        n = int(n)
-        dims = frame_len[f : f + n]
-        d = int(dims[0]) if n else 0
-        if n and (dims != d).any():
-            raise DataError("feature vectors of one video have different lengths")
-        out.append(values[v : v + n * d].reshape(n, d))
-        v += n * d
-        f += n
-    return out
-
-
-def _mean_std_tensors(mean: Any, std: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
-    if mean is None and std is None:
-        return None
-    m = torch.as_tensor(0.0 if mean is None else mean, dtype=torch.float32).reshape(-1)
-    s = torch.as_tensor(1.0 if std is None else std, dtype=torch.float32).reshape(-1)
-    if m.numel() not in (1, 3) or s.numel() not in (1, 3):
-        raise ConfigError(f"mean and std take 1 or 3 values, got mean={mean!r} std={std!r}")
-    if not bool((s > 0).all()):
-        raise ConfigError(f"std must be positive, got {std!r}")
-    return m.expand(3).reshape(1, 1, 3, 1, 1).clone(), s.expand(3).reshape(1, 1, 3, 1, 1).clone()
-
-
-def _normalise(frames: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    x = frames.permute(0, 1, 4, 2, 3).float().div_(255.0)  # [B, T, 3, H, W]
-    return x.sub_(mean).div_(std).contiguous()
-
-
 def _reason(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     return f"{type(e).__name__}: {text}"
@@ -727,10 +446,6 @@ def make_loader(
     return VideoLoader(dataset, num_workers=num_workers, progress=opts.progress, **dataloader_kwargs)
 
 
-def _option_values(opts: LoaderOptions) -> dict[str, Any]:
-    return {f.name: getattr(opts, f.name) for f in fields(LoaderOptions)}
-
-
 def _dataloader_arguments() -> list[str]:
     """``DataLoader`` arguments a caller may pass through (not those the loader sets itself)."""
     import inspect
@@ -742,6 +457,10 @@ def _dataloader_arguments() -> list[str]:
 
 
 __all__ = [
+    "DEFAULT_COLUMNS",
+    "DEFAULT_SIZE",
+    "DEFAULT_TIMEOUT",
+    "TEXT_COLUMNS",
     "LoaderConfig",
     "LoaderOptions",
     "LoaderReport",

@@ -10,16 +10,16 @@ the results JSON and the report atomically.
 
 Re-running with the same model, model options, model code, data fingerprint, split, tasks and frame
 policy reuses the predictions directory instead of running the model again, unless ``no_cache``.
+
+The run's configuration lives in :mod:`create_bench.runner_config`, the output checks in
+:mod:`create_bench.runner_checks`, output paths, the prediction cache and the ownership check in
+:mod:`create_bench.runner_cache`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
-import json
 import logging
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,116 +28,29 @@ from typing import Any
 
 import numpy as np
 
-from create_bench import __version__
 from create_bench.errors import BackendUnavailable, ConfigError, DataError, ModelError
-from create_bench.fsutil import atomic_write_json, sha256_file
+from create_bench.fsutil import atomic_write_json
 from create_bench.metrics.retrieval import l2_normalise
 from create_bench.models import model_tasks
 from create_bench.models.base import ModelContext, ModelMeta
 from create_bench.progress import Progress, track
-from create_bench.scoring import ScoringOptions
+from create_bench.runner_cache import (
+    CACHE_VERSION,
+    _cache_file,
+    _cache_hit,
+    _check_owner,
+    _key_hash,
+    _model_class,
+    _refresh_card,
+    cache_key,
+    output_paths,
+)
+from create_bench.runner_checks import _few, check_embeddings, check_generations
+from create_bench.runner_config import DEFAULT_RESULTS_DIR, EvalConfig, EvalOutcome
 from create_bench.tasks import TASKS, TaskSpec, parse_tasks
 from create_bench.types import TEXT_COLUMN, TEXT_KINDS, id_differences, text_id
 
 log = logging.getLogger(__name__)
-
-#: Bump when the cached predictions a run produces would differ for the same inputs.
-CACHE_VERSION = 2
-DEFAULT_RESULTS_DIR = Path("results")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Everything that decides an evaluation run (one frozen object instead of many parameters).
-
-    Attributes:
-        data_dir: dataset directory (shards + manifest).
-        split: split to evaluate (``test`` by default; never ``train``-trained models on train).
-        tasks: task names; None means every task the model supports.
-        frames: frame policy; None means the model's own ``meta.frames`` (the benchmark default).
-        batch_size: videos per model call.
-        num_workers: decoding worker processes of the loader.
-        device: ``cpu``, ``cuda`` or ``cuda:N`` (passed to the model's setup).
-        out: results JSON path; default ``results_dir/<model>/<dataset>-<split>.json``. The
-            predictions directory is the same path without ``.json``, the report ``<stem>.md``.
-        results_dir: root of the default output layout.
-        no_cache: run the model even when cached predictions match.
-        seed: given to the model (``ModelContext.seed``); also the bootstrap's when ``scoring``
-            is not given.
-        scoring: how the predictions are scored (:class:`create_bench.scoring.ScoringOptions`:
-            tokenizer, bootstrap, seed, ...); default: the defaults with ``seed``.
-        text_batch_size: texts per ``encode_texts`` call.
-        report: write the Markdown report and plots.
-        progress: show progress (a bar on a terminal, else lines on stderr); None: the process
-            default of :mod:`create_bench.progress` (quiet in the library, on in the CLI).
-        overwrite: replace outputs that another model class of the same name wrote.
-    """
-
-    data_dir: Path
-    split: str = "test"
-    tasks: tuple[str, ...] | None = None
-    frames: str | None = None
-    batch_size: int = 16
-    num_workers: int = 0
-    device: str = "cpu"
-    out: Path | None = None
-    results_dir: Path = DEFAULT_RESULTS_DIR
-    no_cache: bool = False
-    seed: int = 0
-    scoring: ScoringOptions | None = None
-    text_batch_size: int = 256
-    report: bool = True
-    progress: bool | None = None
-    overwrite: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data_dir", Path(self.data_dir))
-        object.__setattr__(self, "results_dir", Path(self.results_dir))
-        if self.scoring is None:
-            object.__setattr__(self, "scoring", ScoringOptions(seed=self.seed))
-        elif not isinstance(self.scoring, ScoringOptions):
-            raise ConfigError(f"scoring must be a ScoringOptions, got {type(self.scoring).__name__}")
-        if self.out is not None:
-            object.__setattr__(self, "out", Path(self.out))
-            _check_out(self.out)
-        if self.tasks is not None:
-            object.__setattr__(self, "tasks", tuple(t.name for t in parse_tasks(list(self.tasks))))
-        if not self.split or not isinstance(self.split, str):
-            raise ConfigError(f"split must be a non-empty string, got {self.split!r}")
-        for name in ("batch_size", "text_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
-            raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}")
-
-
-def _check_out(out: Path) -> None:
-    """``out`` names the results JSON file; checked before the model runs, so a bad path costs nothing."""
-    if out.is_dir():
-        raise ConfigError(
-            f"--out {out} is a directory; give the results file, e.g. {out / 'results.json'} "
-            "(or --results-dir DIR for DIR/<model>/<dataset>-<split>.json)"
-        )
-    if out.suffix.lower() != ".json":
-        raise ConfigError(
-            f"--out {out} must end in .json: it names the results JSON file, e.g. {out.with_suffix('.json')} "
-            "(the predictions directory is the same path without .json)"
-        )
-
-
-@dataclass
-class EvalOutcome:
-    """What a run produced: the results dict and where everything was written."""
-
-    results: dict[str, Any]
-    results_path: Path
-    predictions_dir: Path
-    report_path: Path | None
-    cached: bool
-    tasks: tuple[str, ...]
-    skipped_tasks: tuple[str, ...] = ()
 
 
 @dataclass
@@ -149,178 +62,6 @@ class _Outputs:
     generations: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> vid -> text
     text_ids: list[str] = field(default_factory=list)
     text_embeddings: np.ndarray | None = None
-
-
-# ----------------------------------------------------------------------------------------------
-# Output paths and names
-
-
-def output_paths(cfg: EvalConfig, model_name: str, dataset_name: str) -> tuple[Path, Path]:
-    """(results JSON, predictions dir): ``results/<model>/<dataset>-<split>.json`` and the same path
-    without ``.json`` (or ``cfg.out`` and its stem)."""
-    from create_bench.results import results_path
-
-    out = cfg.out or results_path(cfg.results_dir, model_name, dataset_name, cfg.split)
-    return out, out.with_suffix("")
-
-
-def _cache_file(pred_dir: Path) -> Path:
-    return pred_dir.with_name(f".{pred_dir.name}.cache.json")
-
-
-def _model_source_hash(model: Any) -> str | None:
-    """Hash of the code defining the model class, so editing a model's code invalidates its cache:
-    the class's file, or, when the class is defined in a package's ``__init__.py`` (a model built
-    from several modules, as ALWIG is), every ``.py`` file of that package."""
-    try:
-        src = inspect.getsourcefile(type(model))
-    except TypeError:
-        return None
-    if not src or not Path(src).is_file():
-        return None
-    path = Path(src)
-    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(path.parent).as_posix().encode() + b"\0" + sha256_file(f).encode())
-    return h.hexdigest()[:16]
-
-
-def _model_class(model: Any) -> str:
-    """A stable name of the model class. Classes from ``file.py:Class`` live in a module whose name
-    varies between processes, so they are named by their file instead."""
-    cls = type(model)
-    if cls.__module__.startswith("_create_bench_user_"):
-        src = inspect.getsourcefile(cls)
-        return f"{Path(src).resolve() if src else cls.__module__}:{cls.__qualname__}"
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def cache_key(model: Any, model_args: dict[str, Any], fingerprint: str, cfg: EvalConfig, frames: str) -> dict:
-    """The inputs that determine the predictions; equal keys mean the cached predictions are reusable."""
-    meta: ModelMeta = model.meta
-    return {
-        "cache_version": CACHE_VERSION,
-        "create_bench": __version__,
-        "model": meta.to_dict(),
-        "model_class": _model_class(model),
-        "model_source": _model_source_hash(model),
-        "model_args": json.loads(json.dumps(model_args, sort_keys=True, default=str)),
-        "data_fingerprint": fingerprint,
-        "split": cfg.split,
-        "tasks": list(cfg.tasks or ()),
-        "frames": frames if meta.inputs == "frames" else None,
-        "seed": cfg.seed,
-    }
-
-
-def _key_hash(key: dict) -> str:
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-
-
-# ----------------------------------------------------------------------------------------------
-# Output validation (the model boundary)
-
-
-def _to_numpy(out: Any, model_name: str, what: str) -> np.ndarray:
-    if hasattr(out, "detach"):  # torch tensor, on any device
-        out = out.detach().cpu()
-        if str(out.dtype) == "torch.bfloat16":
-            out = out.float()
-        out = out.numpy()
-    if not isinstance(out, np.ndarray):
-        try:
-            out = np.asarray(out)
-        except Exception as exc:
-            raise ModelError(
-                f"model {model_name!r}: {what} returned {type(out).__name__}, not an array"
-            ) from exc
-    return out
-
-
-def check_embeddings(
-    out: Any, ids: list[str], *, model_name: str, what: str, dim: int | None = None
-) -> np.ndarray:
-    """Validate one batch of embeddings against the ids it should cover; return float32 [len(ids), D].
-
-    Accepts an array/tensor with one row per id, or a mapping id -> vector (then missing and extra ids
-    are named). Raises :class:`ModelError` on anything else.
-    """
-    if isinstance(out, dict):
-        missing, extra = id_differences(ids, out)
-        if missing or extra:
-            raise ModelError(
-                f"model {model_name!r}: {what} returned ids that do not match the batch"
-                + (f"; missing: {_few(missing)}" if missing else "")
-                + (f"; extra: {_few(extra)}" if extra else "")
-            )
-        rows = [_to_numpy(out[i], model_name, what) for i in ids]
-        if len({r.shape for r in rows}) > 1:
-            raise ModelError(f"model {model_name!r}: {what} returned vectors of different shapes")
-        out = np.stack(rows) if rows else np.zeros((0, dim or 0), np.float32)
-    arr = _to_numpy(out, model_name, what)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.floating)):
-        raise ModelError(f"model {model_name!r}: {what} returned dtype {arr.dtype}; expected a float array")
-    if arr.ndim != 2:
-        raise ModelError(
-            f"model {model_name!r}: {what} returned shape {tuple(arr.shape)}; expected 2-D [{len(ids)}, D]"
-        )
-    if arr.shape[0] != len(ids):
-        raise ModelError(
-            f"model {model_name!r}: {what} returned {arr.shape[0]} rows for {len(ids)} inputs "
-            f"(one row per input, in order; inputs of this batch: {_few(ids)})"
-        )
-    if arr.shape[1] == 0:
-        raise ModelError(f"model {model_name!r}: {what} returned 0-dimensional embeddings")
-    if dim is not None and arr.shape[1] != dim:
-        raise ModelError(
-            f"model {model_name!r}: {what} returned dimension {arr.shape[1]}, but earlier embeddings have {dim}"
-        )
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        bad = [ids[i] for i in np.flatnonzero(~finite)]
-        raise ModelError(
-            f"model {model_name!r}: {what} returned NaN or infinite values for {len(bad)} input(s): {_few(bad)}"
-        )
-    if np.abs(arr).max(initial=0.0) > np.finfo(np.float32).max:
-        raise ModelError(f"model {model_name!r}: {what} returned values beyond float32 range")
-    return arr.astype(np.float32, copy=False)
-
-
-def check_generations(out: Any, vids: list[str], *, model_name: str, kind: str) -> list[str]:
-    """Validate one batch of generations: a list of non-empty strings, one per vid (or a vid mapping)."""
-    what = f"generate(kind={kind!r})"
-    if isinstance(out, dict):
-        missing, extra = id_differences(vids, out)
-        if missing or extra:
-            raise ModelError(
-                f"model {model_name!r}: {what} returned vids that do not match the batch"
-                + (f"; missing: {_few(missing)}" if missing else "")
-                + (f"; extra: {_few(extra)}" if extra else "")
-            )
-        out = [out[v] for v in vids]
-    if isinstance(out, str) or not isinstance(out, (list, tuple)):
-        raise ModelError(
-            f"model {model_name!r}: {what} returned {type(out).__name__}; expected a list of str"
-        )
-    if len(out) != len(vids):
-        raise ModelError(
-            f"model {model_name!r}: {what} returned {len(out)} texts for {len(vids)} videos "
-            f"(one per video, in order; vids of this batch: {_few(vids)})"
-        )
-    for vid, text in zip(vids, out):
-        if not isinstance(text, str):
-            raise ModelError(
-                f"model {model_name!r}: {what} returned a non-string {type(text).__name__} {text!r} for vid {vid!r}"
-            )
-        if not text.strip():
-            raise ModelError(f"model {model_name!r}: {what} returned an empty text for vid {vid!r}")
-    return list(out)
-
-
-def _few(items: list[Any], n: int = 5) -> str:
-    shown = ", ".join(repr(x) for x in items[:n])
-    return shown + (f" … (+{len(items) - n} more)" if len(items) > n else "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -626,46 +367,6 @@ def _select_tasks(
     return wanted, tasks, skipped
 
 
-def _owner(results_path: Path, pred_dir: Path) -> str | None:
-    """The model class that wrote the outputs at these paths (from the cache record or the results
-    JSON), or None when there are none or they do not say."""
-    for file, keys in (
-        (_cache_file(pred_dir), ("inputs", "model_class")),
-        (results_path, ("eval", "model_class")),
-    ):
-        try:
-            value: Any = json.loads(file.read_text(encoding="utf-8"))
-            for k in keys:
-                value = value[k]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if isinstance(value, str):
-            return value
-    return None
-
-
-def _check_owner(model: Any, results_path: Path, pred_dir: Path) -> None:
-    """Refuse to overwrite results another model class of the same ``meta.name`` wrote."""
-    owner, mine = _owner(results_path, pred_dir), _model_class(model)
-    if owner is not None and owner != mine:
-        raise ConfigError(
-            f"{results_path} holds results of model {model.meta.name!r} made by {owner}, not {mine}: "
-            "two models share meta.name; give --overwrite to replace them, or --out/--results-dir "
-            "to write elsewhere"
-        )
-
-
-def _refresh_card(pred_dir: Path, card: dict[str, Any]) -> None:
-    """Cached predictions keep their arrays; the card is rewritten so it says what eval knows now."""
-    import yaml
-
-    from create_bench.fsutil import atomic_write_text
-    from create_bench.predictions import MODEL_CARD
-
-    card = json.loads(json.dumps(card, default=str))
-    atomic_write_text(pred_dir / MODEL_CARD, yaml.safe_dump(card, allow_unicode=True, sort_keys=False))
-
-
 def _skip_reasons(
     from_predictions: dict[str, str],
     model_name: str,
@@ -686,16 +387,6 @@ def _skip_reasons(
             del out[key]
         out[task.name] = why
     return out
-
-
-def _cache_hit(pred_dir: Path, key: dict) -> bool:
-    f = _cache_file(pred_dir)
-    if not (pred_dir.is_dir() and f.is_file()):
-        return False
-    try:
-        return json.loads(f.read_text(encoding="utf-8")).get("key") == _key_hash(key)
-    except (OSError, ValueError):
-        return False
 
 
 def score_run(
@@ -763,3 +454,20 @@ def summary_line(results: dict[str, Any]) -> str:
     sig = results.get("signature")
     sig_s = sig if isinstance(sig, str) else (sig or {}).get("string", "") if isinstance(sig, dict) else ""
     return f"{model} | {ds.get('name', '?')}:{ds.get('split', '?')} | " + " | ".join(parts) + f" | {sig_s}"
+
+
+__all__ = [
+    "CACHE_VERSION",
+    "DEFAULT_RESULTS_DIR",
+    "EvalConfig",
+    "EvalOutcome",
+    "cache_key",
+    "check_embeddings",
+    "check_generations",
+    "evaluate",
+    "main_scores",
+    "output_paths",
+    "run_model",
+    "score_run",
+    "summary_line",
+]

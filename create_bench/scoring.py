@@ -22,32 +22,21 @@ Retrieval groups also carry their chance levels (:mod:`create_bench.metrics.chan
 value of each metric under random ranking, for the split's reference counts) and, with bootstrap
 intervals, a check that controls the family-wise error over all the run's retrieval numbers
 (Holm-adjusted p-values; results key ``chance_test``).
+
+The options live in :mod:`create_bench.scoring_options`, the references in
+:mod:`create_bench.scoring_references`, BERTScore/ACTEr-r glue in :mod:`create_bench.scoring_text`,
+intervals and the chance check in :mod:`create_bench.scoring_uncertainty`; their public names are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
 from create_bench import __version__
-from create_bench.errors import ConfigError, DataError, PredictionError
-from create_bench.metrics.bootstrap import Proportion, bootstrap_cis, bootstrap_samples
-from create_bench.metrics.captioning import BACKENDS, caption_statistics, refs_field
-from create_bench.metrics.chance import chance_check, retrieval_chance
-from create_bench.metrics.retrieval import (
-    TIE_POLICIES,
-    RankStats,
-    l2_normalise,
-    rank_statistics,
-    ranks_from_similarity,
-)
-from create_bench.metrics.token_cache import reference_tokens
-from create_bench.metrics.tokens import TokenTable
+from create_bench.errors import ConfigError, PredictionError
 from create_bench.predictions import (
     GENERATIONS,
     TEXT_EMBEDDINGS,
@@ -59,320 +48,31 @@ from create_bench.predictions import (
     similarity_file,
 )
 from create_bench.progress import Progress
-from create_bench.registry import check_option_names
 from create_bench.results import build_results
-from create_bench.signature import Signature
-from create_bench.text import NORMALIZER_NAME, get_tokenizer
-from create_bench.types import (
-    TEXT_COLUMN,
-    TEXT_KINDS,
-    describe_id_differences,
-    id_differences,
-    parse_text_id,
-    text_id,
+from create_bench.scoring_groups import _generation_group, _Group, _retrieval_groups, _TokenCache
+from create_bench.scoring_options import PROTOCOLS, ScoringOptions
+from create_bench.scoring_references import References, load_references
+from create_bench.scoring_text import (
+    _text_metrics_note,
+    _TextMetrics,
+    _with_text_metrics,
+    text_metric_options,
 )
-
-PROTOCOLS = ("multi-reference", "single-reference")
-CI_LEVEL = 0.95
-#: Family-wise error rate of the check that the retrieval numbers are consistent with chance.
-CHANCE_ALPHA = 0.05
-#: How the intervals are computed (recorded in the results' ``bootstrap`` block).
-INTERVALS = {
-    "R@K": "clopper-pearson at the effective sample size (bootstrap design effect)",
-    "default": "percentile",
-}
-
-
-def _bootstrap_info(n: int, seed: int) -> dict[str, Any]:
-    return {"n": n, "seed": seed, "level": CI_LEVEL, "unit": "video", "interval": dict(INTERVALS)}
-
-
-@dataclass(frozen=True)
-class References:
-    """A split's references, in dataset order.
-
-    Attributes:
-        vids: video ids.
-        categories: category id per video.
-        category_names: category id -> name.
-        texts: kind -> per-video list of texts (already cut to the protocol).
-    """
-
-    vids: list[str]
-    categories: np.ndarray
-    category_names: dict[int, str]
-    texts: dict[str, list[list[str]]]
-
-    @classmethod
-    def from_table(cls, table: Any) -> References:
-        """From an Arrow table with ``vid``, ``category``, ``category_name``, ``titles``, ``captions``."""
-        cols = table.to_pydict()
-        vids = [str(v) for v in cols["vid"]]
-        if len(set(vids)) != len(vids):
-            dup = next(v for i, v in enumerate(vids) if v in vids[:i])
-            raise DataError("duplicate vid in the split", vid=dup)
-        cats = np.asarray(cols["category"], dtype=np.int64)
-        names = {int(c): str(n) for c, n in zip(cols["category"], cols["category_name"])}
-        texts: dict[str, list[list[str]]] = {
-            kind: [list(x or []) for x in cols[TEXT_COLUMN[kind]]] for kind in TEXT_KINDS
-        }
-        return cls(vids, cats, names, texts)
-
-    def for_protocol(self, protocol: str) -> References:
-        if protocol == "multi-reference":
-            return self
-        return References(
-            self.vids,
-            self.categories,
-            self.category_names,
-            {k: [t[:1] for t in v] for k, v in self.texts.items()},
-        )
-
-    def has_texts(self, kind: str) -> bool:
-        return all(len(t) > 0 for t in self.texts[kind])
-
-
-def load_references(data_dir: str | os.PathLike[str], split: str) -> References:
-    """The references of ``split`` read from a create-bench dataset directory."""
-    from create_bench.data.shards import read_table
-
-    table = read_table(data_dir, split, columns=["vid", "category", "category_name", "titles", "captions"])
-    return References.from_table(table)
-
-
-@dataclass
-class _Group:
-    """One scored group: its scores, a bootstrap statistic over video weights, per-category scores."""
-
-    scores: dict[str, float]
-    weighted: Callable[[np.ndarray], dict[str, np.ndarray]]
-    per_category: dict[int, dict[str, float]]
-    fields: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: metric -> :class:`Proportion` for metrics that are means of [0, 1] per-query values (R@K)
-    proportions: dict[str, Proportion] = field(default_factory=dict)
-    #: metric -> its expected value under random ranking (retrieval groups only)
-    chance: dict[str, float] | None = None
-
-
-def _check_ids(
-    what: str, expected: Sequence[str], got: Sequence[str], split: str, allowed: Sequence[str] | None = None
-) -> None:
-    """The predictions' ids against the split's (:func:`create_bench.types.id_differences`)."""
-    missing, extra = id_differences(expected, got, allowed=allowed)
-    if missing or extra:
-        detail = describe_id_differences(missing, extra, extra_note=" not in the split")
-        raise PredictionError(f"{what} does not match the {split!r} split; {detail}")
-
-
-# ------------------------------------------------------------------------------------------------
-# retrieval
-
-
-def _retrieval_groups(
-    preds: Predictions, refs: References, full: References, kind: str, split: str, ties: str
-) -> dict[str, _Group]:
-    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix."""
-    assert preds.video_ids is not None
-    if not refs.has_texts(kind):
-        empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
-        raise DataError(f"cannot score {kind} retrieval: a video has no {kind}s", vid=empty)
-    vid_index = {v: i for i, v in enumerate(refs.vids)}
-    _check_ids(VIDEO_IDS, refs.vids, preds.video_ids, split)
-    col_of_vid = {v: j for j, v in enumerate(preds.video_ids)}
-    rows, row_ids = preds.text_rows(kind)
-    wanted = {text_id(v, kind, k) for v, t in zip(refs.vids, refs.texts[kind]) for k in range(len(t))}
-    known = {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
-    _check_ids(f"{TEXT_IDS} ({kind})", wanted, row_ids, split, allowed=known)
-    used = np.array([i for i, tid in enumerate(row_ids) if tid in wanted], dtype=np.int64)
-    used_ids = [row_ids[i] for i in used]
-    text_vid = [parse_text_id(t)[0] for t in used_ids]
-    t2v_targets = np.array([col_of_vid[v] for v in text_vid], dtype=np.int64)
-    v2t_lists: list[list[int]] = [[] for _ in preds.video_ids]
-    for i, v in enumerate(text_vid):
-        v2t_lists[col_of_vid[v]].append(i)
-    t2v_owner = np.array([vid_index[v] for v in text_vid], dtype=np.int64)
-    v2t_owner = np.array([vid_index[v] for v in preds.video_ids], dtype=np.int64)
-
-    if kind in preds.similarity:
-        sim = preds.similarity[kind]
-        if len(used) != sim.shape[0]:
-            sim = np.asarray(sim[used])
-        t2v = ranks_from_similarity(sim, t2v_targets, ties=ties, query_ids=used_ids)
-        v2t = ranks_from_similarity(sim.T, v2t_lists, ties=ties, query_ids=preds.video_ids)
-        source = similarity_file(kind)
-    else:
-        assert preds.text_embeddings is not None and preds.video_embeddings is not None
-        pos = rows[used]
-        texts = preds.text_embeddings
-        contiguous = len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
-        texts = texts[pos[0] : pos[0] + len(pos)] if contiguous else np.asarray(texts[pos])
-        texts, videos = l2_normalise(texts), l2_normalise(preds.video_embeddings)
-        t2v = rank_statistics(texts, videos, t2v_targets, ties=ties, query_ids=used_ids)
-        v2t = rank_statistics(videos, texts, v2t_lists, ties=ties, query_ids=preds.video_ids)
-        source = "embeddings"
-    refs_counts = [len(t) for t in refs.texts[kind]]
-    fields = {"ties": ties, "refs": refs_field(refs_counts)}
-    extra = {"source": source, "queries": {"t2v": len(t2v), "v2t": len(v2t)}}
-    chance = retrieval_chance(refs_counts)
-    return {
-        f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra, chance["t2v"]),
-        f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra, chance["v2t"]),
-    }
-
-
-def _rank_group(
-    stats: RankStats, owner: np.ndarray, refs: References, fields: dict, extra: dict, chance: dict[str, float]
-) -> _Group:
-    cat = refs.categories[owner]
-    per_cat = {int(c): stats.subset(cat == c).summary() for c in np.unique(refs.categories)}
-    scores = stats.summary()
-    return _Group(
-        scores,
-        lambda w: stats.weighted_summary(w, groups=owner),
-        per_cat,
-        fields,
-        extra,
-        proportions={m: Proportion(len(stats)) for m in scores if m.startswith("R@")},
-        chance=chance,
-    )
-
-
-# ------------------------------------------------------------------------------------------------
-# generation
-
-
-def _reference_table(
-    full: References, refs: References, kind: str, split: str, cache: _TokenCache
-) -> TokenTable:
-    """Tokens of ``refs``' texts of ``kind`` (a prefix of each video's in ``full``), tokenised once
-    per dataset: see :mod:`create_bench.metrics.token_cache`."""
-    on = cache.root is not False
-    table, _ = reference_tokens(
-        full.texts[kind],
-        get_tokenizer(cache.tokenizer),
-        fingerprint=cache.fingerprint,
-        split=split,
-        kind=kind,
-        cache_dir=None if cache.root is True or not on else cache.root,  # type: ignore[arg-type]
-        use_cache=on,
-    )
-    have = np.array([len(t) for t in full.texts[kind]], dtype=np.int64)
-    want = np.array([len(t) for t in refs.texts[kind]], dtype=np.int64)
-    if np.array_equal(have, want):
-        return table
-    starts = np.concatenate([[0], np.cumsum(have)[:-1]])
-    return table.select(np.concatenate([s + np.arange(n) for s, n in zip(starts, want)]))
-
-
-@dataclass(frozen=True)
-class _TokenCache:
-    """Where the generation groups' reference tokens come from (see :func:`score_predictions`)."""
-
-    tokenizer: str
-    fingerprint: str
-    root: bool | str | os.PathLike[str] = True
-
-
-def _generation_group(
-    preds: Predictions,
-    refs: References,
-    kind: str,
-    split: str,
-    meteor: bool,
-    backend: str = "fast",
-    full: References | None = None,
-    cache: _TokenCache | None = None,
-) -> _Group:
-    gens = preds.generated(kind)
-    _check_ids(f"{GENERATIONS} ({kind})", refs.vids, list(gens), split)
-    if not refs.has_texts(kind):
-        empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
-        raise DataError(f"cannot score {kind} generation: a video has no reference {kind}s", vid=empty)
-    references = dict(zip(refs.vids, refs.texts[kind]))
-    tokenizer = cache.tokenizer if cache else "jieba"
-    table = _reference_table(full or refs, refs, kind, split, cache) if cache else None
-    stats = caption_statistics(
-        {v: gens[v] for v in refs.vids},
-        references,
-        tokenizer=tokenizer,
-        meteor=meteor,
-        backend=backend,
-        reference_tokens=table,
-    )
-    per_cat = {int(c): stats.subset(refs.categories == c).scores() for c in np.unique(refs.categories)}
-    # not the backend: ``fast`` and ``coco`` give the same statistics (tests/test_metrics_caption_fast.py)
-    metric = f"coco-{importlib.metadata.version('pycocoevalcap')}" + ("+meteor-1.5" if meteor else "")
-    fields = {
-        "tok": stats.tokenizer,
-        "norm": NORMALIZER_NAME,
-        "refs": refs_field(stats.refs),
-        "metric": metric,
-    }
-    return _Group(stats.scores(), stats.weighted_scores, per_cat, fields)
-
+from create_bench.scoring_uncertainty import (
+    CHANCE_ALPHA,
+    CI_LEVEL,
+    INTERVALS,
+    Uncertainty,
+    _bootstrap_info,
+    uncertainty,
+)
+from create_bench.signature import Signature
+from create_bench.types import (
+    TEXT_KINDS,
+)
 
 # ------------------------------------------------------------------------------------------------
 # the entry point
-
-
-@dataclass(frozen=True)
-class ScoringOptions:
-    """Every option of :func:`score_predictions` (one frozen object, checked once on creation).
-
-    The commands build it with :func:`create_bench.commands._scoring.scoring_options`; new
-    options (a text encoder, ...) are new fields here, with a check in :meth:`__post_init__`.
-
-    Attributes:
-        tokenizer: ``jieba`` (default) or ``char``, for the generation metrics.
-        protocol: ``multi-reference`` (every text of a video) or ``single-reference`` (the first).
-        bootstrap: number of bootstrap resamples for the 95% intervals (0: none).
-        seed: the bootstrap seed (in the signature).
-        ties: retrieval tie policy, ``expected`` (default), ``optimistic`` or ``pessimistic``.
-        meteor: also compute METEOR (needs Java).
-        metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (pycocoevalcap's; the
-            same scores, so not in the signature).
-        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
-            True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
-            directory, or False (tokenise every time).
-        text_encoder: BERTScore-F and ACTEr-r for generations: an encoder name or directory, or a
-            :class:`~create_bench.features.text_metrics.TextMetricOptions`; None: not computed
-            (the results' ``text_metrics.absent`` says so in one line).
-    """
-
-    tokenizer: str = "jieba"
-    protocol: str = "multi-reference"
-    bootstrap: int = 1000
-    seed: int = 0
-    ties: str = "expected"
-    meteor: bool = False
-    metric_backend: str = "fast"
-    token_cache: bool | str | os.PathLike[str] = True
-    text_encoder: Any = None
-
-    def __post_init__(self) -> None:
-        if self.metric_backend not in BACKENDS:
-            raise ConfigError(
-                f"metric backend must be one of {', '.join(BACKENDS)}, got {self.metric_backend!r}"
-            )
-        if self.protocol not in PROTOCOLS:
-            raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
-        if self.ties not in TIE_POLICIES:
-            raise ConfigError(f"ties must be one of {', '.join(TIE_POLICIES)}, got {self.ties!r}")
-        b = self.bootstrap
-        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
-            raise ConfigError(f"bootstrap must be a non-negative integer (0 = no intervals), got {b!r}")
-        if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-        get_tokenizer(self.tokenizer)
-
-    @classmethod
-    def of(cls, options: ScoringOptions | None = None, **overrides: Any) -> ScoringOptions:
-        """``options`` (default: the defaults) with ``overrides`` applied; an unknown keyword is a
-        :class:`ConfigError` with "did you mean"."""
-        check_option_names("scoring", overrides, [f.name for f in fields(cls)])
-        base = options if options is not None else cls()
-        return replace(base, **overrides) if overrides else base
 
 
 def _card_fields(card: dict[str, Any]) -> dict[str, Any]:
@@ -445,60 +145,6 @@ def skipped_tasks(preds: Predictions) -> dict[str, str]:
 GROUP_ORDER = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title", "title", "caption")
 
 
-def _with_text_metrics(
-    group: _Group, preds: Predictions, refs: References, kind: str, text: _TextMetrics
-) -> _Group:
-    """``group`` plus BERTScore-F (and ACTEr-r for titles) from the same per-video statistics."""
-    from dataclasses import replace
-
-    from create_bench.features.text_metrics import embedding_statistics, load_omega
-
-    texts = refs.texts[kind]
-    omega = load_omega(text.data_dir, text.split, refs.vids, [len(t) for t in texts]) if kind == "title" else None
-    gens = preds.generated(kind)
-    stats = embedding_statistics(
-        text.options, refs.vids, [gens[v] for v in refs.vids], texts, omega, acter=kind == "title"
-    )
-    stats = replace(stats, all_columns=False)
-    old = group.weighted
-    per_cat = {
-        c: {**group.per_category[c], **stats.subset(refs.categories == c).scores()} for c in group.per_category
-    }
-    fields = {**group.fields, **{k.lower().replace("-r", ""): v for k, v in stats.signatures.items()}}
-    return replace(
-        group,
-        scores={**group.scores, **stats.scores()},
-        weighted=lambda w: {**old(w), **stats.weighted_scores(w)},
-        per_category=per_cat,
-        fields=fields,
-    )
-
-
-@dataclass(frozen=True)
-class _TextMetrics:
-    """BERTScore/ACTEr-r settings of a scoring run (None in :func:`_score_groups`: not computed)."""
-
-    options: Any  # create_bench.features.text_metrics.TextMetricOptions
-    data_dir: str | os.PathLike[str]
-    split: str
-
-
-def text_metric_options(text_encoder: Any) -> Any:
-    """``--text-encoder`` as :class:`~create_bench.features.text_metrics.TextMetricOptions` (a name or
-    directory gets the defaults), or None."""
-    if text_encoder is None or text_encoder == "":
-        return None
-    from create_bench.features.text_metrics import TextMetricOptions
-
-    return text_encoder if isinstance(text_encoder, TextMetricOptions) else TextMetricOptions(str(text_encoder))
-
-
-def _text_metrics_note(text: _TextMetrics | None) -> dict[str, Any]:
-    from create_bench.features.text_metrics import ABSENT
-
-    return {"absent": ABSENT} if text is None else {"encoder": text.options.encoder}
-
-
 def _score_groups(
     preds: Predictions,
     refs: References,
@@ -522,40 +168,6 @@ def _score_groups(
     if not groups:
         raise PredictionError("the predictions allow no task (no generations, and no usable embeddings)")
     return {g: groups[g] for g in GROUP_ORDER if g in groups}
-
-
-@dataclass(frozen=True)
-class Uncertainty:
-    """Intervals, chance levels and the chance check of a set of scored groups.
-
-    Attributes:
-        ci: group -> metric -> 95% interval (empty without bootstrap).
-        chance: retrieval group -> metric -> chance level.
-        chance_test: :func:`create_bench.metrics.chance.chance_check` (None without bootstrap or
-            without retrieval groups).
-        samples: group -> metric -> the bootstrap resamples the two come from.
-    """
-
-    ci: dict[str, dict[str, list[float]]]
-    chance: dict[str, dict[str, float]]
-    chance_test: dict[str, Any] | None
-    samples: dict[str, dict[str, np.ndarray]]
-
-
-def uncertainty(groups: dict[str, _Group], n_videos: int, *, bootstrap: int, seed: int) -> Uncertainty:
-    """Bootstrap intervals over the ``n_videos`` videos and the chance check, for scored groups."""
-    chance = {g: dict(v.chance) for g, v in groups.items() if v.chance is not None}
-    if not bootstrap:
-        return Uncertainty({}, chance, None, {})
-    stats = {g: v.weighted for g, v in groups.items()}
-    proportions = {g: v.proportions for g, v in groups.items()}
-    samples = bootstrap_samples(stats, n_videos, n_boot=bootstrap, seed=seed)
-    ci = bootstrap_cis(stats, n_videos, level=CI_LEVEL, proportions=proportions, samples=samples)
-    check = None
-    if chance:
-        scores = {g: groups[g].scores for g in chance}
-        check = chance_check(scores, chance, samples, proportions, alpha=CHANCE_ALPHA)
-    return Uncertainty(ci, chance, check, samples)
 
 
 def score_predictions(
@@ -700,3 +312,21 @@ def compare_predictions(
         g: paired_bootstrap_test(a[g].weighted, b[g].weighted, n, n_boot=opts.bootstrap, seed=opts.seed)
         for g in common
     }
+
+
+__all__ = [
+    "CHANCE_ALPHA",
+    "CI_LEVEL",
+    "GROUP_ORDER",
+    "INTERVALS",
+    "PROTOCOLS",
+    "References",
+    "ScoringOptions",
+    "Uncertainty",
+    "compare_predictions",
+    "load_references",
+    "score_predictions",
+    "skipped_tasks",
+    "text_metric_options",
+    "uncertainty",
+]

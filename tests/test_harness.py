@@ -364,7 +364,7 @@ def test_model_source_hash_covers_a_model_package(tmp_path: Path, monkeypatch: A
     import importlib
     import sys
 
-    from create_bench.runner import _model_source_hash
+    from create_bench.runner_cache import _model_source_hash
 
     pkg = tmp_path / "mypkg"
     pkg.mkdir()

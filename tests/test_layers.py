@@ -20,6 +20,14 @@ LAYER = {
     "synthetic.fixed_encoder": 3,
     "tasks": 3, "models": 3, "features": 3,
     "loader": 4, "runner": 4, "predictions": 4, "results": 4, "scoring": 4, "report": 4,
+    # Split out of runner.py (issue #17): its configuration, output checks, paths and cache.
+    "runner_config": 4, "runner_checks": 4, "runner_cache": 4,
+    # Split out of loader.py (issue #17): its options and report, its batch assembly.
+    "loader_options": 4, "loader_batching": 4,
+    # Split out of scoring.py (issue #17): options, references, per-group statistics, text-metric
+    # glue, uncertainty.
+    "scoring_options": 4, "scoring_references": 4, "scoring_groups": 4, "scoring_text": 4,
+    "scoring_uncertainty": 4,
     # Feature extraction's entry points and the local/torchrun engine decode through the loader.
     "features.extract": 4, "features.engines.local": 4,
     "leaderboard": 5, "cli": 5, "commands": 5, "__main__": 5,

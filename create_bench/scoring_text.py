@@ -1,0 +1,76 @@
+"""BERTScore-F and ACTEr-r in scoring (layer 4): the glue between a scored generation group and
+:mod:`create_bench.features.text_metrics` (imported lazily: torch and an encoder only when
+``--text-encoder`` is given).
+
+Split out of :mod:`create_bench.scoring`, which re-exports :func:`text_metric_options`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from create_bench.predictions import Predictions
+    from create_bench.scoring_groups import _Group
+    from create_bench.scoring_references import References
+
+
+def _with_text_metrics(
+    group: _Group, preds: Predictions, refs: References, kind: str, text: _TextMetrics
+) -> _Group:
+    """``group`` plus BERTScore-F (and ACTEr-r for titles) from the same per-video statistics."""
+    from dataclasses import replace
+
+    from create_bench.features.text_metrics import embedding_statistics, load_omega
+
+    texts = refs.texts[kind]
+    omega = (
+        load_omega(text.data_dir, text.split, refs.vids, [len(t) for t in texts]) if kind == "title" else None
+    )
+    gens = preds.generated(kind)
+    stats = embedding_statistics(
+        text.options, refs.vids, [gens[v] for v in refs.vids], texts, omega, acter=kind == "title"
+    )
+    stats = replace(stats, all_columns=False)
+    old = group.weighted
+    per_cat = {
+        c: {**group.per_category[c], **stats.subset(refs.categories == c).scores()}
+        for c in group.per_category
+    }
+    fields = {**group.fields, **{k.lower().replace("-r", ""): v for k, v in stats.signatures.items()}}
+    return replace(
+        group,
+        scores={**group.scores, **stats.scores()},
+        weighted=lambda w: {**old(w), **stats.weighted_scores(w)},
+        per_category=per_cat,
+        fields=fields,
+    )
+
+
+@dataclass(frozen=True)
+class _TextMetrics:
+    """BERTScore/ACTEr-r settings of a scoring run (None in :func:`_score_groups`: not computed)."""
+
+    options: Any  # create_bench.features.text_metrics.TextMetricOptions
+    data_dir: str | os.PathLike[str]
+    split: str
+
+
+def text_metric_options(text_encoder: Any) -> Any:
+    """``--text-encoder`` as :class:`~create_bench.features.text_metrics.TextMetricOptions` (a name or
+    directory gets the defaults), or None."""
+    if text_encoder is None or text_encoder == "":
+        return None
+    from create_bench.features.text_metrics import TextMetricOptions
+
+    return (
+        text_encoder if isinstance(text_encoder, TextMetricOptions) else TextMetricOptions(str(text_encoder))
+    )
+
+
+def _text_metrics_note(text: _TextMetrics | None) -> dict[str, Any]:
+    from create_bench.features.text_metrics import ABSENT
+
+    return {"absent": ABSENT} if text is None else {"encoder": text.options.encoder}
