@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +61,7 @@ class _Group:
 
 
 def _check_ids(
-    what: str, expected: Sequence[str], got: Sequence[str], split: str, allowed: Sequence[str] | None = None
+    what: str, expected: Iterable[str], got: Iterable[str], split: str, allowed: Iterable[str] | None = None
 ) -> None:
     """The predictions' ids against the split's (:func:`create_bench.types.id_differences`)."""
     missing, extra = id_differences(expected, got, allowed=allowed)

@@ -55,7 +55,7 @@ def read_judgments(path: str | Path) -> dict[tuple[str, str, str], list[float]]:
         except json.JSONDecodeError as exc:
             raise DataError(f"not JSON: {exc.msg}", path=str(path), row=n) from exc
         vid = j.get("vid") if isinstance(j, dict) else None
-        where = {"path": str(path), "row": n, "vid": vid if isinstance(vid, str) else None}
+        where: dict[str, Any] = {"path": str(path), "row": n, "vid": vid if isinstance(vid, str) else None}
         if not isinstance(j, dict) or not isinstance(vid, str) or j.get("kind") not in ("title", "caption"):
             raise DataError('each line needs "vid" (str) and "kind" ("title" or "caption")', **where)
         cand, score = j.get("candidate"), j.get("score")

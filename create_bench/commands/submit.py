@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from typing import Any
 
 from create_bench.commands._scoring import add_scoring_arguments, scoring_options
@@ -77,7 +78,7 @@ def _configs(text: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
-def _submit(args: argparse.Namespace, path: Any, data: str | None) -> int:
+def _submit(args: argparse.Namespace, path: Any, data: str | os.PathLike[str] | None) -> int:
     from create_bench.errors import SubmissionError
     from create_bench.leaderboard import client
 
@@ -89,6 +90,7 @@ def _submit(args: argparse.Namespace, path: Any, data: str | None) -> int:
         f"valid submission {summary['model_name']!r}: tasks {', '.join(summary['tasks']) or 'none'} ({checked})"
     )
     if args.local:
+        assert data is not None  # run() fills it in for --local (--data or recorded_data_dir)
         entry = client.score_local(
             path,
             args.local,

@@ -108,7 +108,7 @@ def read_attractiveness(
         except json.JSONDecodeError as exc:
             raise DataError(f"not JSON: {exc.msg}", path=src, row=n) from exc
         vid = item.get("vid") if isinstance(item, dict) else None
-        where = {"path": src, "row": n, "vid": vid if isinstance(vid, str) else None}
+        where: dict[str, Any] = {"path": src, "row": n, "vid": vid if isinstance(vid, str) else None}
         if (
             not isinstance(item, dict)
             or set(item) - {"vid", "title_index", "omega"}

@@ -106,7 +106,7 @@ class TextEncoder:
             raise ConfigError(f"text encoder layer must be in 1..{depth} for {source!r}, got {self.layer}")
         layers = getattr(getattr(model, "encoder", None), "layer", None)
         self._cut = layers is not None
-        if self._cut:  # as bert_score: drop the blocks above ``layer`` (faster, same vectors)
+        if layers is not None:  # as bert_score: drop the blocks above ``layer`` (faster, same vectors)
             model.encoder.layer = torch.nn.ModuleList(list(layers)[: self.layer])
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} asked for the text encoder but CUDA is not available")

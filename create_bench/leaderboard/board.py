@@ -215,9 +215,15 @@ def parse_signature(sig: str) -> dict[str, str]:
     return out
 
 
+def _dict_field(results: dict[str, Any], key: str) -> dict[str, Any]:
+    """``results[key]`` if it is a dict, else an empty one."""
+    value = results.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def board_key(results: dict[str, Any]) -> tuple[str, str, str, str]:
     """(dataset name, data fingerprint, split, protocol) of a results JSON."""
-    ds = results.get("dataset") if isinstance(results.get("dataset"), dict) else {}
+    ds = _dict_field(results, "dataset")
     fields = parse_signature(signature_text(results))
     protocol = results.get("protocol") if isinstance(results.get("protocol"), str) else None
     return (
@@ -230,7 +236,7 @@ def board_key(results: dict[str, Any]) -> tuple[str, str, str, str]:
 
 def settings_key(results: dict[str, Any], task: TaskView) -> str:
     """The scoring settings of ``task``'s scores in ``results`` (from the per-group signatures)."""
-    per_group = results.get("signatures") if isinstance(results.get("signatures"), dict) else {}
+    per_group = _dict_field(results, "signatures")
     sigs = [per_group[g] for g, _ in task.groups if isinstance(per_group.get(g), str)]
     if not sigs:
         sigs = [signature_text(results)]

@@ -77,7 +77,7 @@ def complete_card(card: Any, fields: CardFields) -> Any:
         return card  # the schema check reports it
     out = dict(card)
     out.setdefault("schema_version", SCHEMA_VERSION)
-    given = {"team": fields.team, "test_data_seen": fields.test_data_seen}
+    given: dict[str, object] = {"team": fields.team, "test_data_seen": fields.test_data_seen}
     given["create_configs"] = list(fields.create_configs) if fields.create_configs is not None else None
     out.update({k: v for k, v in given.items() if v is not None})
     missing = [k for k in CARD_FLAGS if k not in out]

@@ -292,7 +292,7 @@ def _yuv_frame(rgb: np.ndarray, pix_fmt: str) -> Any:
     h, w = rgb.shape[:2]
     frame = av.VideoFrame(w, h, pix_fmt)
     for plane, data in zip(frame.planes, rgb_to_yuv_planes(rgb, pix_fmt), strict=True):
-        buf = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        buf = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
         buf[...] = 0
         buf[: data.shape[0], : data.shape[1]] = data
     return frame
