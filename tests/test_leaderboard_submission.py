@@ -353,8 +353,15 @@ def test_card_written_by_eval_is_accepted_once_the_submitter_adds_their_fields()
     submitter adds schema_version, team, create_configs and test_data_seen."""
     from create_bench.models.base import ModelMeta
 
-    meta = ModelMeta(name="random", params=0, training_data=("CREATE train split",), frame_size=(32, 32))
+    meta = ModelMeta(
+        name="random",
+        params=0,
+        training_data=("CREATE train split",),
+        frame_size=(32, 32),
+        columns=("width", "height", "rotation"),  # ALWIG's fixed encoder declares these
+    )
     card = {**meta.to_dict(), "args": {"seed": 0}, "spec": "random"}
+    assert list(card["columns"]) == ["width", "height", "rotation"]
     with pytest.raises(SubmissionError) as info:
         ModelCard.from_dict(card)
     for field in ("schema_version", "team", "create_configs", "test_data_seen"):
