@@ -443,9 +443,13 @@ def _private_file(path: Path) -> None:
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        if not path.exists():
+            # O_EXCL: never open (and close) a database file that exists: closing any descriptor
+            # of a file drops every POSIX lock this process holds on it, SQLite's included, and
+            # another Database of this process may have it open (lost WAL frames were seen).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         os.chmod(path, 0o600)
-    except OSError:  # another user's or a read-only file: SQLite says what is wrong when it opens it
+    except OSError:  # another user's or a read-only file, or a race: SQLite says what is wrong
         pass
 
 
