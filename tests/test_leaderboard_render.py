@@ -177,3 +177,19 @@ def test_test_data_seen_is_marked_with_a_legend(tmp_path):
     html = index.read_text("utf-8")
     assert html.count('<abbr class="seen"') == 2  # retrieval and captioning rows of seen-model
     assert "test data seen during development" in html
+
+
+def test_a_foreign_index_html_is_never_replaced(tmp_path):
+    """`submit --local DIR` and `leaderboard render --out DIR` re-render DIR/index.html: a page
+    this command did not render is refused and left as it was; its own earlier render is replaced."""
+    from create_bench.errors import OutputError
+
+    write(tmp_path / "results", "a", results("model-a", "t", 1.0, 2.0))
+    (tmp_path / "index.html").write_text("<html>my own page</html>", "utf-8")
+    with pytest.raises(OutputError, match="not a board this command rendered"):
+        render(tmp_path / "results", tmp_path)
+    assert (tmp_path / "index.html").read_text("utf-8") == "<html>my own page</html>"
+    (tmp_path / "index.html").unlink()
+    render(tmp_path / "results", tmp_path)
+    render(tmp_path / "results", tmp_path)  # its own render: replaced
+    assert "model-a" in (tmp_path / "index.html").read_text("utf-8")

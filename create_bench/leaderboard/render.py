@@ -75,6 +75,10 @@ def render(
     return write_board(entries, out_dir, title=title)
 
 
+#: In every static board this module renders (and how it recognises one it may replace).
+_RENDER_MARK = "static render of leaderboard/results/"
+
+
 def write_board(
     entries: Sequence[dict[str, Any]],
     out_dir: str | os.PathLike[str],
@@ -82,14 +86,21 @@ def write_board(
     title: str = "create-bench leaderboard",
 ) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
+    index = out_dir / "index.html"
+    if index.exists() and _RENDER_MARK not in index.read_text("utf-8", errors="replace"):
+        from create_bench.errors import OutputError
+
+        raise OutputError(
+            f"refusing to replace {index}: it is not a board this command rendered; choose another "
+            "board directory, or move that file away yourself"
+        )
     html = board.render_board_html(
         entries,
         title=title,
-        subtitle=f"{len(entries)} result file(s); static render of leaderboard/results/",
+        subtitle=f"{len(entries)} result file(s); {_RENDER_MARK}",
         links=False,
         meta_csp=True,
     )
-    index = out_dir / "index.html"
     atomic_write_text(index, html)
     readme = out_dir / "README.md"
     old = readme.read_text("utf-8") if readme.exists() else "# create-bench leaderboard\n"
