@@ -43,6 +43,7 @@ from create_bench.runner_cache import (
     _model_class,
     _refresh_card,
     cache_key,
+    check_results_file,
     output_paths,
 )
 from create_bench.runner_checks import _few, check_embeddings, check_generations
@@ -319,6 +320,7 @@ def evaluate(
     cfg = dataclasses.replace(cfg, tasks=tuple(t.name for t in tasks))
     frames = cfg.frames or model.meta.frames
     results_path, pred_dir = output_paths(cfg, name, info.name)
+    check_results_file(results_path)
     if not cfg.overwrite:
         _check_owner(model, results_path, pred_dir)
     key = cache_key(model, model_args, info.fingerprint, cfg, frames)

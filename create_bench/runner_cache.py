@@ -104,6 +104,23 @@ def _owner(results_path: Path, pred_dir: Path) -> str | None:
     return None
 
 
+def check_results_file(results_path: Path) -> None:
+    """Refuse a results path that holds a file create-bench eval did not write (``--overwrite``
+    or not: it replaces only results, never another file that happens to sit there)."""
+    if not results_path.exists():
+        return
+    try:
+        doc = json.loads(results_path.read_text(encoding="utf-8"))
+        ours = isinstance(doc, dict) and "schema_version" in doc and "scores" in doc
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise ConfigError(
+            f"refusing to overwrite {results_path}: it is not a create-bench results file; "
+            "choose another --out, or move it away yourself"
+        )
+
+
 def _check_owner(model: Any, results_path: Path, pred_dir: Path) -> None:
     """Refuse to overwrite results another model class of the same ``meta.name`` wrote."""
     owner, mine = _owner(results_path, pred_dir), _model_class(model)

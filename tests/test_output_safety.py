@@ -224,3 +224,19 @@ def test_train_refuses_a_foreign_checkpoint_directory(tmp_path):
     with pytest.raises(OutputError, match="input"):
         train(TrainOptions(cfg=ALWIGConfig(), data_dir=data, out_dir=data / "ckpt"))
     assert not (data / "ckpt").exists()
+
+
+def test_eval_never_overwrites_a_file_it_did_not_write(tmp_path, capsys):
+    """`eval --out X.json` replaces results eval wrote (the same class, or any with --overwrite),
+    never another file that happens to be at X.json."""
+    data = generate_sample(tmp_path / "s", sizes=SIZES, workers=1)
+    out = tmp_path / "notes.json"
+    out.write_text('{"my": "notes"}')
+    args = ["eval", "--model", "random", "--data", str(data), "--split", "test", "--bootstrap", "0",
+            "--no-report", "--out", str(out)]  # fmt: skip
+    assert main([*args, "--overwrite"]) == OutputError.exit_code
+    assert "not a create-bench results file" in capsys.readouterr().err
+    assert out.read_text() == '{"my": "notes"}'
+    out.unlink()
+    assert main(args) == 0 and main(args) == 0  # its own results: replaced
+    assert "scores" in json.loads(out.read_text())
