@@ -205,3 +205,19 @@ def test_shape_descriptors_undo_a_squashing_resize() -> None:
 def test_shape_descriptors_of_an_empty_frame() -> None:
     d = shape_descriptors(np.zeros((2, 16, 16), dtype=bool), np.ones(2))
     assert d.shape == (2, SHAPE_DIM) and not d.any()
+
+
+def test_fixed_encoder_matches_its_golden_features() -> None:
+    """The fixed encoder's features (what every ``fixed`` checkpoint was trained on) stay what they
+    were: ``tests/golden/fixed_encoder_v2.npz`` was written by the encoder before its ``__call__`` was
+    split into named steps. ``atol`` allows another CPU's float rounding, not a changed formula."""
+    golden = np.load(Path(__file__).parent / "golden" / "fixed_encoder_v2.npz")
+    x = torch.cat(
+        [_clip("left"), _clip("up", colour=(30, 200, 60), shape="triangle"), _clip("zoom", shape="circle")]
+    )
+    enc = FixedEncoder()
+    assert enc.signature == "fixed-v2"
+    np.testing.assert_allclose(enc(x).numpy(), golden["plain"], rtol=0, atol=1e-5)
+    display = enc(x, [[160, 90], [90, 160], [96, 64]]).numpy()
+    np.testing.assert_allclose(display, golden["display"], rtol=0, atol=1e-5)
+    assert not np.allclose(golden["plain"], golden["display"])  # the display size matters

@@ -1,9 +1,10 @@
 """Function length in the library (STYLE.md "keep functions short"; ruff C90/PLR0913 in spirit).
 
 No library function (``create_bench/`` without the application layer ``training/``) may be longer
-than :data:`CEILING` lines, except the ones in :data:`ALLOWED`, each capped at its length when it
-was listed and given a reason: the number can only go down. Split a function rather than raise a
-cap; remove its entry once it is under the ceiling.
+than :data:`CEILING` lines of code (its lines without its docstring: documentation is not length),
+except the ones in :data:`ALLOWED`, each capped at its length when it was listed and given a
+reason: the number can only go down. Split a function rather than raise a cap; remove its entry
+once it is under the ceiling.
 """
 
 from __future__ import annotations
@@ -12,20 +13,29 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "create_bench"
-CEILING = 100
+CEILING = 80
 
 #: qualified name -> (cap in lines, why it is still longer than the ceiling). Keyed by name, not
 #: path, so an entry survives a file move.
 ALLOWED: dict[str, tuple[int, str]] = {
     # FastAPI app factory: the upload route and its checks are closures over the app's config,
     # database and rate limits (the read-only routes are _add_read_routes already).
-    "create_app": (144, "upload route closures of the leaderboard server"),
-    # The data card's Markdown, section by section; data/stats.py is being moved to data/stats/.
-    "card_markdown": (147, "data card template, moved by the data/stats split"),
-    # ALWIG's fixed frame encoder: one pass over the frames; its exact float order decides the
-    # checkpoint-compatible features, so splitting it needs a bit-identity test first.
-    "FixedEncoder.__call__": (110, "ALWIG fixed encoder; split only with a bit-identity test"),
+    "create_app": (143, "upload route closures of the leaderboard server"),
+    "_add_read_routes": (83, "the board's read-only routes, closures over the app's state"),
 }
+
+
+def _code_lines(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of ``fn`` (decorators excluded, signature included) without its docstring."""
+    n = (fn.end_lineno or fn.lineno) - fn.lineno + 1
+    first = fn.body[0]
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        n -= (first.end_lineno or first.lineno) - first.lineno + 1
+    return n
 
 
 def _functions() -> list[tuple[str, str, int]]:
@@ -41,7 +51,7 @@ def _functions() -> list[tuple[str, str, int]]:
                 if isinstance(child, ast.ClassDef):
                     walk(child, f"{prefix}{child.name}.")
                 elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                    out.append((rel, f"{prefix}{child.name}", child.end_lineno - child.lineno + 1))
+                    out.append((rel, f"{prefix}{child.name}", _code_lines(child)))
                     walk(child, f"{prefix}{child.name}.")
 
         walk(tree, "")

@@ -250,19 +250,11 @@ class FixedEncoder:
         """
         frames = _check_frames(frames)
         b, t = frames.shape[:2]
-        if display_size is None:
-            aspect = np.full(b, frames.shape[3] / frames.shape[2], dtype=np.float64)
-        else:
-            ds = np.asarray(display_size, dtype=np.float64).reshape(-1, 2) if len(display_size) else None
-            if ds is None or ds.shape[0] != b or not np.all(ds > 0):
-                raise ModelError(
-                    f"display_size must be [{b}, 2] positive (width, height), got {display_size!r}"
-                )
-            aspect = ds[:, 0] / ds[:, 1]
+        aspect = _aspects(frames, display_size)
         x = frames.reshape(b * t, *frames.shape[2:]).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, H, W]
         if x.shape[-2:] != (self.WORK, self.WORK):
             x = F.interpolate(x, size=(self.WORK, self.WORK), mode="area")
-        n, g, h = x.shape[0], self.GRID, self.WORK
+        g = self.GRID
 
         fg = self._foreground(x)  # [N, H, W]
         shape = torch.from_numpy(shape_descriptors(fg.numpy(), np.repeat(aspect, t))).reshape(b, t, SHAPE_DIM)
@@ -272,59 +264,8 @@ class FixedEncoder:
         # Layout and texture: a colour thumbnail; horizontal, vertical and diagonal edge energy.
         thumb = F.adaptive_avg_pool2d(x, g) - 0.5
         grey = x.mean(dim=1, keepdim=True)
-        gx = F.pad((grey[:, :, :, 1:] - grey[:, :, :, :-1]).abs(), (0, 1))
-        gy = F.pad((grey[:, :, 1:, :] - grey[:, :, :-1, :]).abs(), (0, 0, 0, 1))
-        d1 = F.pad((grey[:, :, 1:, 1:] - grey[:, :, :-1, :-1]).abs(), (0, 1, 0, 1))
-        d2 = F.pad((grey[:, :, 1:, :-1] - grey[:, :, :-1, 1:]).abs(), (1, 0, 0, 1))
-        texture = F.adaptive_avg_pool2d(torch.cat([gx, gy, d1, d2], dim=1), 4) * 8.0
-
-        # Shape: the foreground inside its bounding box, resampled to GRID x GRID.
-        fgf = fg.float()
-        coords = (torch.arange(h, dtype=torch.float32) + 0.5) / h
-        rows, cols = fgf.amax(dim=2), fgf.amax(dim=1)  # [N, H]
-        any_fg = rows.amax(dim=1) > 0
-        big = 2.0 * h
-        y0 = torch.where(rows > 0, coords * h, torch.full_like(rows, big)).amin(dim=1)
-        y1 = torch.where(rows > 0, coords * h, torch.full_like(rows, -big)).amax(dim=1)
-        x0 = torch.where(cols > 0, coords * h, torch.full_like(cols, big)).amin(dim=1)
-        x1 = torch.where(cols > 0, coords * h, torch.full_like(cols, -big)).amax(dim=1)
-        y0, y1 = torch.where(any_fg, y0, 0.0), torch.where(any_fg, y1, h - 1.0)
-        x0, x1 = torch.where(any_fg, x0, 0.0), torch.where(any_fg, x1, h - 1.0)
-        # affine_grid maps the output grid onto the box (normalised coordinates in [-1, 1]).
-        sx, sy = (x1 - x0 + 1) / h, (y1 - y0 + 1) / h
-        cx_box, cy_box = (x0 + x1) / h - 1.0, (y0 + y1) / h - 1.0
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 2] = sx, cx_box
-        theta[:, 1, 1], theta[:, 1, 2] = sy, cy_box
-        grid = F.affine_grid(theta, [n, 1, g, g], align_corners=False)
-        crop = (
-            F.grid_sample(fgf[:, None], grid, mode="bilinear", align_corners=False)[:, 0]
-            * any_fg[:, None, None]
-        )
-
-        # Foreground geometry.
-        area = fgf.sum(dim=(1, 2))
-        safe = area.clamp(min=1.0)
-        c = coords - 0.5
-        cy = (fgf.sum(dim=2) * c).sum(dim=1) / safe
-        cx = (fgf.sum(dim=1) * c).sum(dim=1) / safe
-        sdy = ((fgf.sum(dim=2) * (c[None] - cy[:, None]) ** 2).sum(dim=1) / safe).sqrt()
-        sdx = ((fgf.sum(dim=1) * (c[None] - cx[:, None]) ** 2).sum(dim=1) / safe).sqrt()
-        box_area = ((x1 - x0 + 1) * (y1 - y0 + 1)).clamp(min=1.0)
-        geo = torch.stack(
-            [
-                cx * 2,
-                cy * 2,
-                sdx * 4,
-                sdy * 4,
-                (area / (h * h)).sqrt() * 2,
-                area / box_area * any_fg,
-                sx,
-                sy,
-                torch.log(sx.clamp(min=1e-3) / sy.clamp(min=1e-3)) * any_fg,
-            ],
-            dim=1,
-        )
+        texture = _edge_energy(grey)
+        crop, geo = _shape_crop_and_geometry(fg.float(), g)
 
         # Motion: signed grey change since the previous frame, and the best aligning shift.
         small = F.adaptive_avg_pool2d(grey, g).reshape(b, t, g * g)
@@ -349,3 +290,65 @@ class FixedEncoder:
         if out.shape[-1] != self.dim:  # pragma: no cover - guards the arithmetic above
             raise ModelError(f"fixed encoder produced {out.shape[-1]} dims, expected {self.dim}")
         return out.contiguous()
+
+
+def _aspects(frames: torch.Tensor, display_size: Any) -> np.ndarray:
+    """Each video's display aspect ratio (width / height): from ``display_size`` ``[B, 2]``, or the
+    frames' own when None."""
+    b = frames.shape[0]
+    if display_size is None:
+        return np.full(b, frames.shape[3] / frames.shape[2], dtype=np.float64)
+    ds = np.asarray(display_size, dtype=np.float64).reshape(-1, 2) if len(display_size) else None
+    if ds is None or ds.shape[0] != b or not np.all(ds > 0):
+        raise ModelError(f"display_size must be [{b}, 2] positive (width, height), got {display_size!r}")
+    return ds[:, 0] / ds[:, 1]
+
+
+def _edge_energy(grey: torch.Tensor) -> torch.Tensor:
+    """Horizontal, vertical and both diagonal absolute grey differences, pooled to 4 x 4."""
+    gx = F.pad((grey[:, :, :, 1:] - grey[:, :, :, :-1]).abs(), (0, 1))
+    gy = F.pad((grey[:, :, 1:, :] - grey[:, :, :-1, :]).abs(), (0, 0, 0, 1))
+    d1 = F.pad((grey[:, :, 1:, 1:] - grey[:, :, :-1, :-1]).abs(), (0, 1, 0, 1))
+    d2 = F.pad((grey[:, :, 1:, :-1] - grey[:, :, :-1, 1:]).abs(), (1, 0, 0, 1))
+    return F.adaptive_avg_pool2d(torch.cat([gx, gy, d1, d2], dim=1), 4) * 8.0
+
+
+def _shape_crop_and_geometry(fgf: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The foreground ``fgf`` [N, H, H] (0/1 floats) inside its bounding box resampled to g x g, and
+    its geometry (centre, spread, size, fill, box size and log aspect), 9 values per frame."""
+    n, h = fgf.shape[0], fgf.shape[1]
+    coords = (torch.arange(h, dtype=torch.float32) + 0.5) / h
+    rows, cols = fgf.amax(dim=2), fgf.amax(dim=1)  # [N, H]
+    any_fg = rows.amax(dim=1) > 0
+    big = 2.0 * h
+    y0 = torch.where(rows > 0, coords * h, torch.full_like(rows, big)).amin(dim=1)
+    y1 = torch.where(rows > 0, coords * h, torch.full_like(rows, -big)).amax(dim=1)
+    x0 = torch.where(cols > 0, coords * h, torch.full_like(cols, big)).amin(dim=1)
+    x1 = torch.where(cols > 0, coords * h, torch.full_like(cols, -big)).amax(dim=1)
+    y0, y1 = torch.where(any_fg, y0, 0.0), torch.where(any_fg, y1, h - 1.0)
+    x0, x1 = torch.where(any_fg, x0, 0.0), torch.where(any_fg, x1, h - 1.0)
+    # affine_grid maps the output grid onto the box (normalised coordinates in [-1, 1]).
+    sx, sy = (x1 - x0 + 1) / h, (y1 - y0 + 1) / h
+    cx_box, cy_box = (x0 + x1) / h - 1.0, (y0 + y1) / h - 1.0
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = sx, cx_box
+    theta[:, 1, 1], theta[:, 1, 2] = sy, cy_box
+    grid = F.affine_grid(theta, [n, 1, g, g], align_corners=False)
+    crop = (
+        F.grid_sample(fgf[:, None], grid, mode="bilinear", align_corners=False)[:, 0] * any_fg[:, None, None]
+    )
+    # Foreground geometry.
+    area = fgf.sum(dim=(1, 2))
+    safe = area.clamp(min=1.0)
+    c = coords - 0.5
+    cy = (fgf.sum(dim=2) * c).sum(dim=1) / safe
+    cx = (fgf.sum(dim=1) * c).sum(dim=1) / safe
+    sdy = ((fgf.sum(dim=2) * (c[None] - cy[:, None]) ** 2).sum(dim=1) / safe).sqrt()
+    sdx = ((fgf.sum(dim=1) * (c[None] - cx[:, None]) ** 2).sum(dim=1) / safe).sqrt()
+    box_area = ((x1 - x0 + 1) * (y1 - y0 + 1)).clamp(min=1.0)
+    log_aspect = torch.log(sx.clamp(min=1e-3) / sy.clamp(min=1e-3)) * any_fg
+    size = (area / (h * h)).sqrt() * 2
+    geo = torch.stack(
+        [cx * 2, cy * 2, sdx * 4, sdy * 4, size, area / box_area * any_fg, sx, sy, log_aspect], dim=1
+    )
+    return crop, geo

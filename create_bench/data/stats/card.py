@@ -58,99 +58,93 @@ def card_markdown(stats: dict[str, Any], plots: str | None = None) -> str:
         plots: the plots' directory relative to the card (e.g. ``create-sample``); None: no images.
     """
     splits = {s: stats["splits"][s] for s in ordered_splits(stats["splits"])}
+    lines = [CARD_BEGIN, "", *_intro_lines(stats), *_split_lines(stats, splits)]
+    lines += _text_lines(splits) + _overlap_lines(splits) + _pos_lines(splits) + _video_lines(splits)
+    if plots is not None:
+        lines += ["", "**Plots**", ""]
+        names = ["categories", "text_lengths", "tags_per_video", "video"]
+        names += [f"pos_{s}" for s, st in splits.items() if st["text"]["title"].get("pos")]
+        lines += [f"![{n}]({plots}/{n}.png)" for n in names]
+    lines += ["", CARD_END]
+    return "\n".join(lines)
+
+
+def _intro_lines(stats: dict[str, Any]) -> list[str]:
+    """Where the statistics come from: dataset, generator, fingerprint, tokenizer, version."""
     ds = stats["dataset"]
     gen = ds.get("generator") or {}
-    lines = [CARD_BEGIN, ""]
     src = f"`{ds['name']}`"
     if gen.get("version") is not None:
         src += f" (generator {gen.get('name', '')} {gen['version']}, seed {gen.get('seed')})"
-    lines += [
+    return [
         f"Statistics of {src}, fingerprint `{ds['fingerprint']}`; words by `{stats['tokenizer']}` after "
         f"`{stats['normalizer']}`, parts of speech by `{stats['pos_tagger']}`, statistics version "
         f"{stats['stats_version']}"
         + (f", first {stats['max_rows']:,} rows of each split" if stats.get("max_rows") else "")
         + ". Definitions: `create_bench/data/stats/compute.py`.",
         "",
-        "**Splits**",
-        "",
     ]
+
+
+def _split_lines(stats: dict[str, Any], splits: dict[str, Any]) -> list[str]:
+    """The splits table (sizes, tags, categories) and the all-splits summary."""
     rows = []
     for s, st in splits.items():
         tpv = st["tags"]["per_video"]
-        rows.append(
-            [
-                s,
-                f"{st['videos']:,}",
-                f"{st['titles']:,}",
-                f"{st['captions']:,}",
-                f"{st['raw_titles']:,}",
-                f"{st['tags']['unique']:,}",
-                _dist_cell(tpv, 2),
-                f"{st['categories_present']}",
-            ]
-        )
-    lines += _table(
-        [
-            "split",
-            "videos",
-            "titles",
-            "captions",
-            "raw titles",
-            "unique tags",
-            "tags / video (mean / median / p95 / max)",
-            "categories present",
-        ],
-        rows,
-    )
+        counts = [st["videos"], st["titles"], st["captions"], st["raw_titles"], st["tags"]["unique"]]
+        rows.append([s, *(f"{c:,}" for c in counts), _dist_cell(tpv, 2), f"{st['categories_present']}"])
+    header = ["split", "videos", "titles", "captions", "raw titles", "unique tags"]
+    header += ["tags / video (mean / median / p95 / max)", "categories present"]
     ov = stats["overall"]
-    lines += [
+    return [
+        "**Splits**",
+        "",
+        *_table(header, rows),
         "",
         f"All splits: {ov['videos']:,} videos, {ov['unique_tags']:,} unique tags, "
         f"{ov['annotation_words']:,} distinct words in titles and captions.",
         "",
-        *_skipped_lines(ds, splits),
-        "**Text length** (mean / median / p95 / max) and vocabulary",
-        "",
+        *_skipped_lines(stats["dataset"], splits),
     ]
+
+
+def _text_lines(splits: dict[str, Any]) -> list[str]:
+    """Text lengths and vocabularies per split and text kind."""
     rows = []
     for s, st in splits.items():
         for kind, label in _TEXT_LABELS.items():
             t = st["text"][kind]
             if not t.get("texts"):
                 continue
+            vocab = t["vocabulary"]
             rows.append(
-                [
-                    s,
-                    label,
-                    f"{t['texts']:,}",
-                    _dist_cell(t["chars"]),
-                    _dist_cell(t["words"]),
-                    f"{t['vocabulary']['words']:,}",
-                    f"{t['vocabulary']['chars']:,}",
-                ]
+                [s, label, f"{t['texts']:,}", _dist_cell(t["chars"]), _dist_cell(t["words"])]
+                + [f"{vocab['words']:,}", f"{vocab['chars']:,}"]
             )
-    lines += _table(["split", "text", "texts", "characters", "jieba words", "word vocab", "char vocab"], rows)
-    lines += [
-        "",
-        "**Word overlap** (share of one text kind's word set found in another's, per video: mean over videos / pooled)",
-        "",
-    ]
+    header = ["split", "text", "texts", "characters", "jieba words", "word vocab", "char vocab"]
+    return ["**Text length** (mean / median / p95 / max) and vocabulary", "", *_table(header, rows)]
+
+
+def _overlap_lines(splits: dict[str, Any]) -> list[str]:
+    """Word overlap between titles, captions and raw titles."""
+    keys = ("title_words_in_captions", "caption_words_in_titles", "title_words_in_raw_title")
     rows = []
     for s, st in splits.items():
         o = st["overlap"]
         if not o["title_words_in_captions"]["videos"]:
             continue
-        rows.append(
-            [s]
-            + [
-                f"{_pct(o[k]['macro'])} / {_pct(o[k]['micro'])}"
-                for k in ("title_words_in_captions", "caption_words_in_titles", "title_words_in_raw_title")
-            ]
-        )
-    lines += _table(
-        ["split", "title words in captions", "caption words in titles", "title words in raw title"], rows
-    )
-    lines += ["", "**Parts of speech** (share of word tokens; top 5 words with counts)", ""]
+        rows.append([s] + [f"{_pct(o[k]['macro'])} / {_pct(o[k]['micro'])}" for k in keys])
+    header = ["split", "title words in captions", "caption words in titles", "title words in raw title"]
+    return [
+        "",
+        "**Word overlap** (share of one text kind's word set found in another's, per video: mean over videos / pooled)",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _pos_lines(splits: dict[str, Any]) -> list[str]:
+    """Parts of speech of titles and captions (share and top words per class)."""
     rows = []
     for s, st in splits.items():
         for kind in ("title", "caption"):
@@ -162,41 +156,27 @@ def card_markdown(stats: dict[str, Any], plots: str | None = None) -> str:
                 words = "、".join(f"{w} {n}" for w, n in pos[cls]["top"][:5])
                 cells.append(f"{_pct(pos[cls]['share'])}: {words}")
             rows.append([s, kind, *cells])
-    lines += _table(["split", "text", "nouns", "verbs", "adjectives"], rows)
-    lines += ["", "**Videos**", ""]
+    header = ["split", "text", "nouns", "verbs", "adjectives"]
+    return [
+        "",
+        "**Parts of speech** (share of word tokens; top 5 words with counts)",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _video_lines(splits: dict[str, Any]) -> list[str]:
+    """Durations, frame counts, frame rates, resolutions and orientations."""
     rows = []
     for s, st in splits.items():
         v = st["video"]
         orient = ", ".join(f"{k} {n}" for k, n in v["orientation"].items())
         fps = ", ".join(f"{float(f):g} ({n})" for f, n in v["fps_values"][:4])
-        rows.append(
-            [
-                s,
-                _dist_cell(v["duration"], 2),
-                f"{_fmt(v['num_frames'].get('mean'))}",
-                fps,
-                f"{v['distinct_resolutions']}",
-                orient,
-            ]
-        )
-    lines += _table(
-        [
-            "split",
-            "duration s (mean / median / p95 / max)",
-            "frames (mean)",
-            "fps (videos)",
-            "resolutions",
-            "orientation",
-        ],
-        rows,
-    )
-    if plots is not None:
-        lines += ["", "**Plots**", ""]
-        names = ["categories", "text_lengths", "tags_per_video", "video"]
-        names += [f"pos_{s}" for s, st in splits.items() if st["text"]["title"].get("pos")]
-        lines += [f"![{n}]({plots}/{n}.png)" for n in names]
-    lines += ["", CARD_END]
-    return "\n".join(lines)
+        frames = f"{_fmt(v['num_frames'].get('mean'))}"
+        rows.append([s, _dist_cell(v["duration"], 2), frames, fps, f"{v['distinct_resolutions']}", orient])
+    header = ["split", "duration s (mean / median / p95 / max)", "frames (mean)", "fps (videos)"]
+    header += ["resolutions", "orientation"]
+    return ["", "**Videos**", "", *_table(header, rows)]
 
 
 def update_card(card: str | os.PathLike[str], stats: dict[str, Any], plots: str | None) -> bool:

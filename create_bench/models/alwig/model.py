@@ -105,11 +105,17 @@ class ALWIGNet(ALWIGDecoding, nn.Module):
     ):
         super().__init__()
         self.cfg, self.vocab, self.feature_dim = cfg, vocab, feature_dim
-        x = cfg.extensions
-        d = cfg.hidden_size
         self.num_tag_tokens = cfg.max_tags + 2
         self.prefix_len = self.num_tag_tokens + cfg.num_frames
-        # Alignment module.
+        # Modules are created in this order (alignment, text encoder, generator): the random
+        # initialisation of a seed, and so every trained checkpoint, depends on it.
+        self._build_alignment(feature_groups)
+        self._build_text_encoder()
+        self._build_generator(gpt)
+
+    def _build_alignment(self, feature_groups: Sequence[int] | None) -> None:
+        """The alignment module: frame projection, tag embeddings, the joint encoder."""
+        cfg, d, feature_dim = self.cfg, self.cfg.hidden_size, self.feature_dim
         # Frozen-encoder features are standardised per dimension with statistics of the training
         # split (set once by training, saved with the weights): hand-made features mix scales.
         self.register_buffer("feat_mean", torch.zeros(feature_dim))
@@ -121,7 +127,7 @@ class ALWIGNet(ALWIGDecoding, nn.Module):
                 f"feature groups {list(self.feature_groups)} do not split {feature_dim} dimensions"
             )
         self.frame_proj = ext.frame_projection(cfg, self.feature_groups, d)  # extension: frame_groups
-        self.tag_embed = nn.Embedding(vocab.num_tags, d, padding_idx=0)
+        self.tag_embed = nn.Embedding(self.vocab.num_tags, d, padding_idx=0)
         self.type_embed = nn.Embedding(2, d)
         self.tag_pos = nn.Embedding(self.num_tag_tokens, d)
         self.frame_pos = nn.Embedding(cfg.num_frames, d)
@@ -129,7 +135,10 @@ class ALWIGNet(ALWIGDecoding, nn.Module):
         self.align = _encoder(d, cfg.num_heads, cfg.ffn_size, cfg.dropout, cfg.align_layers)
         self.align_out = nn.LayerNorm(d)
         self.video_proj = nn.Linear(d, cfg.embed_dim)
-        # Text encoder.
+
+    def _build_text_encoder(self) -> None:
+        """The text encoder (and the extensions that read characters), then the embeddings' init."""
+        cfg, vocab, x, d = self.cfg, self.vocab, self.cfg.extensions, self.cfg.hidden_size
         self.char_embed = nn.Embedding(vocab.vocab_size, d, padding_idx=vocab.pad_id)
         # Extensions are created where they always were (the random initialisation stays the same).
         self.bigram_embed = (
@@ -158,16 +167,13 @@ class ALWIGNet(ALWIGDecoding, nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.init_temperature)))
         if self.bigram_embed is not None:
             nn.init.normal_(self.bigram_embed.weight, std=0.02)
-        for emb in (
-            self.tag_embed,
-            self.type_embed,
-            self.tag_pos,
-            self.frame_pos,
-            self.char_embed,
-            self.text_pos,
-        ):
+        embeddings = (self.tag_embed, self.type_embed, self.tag_pos, self.frame_pos, self.char_embed)
+        for emb in (*embeddings, self.text_pos):
             nn.init.normal_(emb.weight, std=0.02)
-        # Generator.
+
+    def _build_generator(self, gpt: nn.Module | None) -> None:
+        """The GPT-2 generator, its prefix projection and the generation-side extensions."""
+        cfg, vocab, x, d = self.cfg, self.vocab, self.cfg.extensions, self.cfg.hidden_size
         self.gpt: Any = gpt if gpt is not None else build_gpt2(cfg, vocab)
         gcfg: Any = self.gpt.config
         width = int(gcfg.n_embd)
