@@ -1,4 +1,5 @@
-"""BERTScore/ACTEr-r speed: a 12-layer, 768-wide BERT built from its config (random weights, nothing
+"""BERTScore/ACTEr-r speed: a BERT of bert-base-chinese's shape (12 blocks, width 768, 12 heads, FFN
+3072; :data:`create_bench.synthetic.random_bert.BASE`) built from its config (random weights, nothing
 downloaded), cut at layer 8 as for bert-base-chinese, scoring N titles x 10 references.
 
 Prints titles/s with the references encoded in the run (cold: the first system scored on a split)
@@ -17,7 +18,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from _common import ensure_data, parser  # noqa: E402
 
@@ -33,14 +33,13 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from text_encoder_util import tiny_bert
-
     from create_bench.data.shards import read_table
     from create_bench.features.text_metrics import (
         TextMetricOptions,
         clear_reference_cache,
         embedding_statistics,
     )
+    from create_bench.synthetic.random_bert import BASE, random_bert
 
     data = ensure_data(args.data)
     n = max(1, int(args.titles * (0.01 if args.quick else args.scale)))
@@ -52,7 +51,7 @@ def main() -> None:
     cands = [r["titles"][0][::-1] + f"{i}" for i, r in enumerate(pick)]  # distinct: no dedup gain
     vids = [f"{r['vid']}#{i}" for i, r in enumerate(pick)]
     with tempfile.TemporaryDirectory() as tmp:
-        enc_dir = tiny_bert(Path(tmp) / "bert", layers=12, hidden=768, seed=0)
+        enc_dir = random_bert(Path(tmp) / "bert", BASE, seed=0)
         opts = TextMetricOptions(str(enc_dir), layer=8, device=args.device, batch_size=64)
         clear_reference_cache()
         t0 = time.perf_counter()

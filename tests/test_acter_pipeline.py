@@ -8,17 +8,20 @@ import json
 
 import numpy as np
 import pytest
-from text_encoder_util import tiny_bert
 
-from create_bench.data.attractiveness import check_omega, read_attractiveness, simulate_omega
+from create_bench.data.attractiveness import check_omega, read_attractiveness
 from create_bench.data.shards import read_table
 from create_bench.errors import DataError
+from create_bench.synthetic.annotators import simulate_omega
+from create_bench.synthetic.random_bert import BertShape, random_bert
 from create_bench.text.normalize import normalize
 
 
 @pytest.fixture(scope="module")
 def tiny_enc(tmp_path_factory):
-    return str(tiny_bert(tmp_path_factory.mktemp("enc"), layers=2, hidden=16, seed=1))
+    return str(
+        random_bert(tmp_path_factory.mktemp("enc"), BertShape(layers=2, hidden=16, intermediate=32), seed=1)
+    )
 
 
 def test_sample_has_simulated_omega(tiny_dataset):

@@ -18,6 +18,8 @@ LAYER = {
     "data": 2, "video": 2, "metrics": 2, "synthetic": 2,
     # The fixed encoder is torch code: it sits with the generator it is modelled on, one layer up.
     "synthetic.fixed_encoder": 3,
+    # The random BERT writer (tests, benchmarks, dry runs of --text-encoder DIR) is torch code too.
+    "synthetic.random_bert": 3,
     "tasks": 3, "models": 3, "features": 3,
     "loader": 4, "runner": 4, "predictions": 4, "results": 4, "scoring": 4, "report": 4,
     # Split out of runner.py (issue #17): its configuration, output checks, paths and cache.

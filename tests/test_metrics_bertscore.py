@@ -6,7 +6,6 @@ from __future__ import annotations
 import bert_score  # noqa: E402  (the dev extra installs it; a missing package fails, never skips)
 import numpy as np
 import pytest
-from text_encoder_util import tiny_bert
 
 from create_bench.errors import ConfigError, MetricInputError
 from create_bench.features.text_metrics import TextMetricOptions, clear_reference_cache, embedding_statistics
@@ -17,6 +16,7 @@ from create_bench.metrics.bertscore import (
     read_baseline,
     token_omega,
 )
+from create_bench.synthetic.random_bert import TINY, random_bert
 from create_bench.text.normalize import normalize
 
 CANDS = ["番茄为什么会往左跑？", "红色的猫慢慢移动", "abc vlog 太震惊了", "狗", "看完你就懂了！！"]
@@ -32,7 +32,7 @@ VIDS = [f"v{i}" for i in range(len(CANDS))]
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return str(tiny_bert(tmp_path_factory.mktemp("tiny-bert"), layers=4, hidden=32, seed=0))
+    return str(random_bert(tmp_path_factory.mktemp("tiny-bert"), TINY, seed=0))
 
 
 def _reference(tiny, idf, layer=3, **kw):

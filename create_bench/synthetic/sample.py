@@ -27,9 +27,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from create_bench.data.attractiveness import simulate_video_omega
 from create_bench.errors import ConfigError
 from create_bench.progress import track
+from create_bench.synthetic.annotators import simulate_video_omega
 from create_bench.synthetic.text import (
     CATEGORIES,
     CATEGORY_NAMES,
@@ -208,7 +208,7 @@ def _row(plan: VideoPlan, video: dict[str, Any], info: dict[str, Any]) -> dict[s
         "titles": plan.annotation.titles,
         "captions": plan.annotation.captions,
         "video": video,
-        # attractiveness of each title's characters from 10 simulated annotators (data/attractiveness.py)
+        # attractiveness of each title's characters from 10 simulated annotators (synthetic/annotators.py)
         "title_omega": simulate_video_omega(plan.vid, plan.annotation.titles) if plan.annotation.titles else None,
         **info,
     }
