@@ -56,6 +56,7 @@ from create_bench.scoring_text import (
     _text_metrics_note,
     _TextMetrics,
     _with_text_metrics,
+    prepare_text_metrics,
     text_metric_options,
 )
 from create_bench.scoring_uncertainty import (
@@ -325,6 +326,7 @@ __all__ = [
     "Uncertainty",
     "compare_predictions",
     "load_references",
+    "prepare_text_metrics",
     "score_predictions",
     "skipped_tasks",
     "text_metric_options",

@@ -70,6 +70,25 @@ def text_metric_options(text_encoder: Any) -> Any:
     )
 
 
+def prepare_text_metrics(options: Any, data_dir: str | os.PathLike[str], split: str) -> dict[str, int] | None:
+    """Load the text encoder of ``options`` (a :class:`~create_bench.scoring.ScoringOptions`) and
+    encode the split's title and caption references under its protocol once, in this process, so
+    that every later :func:`~create_bench.scoring.score_predictions` on that split encodes only the
+    system's generations. Returns kind -> number of references encoded; None without an encoder.
+
+    The leaderboard worker calls it at start, outside any submission's scoring deadline.
+    """
+    text_opts = text_metric_options(options.text_encoder)
+    if text_opts is None:
+        return None
+    from create_bench.features.text_metrics import warm_references
+    from create_bench.scoring_references import load_references
+    from create_bench.types import TEXT_KINDS
+
+    refs = load_references(data_dir, split).for_protocol(options.protocol)
+    return {kind: warm_references(text_opts, refs.texts[kind]) for kind in TEXT_KINDS}
+
+
 def _text_metrics_note(text: _TextMetrics | None) -> dict[str, Any]:
     from create_bench.features.text_metrics import ABSENT
 

@@ -105,8 +105,9 @@ def dir_to_members(path: Path, prefix: str = "") -> list[tuple[tarfile.TarInfo, 
     return [file_member(prefix + p.name, p.read_bytes()) for p in sorted(path.iterdir())]
 
 
-def text_dataset(path: Path, *, n_test: int = 6, refs: int = 3, seed: int = 0) -> Path:
-    """A small dataset with placeholder videos (the scorer never decodes): for server tests."""
+def text_dataset(path: Path, *, n_test: int = 6, refs: int = 3, seed: int = 0, omega: bool = False) -> Path:
+    """A small dataset with placeholder videos (the scorer never decodes): for server tests.
+    ``omega``: with a ``title_omega`` column (uneven per-character attractiveness, for ACTEr-r)."""
     from create_bench.data.build import write_rows
 
     rng = np.random.default_rng(seed)
@@ -132,6 +133,10 @@ def text_dataset(path: Path, *, n_test: int = 6, refs: int = 3, seed: int = 0) -
                     "height": 32,
                 }
             )
+            if omega:
+                rows[-1]["title_omega"] = [
+                    [round(float(x), 1) for x in rng.integers(0, 11, len(t)) / 10] for t in rows[-1]["titles"]
+                ]
     return write_rows(path, rows, name="leaderboard-text", categories=["生活", "美食"])
 
 

@@ -59,8 +59,12 @@ def scoring_options(args: argparse.Namespace, **extra: Any) -> Any:
 
 
 def scoring_argv(options: Any) -> list[str]:
-    """The command-line arguments that :func:`scoring_options` turns back into ``options`` (how
-    ``leaderboard serve`` hands its options to the worker processes it starts)."""
+    """The command-line arguments that :func:`scoring_options` (with the text encoder's flags,
+    :func:`create_bench.commands._text.text_options`) turns back into ``options`` (how ``leaderboard
+    serve`` hands its options to the worker processes it starts)."""
+    from create_bench.commands._text import text_argv
+    from create_bench.scoring import text_metric_options
+
     argv: list[str] = []
     for name in _FIELDS:
         value = getattr(options, name)
@@ -69,4 +73,4 @@ def scoring_argv(options: Any) -> list[str]:
             argv += [flag] if value else []
         else:
             argv += [flag, str(value)]
-    return argv
+    return argv + text_argv(text_metric_options(options.text_encoder))

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+from create_bench.commands._text import add_text_encoder_args, text_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,6 +108,7 @@ def _db(p: argparse.ArgumentParser, *, data: bool = True) -> None:
 def _scoring(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", help="split submissions are scored on")
     add_scoring_arguments(p)
+    add_text_encoder_args(p)  # off by default: the board then says why BERTScore-F/ACTEr-r are absent
     p.add_argument(
         "--lease", type=float, default=60.0, help="seconds before a silent worker's job is re-queued"
     )
@@ -114,6 +116,14 @@ def _scoring(p: argparse.ArgumentParser) -> None:
         "--heartbeat", type=float, default=None, help="seconds between lease renewals (default lease/6)"
     )
     p.add_argument("--poll", type=float, default=1.0, help="seconds between queue polls when idle")
+    p.add_argument(
+        "--timeout-per-generation",
+        type=float,
+        default=0.25,
+        metavar="S",
+        help="with --text-encoder: seconds added to a submission's scoring time limit per generated "
+        "title or caption (default 0.25)",
+    )
     p.add_argument(
         "--scorer",
         default=None,
@@ -140,7 +150,8 @@ def _configs(args: argparse.Namespace):  # -> (ServerConfig-less pieces)
     from create_bench.leaderboard.submission import Limits
     from create_bench.leaderboard.worker import DEFAULT_SCORER, ScoringConfig, WorkerConfig
 
-    scoring = ScoringConfig(data_dir=Path(args.data), split=args.split, options=scoring_options(args))
+    options = scoring_options(args, text_encoder=text_options(args, absolute=True))
+    scoring = ScoringConfig(data_dir=Path(args.data), split=args.split, options=options)
     limits = Limits(
         max_upload_bytes=int(getattr(args, "max_upload_mb", 1024) * (1 << 20)),
         max_unpacked_bytes=int(args.max_unpacked_mb * (1 << 20)),
@@ -151,6 +162,7 @@ def _configs(args: argparse.Namespace):  # -> (ServerConfig-less pieces)
         lease_s=args.lease,
         heartbeat_s=args.heartbeat or max(0.2, args.lease / 6),
         poll_s=args.poll,
+        timeout_per_generation_s=args.timeout_per_generation,
         scorer=args.scorer or DEFAULT_SCORER,
         limits=limits,
     )
@@ -164,6 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     open_dataset(args.data)  # fail fast on a bad --data
     scoring, limits, wconf = _configs(args)
+    _check_text_encoder(scoring.options)
     config = ServerConfig(
         db_url=args.db, storage_dir=wconf.storage_dir, scoring=scoring, limits=limits, title=args.title
     )
@@ -183,6 +196,16 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         pool.stop()
     return 0
+
+
+def _check_text_encoder(options: object) -> None:
+    """Fail fast (one line) on a --text-encoder the workers could not load, before serving."""
+    from create_bench.features.text_encoder import TextEncoder
+    from create_bench.scoring import text_metric_options
+
+    text = text_metric_options(getattr(options, "text_encoder", None))
+    if text is not None:  # loaded once here and dropped: each worker loads its own
+        TextEncoder(text.encoder, layer=text.layer, device=text.device, batch_size=text.batch_size)
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -107,6 +107,20 @@ def clear_reference_cache() -> None:
     _REF_CACHE.clear()
 
 
+def _encoder(opts: TextMetricOptions) -> TextEncoder:
+    return get_encoder(opts.encoder, layer=opts.layer, device=opts.device, batch_size=opts.batch_size)
+
+
+def warm_references(opts: TextMetricOptions, references: Sequence[Sequence[str]]) -> int:
+    """Load the encoder and encode ``references`` (per video, its reference texts) into this
+    process's reference cache, exactly as :func:`embedding_statistics` will look them up, so that
+    scoring a system on them later encodes only its candidates (the leaderboard worker calls this
+    once at start, per kind, before taking any submission). Returns the number of texts."""
+    flat = [normalize(t) for r in references for t in r]
+    _encode_references(_encoder(opts), flat)
+    return len(flat)
+
+
 def embedding_statistics(
     opts: TextMetricOptions,
     vids: Sequence[str],
@@ -129,9 +143,7 @@ def embedding_statistics(
         acter: compute ACTEr-r (titles).
         encoder: an already loaded encoder (default: :func:`get_encoder` for ``opts``).
     """
-    enc = encoder or get_encoder(
-        opts.encoder, layer=opts.layer, device=opts.device, batch_size=opts.batch_size
-    )
+    enc = encoder or _encoder(opts)
     refs_n = [[normalize(t) for t in r] for r in references]
     cands_n = [normalize(c) for c in candidates]
     flat = [t for r in refs_n for t in r]

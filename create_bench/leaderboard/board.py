@@ -22,6 +22,12 @@ import jinja2
 
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
 CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+#: Embedding-based generation metrics, computed only when the server has a text encoder
+#: (``--text-encoder``): BERTScore-F for titles and captions, ACTEr-r for titles.
+TITLE_TEXT_METRICS = ("BERTScore-F", "ACTEr-r")
+CAPTION_TEXT_METRICS = ("BERTScore-F",)
+#: The line a table shows when its results have none of them and do not say why themselves.
+TEXT_METRICS_ABSENT = "BERTScore-F and ACTEr-r not computed: these results were scored without a text encoder"
 #: Metrics where a smaller number is better (ranks).
 LOWER_IS_BETTER = frozenset({"MdR", "MnR"})
 
@@ -35,6 +41,8 @@ class TaskView:
     metrics: tuple[str, ...]
     #: (group, metric) the table is sorted by at first.
     main: tuple[str, str]
+    #: Metrics that need a text encoder: when the table has none, it says why in one line.
+    text_metrics: tuple[str, ...] = ()
 
 
 TASKS = (
@@ -50,13 +58,21 @@ TASKS = (
         RETRIEVAL_METRICS,
         ("t2v_caption", "R@1"),
     ),
-    TaskView("titling", "Titling", (("title", "Title generation"),), CAPTION_METRICS, ("title", "CIDEr")),
+    TaskView(
+        "titling",
+        "Titling",
+        (("title", "Title generation"),),
+        CAPTION_METRICS + TITLE_TEXT_METRICS,
+        ("title", "CIDEr"),
+        TITLE_TEXT_METRICS,
+    ),
     TaskView(
         "captioning",
         "Captioning",
         (("caption", "Caption generation"),),
-        CAPTION_METRICS,
+        CAPTION_METRICS + CAPTION_TEXT_METRICS,
         ("caption", "CIDEr"),
+        CAPTION_TEXT_METRICS,
     ),
 )
 
@@ -168,15 +184,29 @@ def task_table(
             spans[-1] = (c.group_label, spans[-1][1] + 1)
         else:
             spans.append((c.group_label, 1))
+    absent = None
+    if task.text_metrics and have and not any(c.metric in task.text_metrics for c in columns):
+        absent = text_metrics_absent(have)
     return {
         "task": task,
         "columns": columns,
         "rows": rows,
         "total": total,
+        "absent": absent,
         "spans": spans,
         "main": main,
         "signatures": [(n, sig) for sig, n in signatures.items()],
     }
+
+
+def text_metrics_absent(entries: Iterable[dict[str, Any]]) -> str:
+    """Why BERTScore-F/ACTEr-r are not on a table: the results' own line (``text_metrics.absent``,
+    written by scoring), else :data:`TEXT_METRICS_ABSENT`."""
+    for e in entries:
+        note = _dict_field(e.get("results") or {}, "text_metrics").get("absent")
+        if isinstance(note, str) and note:
+            return note
+    return TEXT_METRICS_ABSENT
 
 
 def _sort_key(value: float | None, desc: bool) -> tuple[int, float]:
@@ -200,8 +230,9 @@ BASELINE_TEAM = "create-bench baselines"
 #: Scoring settings that change what a task's numbers mean. Entries that differ in any of them, or
 #: in the dataset, fingerprint, split or protocol, are never ranked in one table. Model inputs
 #: (frames, decode, features) differ between models by design and stay in the row's signature;
-#: bootstrap and seed change only the intervals.
-SETTING_FIELDS = ("tok", "norm", "ties", "refs", "metric")
+#: bootstrap and seed change only the intervals. ``bertscore``/``acter`` (the text encoder and its
+#: settings) keep rows scored with and without an encoder, or with different ones, apart.
+SETTING_FIELDS = ("tok", "norm", "ties", "refs", "metric", "bertscore", "acter")
 SEEN_MARK = "\u2020"
 SEEN_LEGEND = "test data seen during development (the model card declares test_data_seen: true)"
 
@@ -472,6 +503,8 @@ def _markdown_board(b: dict[str, Any]) -> list[str]:
             cells.append(f"[{n}]")
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
+        if t.get("absent"):
+            out.append(f"_{md_escape(t['absent'])}._\n")
     if b["seen"]:
         out.append(f"{SEEN_MARK} {SEEN_LEGEND}.\n")
     if sigs:

@@ -44,7 +44,7 @@ from create_bench.leaderboard.storage import (
     private_dir,
 )
 from create_bench.leaderboard.submission import ExpectedIds, Limits, open_submission
-from create_bench.leaderboard.worker import ScoringConfig, scrub, server_paths
+from create_bench.leaderboard.worker import ScoringConfig, encoder_paths, scrub, server_paths
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         log.info("removed orphaned work directory %s", name)
     cache = BoardCache(db, min_category_videos=config.min_category_videos)
     expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
-    secrets = server_paths(config.scoring.data_dir, storage)
+    secrets = server_paths(config.scoring.data_dir, storage, *encoder_paths(config.scoring.options))
     rejections = Rejections(config.max_rejected, config.rejected_window_s)
     in_flight = [0]  # validations running now (changed only on the event loop)
 
@@ -309,6 +309,7 @@ def _add_read_routes(app: Any, db: Database, cache: BoardCache, config: ServerCo
             "scores": results.get("scores"),
             "ci": results.get("ci"),
             "signature": board.signature_text(results) or None,
+            "text_metrics": results.get("text_metrics"),
         }
         return key, json.dumps(entry, ensure_ascii=False)
 

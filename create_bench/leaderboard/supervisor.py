@@ -36,6 +36,8 @@ def worker_argv(db_url: str, config: WorkerConfig, parent_pid: int | None = None
         str(config.heartbeat_s),
         "--poll",
         str(config.poll_s),
+        "--timeout-per-generation",
+        str(config.timeout_per_generation_s),
     ]
     argv += [
         "--max-unpacked-mb",

@@ -66,6 +66,11 @@ class WorkerConfig:
     #: split)``; about 11 minutes for the CREATE test split (5,000 videos, 100,000 texts).
     timeout_base_s: float = 120.0
     timeout_per_item_s: float = 0.005
+    #: With a text encoder (BERTScore-F/ACTEr-r), each generated text (videos x 2 on a full
+    #: submission) adds this much: the references are encoded once at the worker's start (outside
+    #: any deadline), the generations in every scoring run. The default leaves room for a
+    #: bert-base-sized encoder on a small CPU (``benchmarks/bertscore.py`` measures yours).
+    timeout_per_generation_s: float = 0.25
 
 
 #: Start of the error of a submission whose scoring ran out of time (such a failure counts
@@ -81,7 +86,10 @@ class ScoringTimeout(BaseException):
 def scoring_timeout(expected: ExpectedIds, config: WorkerConfig) -> float:
     """Seconds a submission may take to score on this split (see WorkerConfig)."""
     items = len(expected.vids) + sum(len(ids) for ids in expected.text_ids.values())
-    return config.timeout_base_s + config.timeout_per_item_s * items
+    limit = config.timeout_base_s + config.timeout_per_item_s * items
+    if config.scoring.options.text_encoder is not None:
+        limit += config.timeout_per_generation_s * len(expected.vids) * 2  # a title and a caption each
+    return limit
 
 
 def _async_raise(thread_id: int, exc: type[BaseException] | None) -> None:
@@ -147,13 +155,24 @@ def scrub(obj: Any, secrets: list[str]) -> Any:
     return obj
 
 
-def server_paths(data_dir: str | os.PathLike[str], storage: str | os.PathLike[str]) -> list[str]:
-    """Every absolute form of the server's data and storage paths (as given, made absolute, with
-    symbolic links resolved): what :func:`.worker.scrub` removes from any answer."""
+def server_paths(
+    data_dir: str | os.PathLike[str], storage: str | os.PathLike[str], *more: str | os.PathLike[str]
+) -> list[str]:
+    """Every absolute form of the server's data and storage paths (and ``more``, such as a text
+    encoder's directory; as given, made absolute, with symbolic links resolved): what
+    :func:`.worker.scrub` removes from any answer."""
     forms = set()
-    for p in (data_dir, storage):
+    for p in (data_dir, storage, *more):
         forms |= {os.path.abspath(p), str(Path(p).resolve())}
     return sorted(forms, key=len, reverse=True)
+
+
+def encoder_paths(options: ScoringOptions) -> list[str]:
+    """The text encoder's directory when it is a local one (a server path, never published)."""
+    from create_bench.scoring import text_metric_options
+
+    text = text_metric_options(options.text_encoder)
+    return [text.encoder] if text is not None and os.path.isdir(text.encoder) else []
 
 
 class Worker:
@@ -191,12 +210,31 @@ class Worker:
             self._expected = ExpectedIds.from_dataset(s.data_dir, s.split)
         return self._expected
 
+    def prepare(self) -> dict[str, int] | None:
+        """With a text encoder configured: load it and encode the split's references once, before
+        any job (so no submission's deadline pays for them). Returns kind -> references encoded."""
+        from create_bench.scoring import prepare_text_metrics
+
+        s = self.config.scoring
+        if s.options.text_encoder is None:
+            return None
+        t0 = time.monotonic()
+        counts = prepare_text_metrics(s.options, s.data_dir, s.split)
+        log.info(
+            "worker %s: text encoder ready, %s references encoded in %.1f s",
+            self.name,
+            counts,
+            time.monotonic() - t0,
+        )
+        return counts
+
     def run(self, stop: threading.Event | None = None, *, max_jobs: int | None = None) -> int:
         """Poll until ``stop`` is set (or ``max_jobs`` jobs are done); returns the jobs done."""
         stop = stop or threading.Event()
         done = 0
         for name in clean_work_dirs(self.config.storage_dir / "work"):  # left by killed processes
             log.info("worker %s: removed orphaned work directory %s", self.name, name)
+        self.prepare()
         log.info("worker %s polling %s", self.name, self.db.url)
         while not stop.is_set() and (max_jobs is None or done < max_jobs):
             try:
@@ -257,7 +295,7 @@ class Worker:
         # Absolute paths everywhere, so that every path in a message has a form scrub() knows.
         storage = Path(os.path.abspath(cfg.storage_dir))
         data_dir = Path(os.path.abspath(cfg.scoring.data_dir))
-        secrets = server_paths(data_dir, storage)
+        secrets = server_paths(data_dir, storage, *encoder_paths(cfg.scoring.options))
         try:
             limit = scoring_timeout(self.expected, cfg)
             team = self.db.get_submission(job.id)["team"]

@@ -87,7 +87,7 @@ def random_bert(out: str | Path, shape: BertShape = TINY, *, seed: int = 0) -> P
     try:  # transformers >= 5: BertTokenizer is the fast (tokenizers) one and takes the vocabulary
         tok = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True)
     except TypeError:  # transformers 4
-        from transformers import BertTokenizerFast
+        from transformers import BertTokenizerFast  # type: ignore[attr-defined]
 
         tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
     tok.model_max_length = shape.max_length
