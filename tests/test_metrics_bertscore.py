@@ -171,3 +171,24 @@ def test_reference_embeddings_are_reused(tiny, monkeypatch):
     monkeypatch.setattr(enc, "encode", lambda texts: calls.append(len(texts)) or real(texts))
     embedding_statistics(opts, VIDS, list(reversed(CANDS)), REFS)
     assert calls == [len(set(normalize(c) for c in CANDS))]
+
+
+def test_random_bert_writes_a_loadable_encoder_and_never_overwrites_foreign_files(tmp_path, capsys):
+    """``python -m create_bench.synthetic.random_bert OUT``: a directory ``--text-encoder`` loads
+    (nothing downloaded); rewriting its own output is allowed, a directory with other files is not."""
+    from create_bench.errors import OutputError
+    from create_bench.features.text_encoder import TextEncoder
+    from create_bench.synthetic.random_bert import main
+
+    out = tmp_path / "bert"
+    assert main([str(out), "--seed", "3"]) == 0 and "wrote a random BERT" in capsys.readouterr().out
+    enc = TextEncoder(str(out))
+    assert enc.layer == TINY.layers and enc.model.config.hidden_size == TINY.hidden
+    first = (out / "model.safetensors").read_bytes()
+    random_bert(out, TINY, seed=3)  # its own previous output: replaced, same weights
+    assert (out / "model.safetensors").read_bytes() == first
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="notes.txt"):
+        random_bert(tmp_path / "mine")
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
