@@ -58,6 +58,7 @@ from create_bench.scoring_text import (
     _with_text_metrics,
     prepare_text_metrics,
     text_metric_options,
+    text_metrics,
 )
 from create_bench.scoring_uncertainty import (
     CHANCE_ALPHA,
@@ -199,11 +200,10 @@ def score_predictions(
     from create_bench.data.shards import open_dataset
 
     opts = ScoringOptions.of(options, **overrides)
-    text_opts = text_metric_options(opts.text_encoder)
-    text = None if text_opts is None else _TextMetrics(text_opts, data_dir, split)
     with Progress("score:", 3 if opts.bootstrap else 2, unit="steps", eta=False) as steps:
         preds = predictions if isinstance(predictions, Predictions) else load_predictions(predictions)
         info = open_dataset(data_dir)
+        text = text_metrics(opts, data_dir, split, info.fingerprint)
         full = load_references(data_dir, split)
         refs = full.for_protocol(opts.protocol)
         steps.update(note=f"read predictions and {len(refs.vids)} {split} references")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,12 +27,19 @@ def _with_text_metrics(
     from create_bench.features.text_metrics import embedding_statistics, load_omega
 
     texts = refs.texts[kind]
+    cache = text.reference_cache(kind)
     omega = (
         load_omega(text.data_dir, text.split, refs.vids, [len(t) for t in texts]) if kind == "title" else None
     )
     gens = preds.generated(kind)
     stats = embedding_statistics(
-        text.options, refs.vids, [gens[v] for v in refs.vids], texts, omega, acter=kind == "title"
+        text.options,
+        refs.vids,
+        [gens[v] for v in refs.vids],
+        texts,
+        omega,
+        acter=kind == "title",
+        cache=cache,
     )
     stats = replace(stats, all_columns=False)
     old = group.weighted
@@ -56,6 +64,37 @@ class _TextMetrics:
     options: Any  # create_bench.features.text_metrics.TextMetricOptions
     data_dir: str | os.PathLike[str]
     split: str
+    #: the data fingerprint and the cache root of the reference embeddings (None: not on disk)
+    fingerprint: str = ""
+    cache_root: Path | None = None
+
+    def reference_cache(self, kind: str) -> Any:
+        """The :class:`~create_bench.features.text_metrics.ReferenceCache` of ``kind``, or None."""
+        if self.cache_root is None or not self.fingerprint:
+            return None
+        from create_bench.features.text_metrics import ReferenceCache
+
+        return ReferenceCache(self.cache_root, self.fingerprint, self.split, kind)
+
+
+def cache_dir(token_cache: bool | str | os.PathLike[str]) -> Path | None:
+    """The cache root of ``ScoringOptions.token_cache`` (True: :func:`create_bench.fsutil.cache_root`;
+    False: none): reference tokens and reference embeddings live under it."""
+    from create_bench.fsutil import cache_root
+
+    if token_cache is False:
+        return None
+    return cache_root() if token_cache is True else Path(token_cache)
+
+
+def text_metrics(
+    options: Any, data_dir: str | os.PathLike[str], split: str, fingerprint: str
+) -> _TextMetrics | None:
+    """The BERTScore/ACTEr-r settings of a scoring run with ``options`` (a ScoringOptions), or None."""
+    text_opts = text_metric_options(options.text_encoder)
+    if text_opts is None:
+        return None
+    return _TextMetrics(text_opts, data_dir, split, fingerprint, cache_dir(options.token_cache))
 
 
 def text_metric_options(text_encoder: Any) -> Any:
@@ -78,15 +117,20 @@ def prepare_text_metrics(options: Any, data_dir: str | os.PathLike[str], split: 
 
     The leaderboard worker calls it at start, outside any submission's scoring deadline.
     """
-    text_opts = text_metric_options(options.text_encoder)
-    if text_opts is None:
+    from create_bench.data.shards import open_dataset
+
+    text = text_metrics(options, data_dir, split, open_dataset(data_dir).fingerprint)
+    if text is None:
         return None
     from create_bench.features.text_metrics import warm_references
     from create_bench.scoring_references import load_references
     from create_bench.types import TEXT_KINDS
 
     refs = load_references(data_dir, split).for_protocol(options.protocol)
-    return {kind: warm_references(text_opts, refs.texts[kind]) for kind in TEXT_KINDS}
+    return {
+        kind: warm_references(text.options, refs.texts[kind], text.reference_cache(kind))
+        for kind in TEXT_KINDS
+    }
 
 
 def _text_metrics_note(text: _TextMetrics | None) -> dict[str, Any]:

@@ -156,6 +156,58 @@ def test_scoring_with_encoder(tiny_dataset, tmp_path, tiny_enc):
     assert "no text encoder configured" in format_table(plain)
 
 
+def test_reference_embeddings_are_cached_on_disk(tiny_dataset, tmp_path, tiny_enc, monkeypatch, caplog):
+    """A second process (the in-process cache cleared) reads the split's reference embeddings from
+    the feature store and encodes only the generations, with bit-identical scores; another encoder
+    misses; a corrupt entry is reported, recomputed and replaced."""
+    from create_bench.features import text_encoder
+    from create_bench.features.text_metrics import clear_reference_cache
+    from create_bench.scoring import score_predictions
+
+    calls: list[int] = []
+    original = text_encoder.TextEncoder.encode
+    monkeypatch.setattr(
+        text_encoder.TextEncoder, "encode", lambda e, t: calls.append(len(t)) or original(e, t)
+    )
+    preds = _predictions(tiny_dataset, tmp_path, lambda r, i: r["titles"][0][:4])
+    cache = tmp_path / "cache"
+    n_refs = sum(
+        len(t) for t in read_table(tiny_dataset, "test", columns=["titles"]).column("titles").to_pylist()
+    )
+    n_vids = read_table(tiny_dataset, "test", columns=["vid"]).num_rows
+
+    def run():
+        clear_reference_cache()
+        calls.clear()
+        return score_predictions(
+            preds, tiny_dataset, "test", bootstrap=20, text_encoder=tiny_enc, token_cache=cache
+        )
+
+    first = run()
+    assert n_refs in calls  # the titles' references were encoded
+    entries = sorted((cache / "reference-embeddings").glob("*.safetensors"))
+    assert [p.name.split("-")[0] for p in entries] == ["caption", "title"]
+    second = run()
+    assert calls and max(calls) <= n_vids  # only generations: the references came from disk
+    assert second["scores"] == first["scores"] and second["ci"] == first["ci"]
+
+    title_entry = next(p for p in entries if p.name.startswith("title-"))
+    raw = bytearray(title_entry.read_bytes())
+    raw[-5] ^= 0xFF
+    title_entry.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING"):
+        third = run()
+    assert "fails its checksum" in caplog.text and n_refs in calls
+    assert third["scores"] == first["scores"]
+    calls.clear()
+    assert run()["scores"] == first["scores"] and max(calls) <= n_vids  # the entry was replaced
+
+    other = str(random_bert(tmp_path / "other-bert", BertShape(layers=2, hidden=16, intermediate=32), seed=2))
+    clear_reference_cache()
+    score_predictions(preds, tiny_dataset, "test", bootstrap=0, text_encoder=other, token_cache=cache)
+    assert len(list((cache / "reference-embeddings").glob("*.safetensors"))) == 4  # its own entries
+
+
 def test_metric_agreement_known_truth(tiny_dataset, tmp_path, tiny_enc):
     """Human scores that are a monotone function of one metric give Spearman (and Kendall) 100 for it."""
     from create_bench.commands.metric_agreement import metric_agreement

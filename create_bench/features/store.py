@@ -12,7 +12,10 @@ signature, the decode size and the encoder's signature (whatever changes its out
 
 **Entry.** One safetensors file: the named arrays, the vids (row order of every array) and an
 optional JSON ``extra`` (both stored as UTF-8 JSON in uint8 arrays, so a large split never
-overflows the safetensors header), and in the header the key and a SHA-256 over all of it.
+overflows the safetensors header), and in the header the key and a SHA-256 over all of it. A
+*ragged* entry (``offsets`` given) holds a variable number of rows per item instead: item i owns
+rows ``offsets[i]:offsets[i + 1]`` of every array (the token vectors of reference texts, stored by
+:mod:`create_bench.features.text_metrics`, whose key's ``frames`` names the texts instead).
 
 **Atomic and checked.** An entry is written to a temporary file and renamed into place whole.
 :meth:`FeatureStore.get` returns None (the caller recomputes, and :meth:`~FeatureStore.put`
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 STORE_VERSION = 1
 _VIDS = "__vids__"
 _EXTRA = "__extra__"
+_OFFSETS = "__offsets__"
 
 
 @dataclass(frozen=True)
@@ -72,11 +76,27 @@ class FeatureKey:
 
 @dataclass
 class StoredFeatures:
-    """One entry: ``arrays`` (each with one row per vid, in ``vids`` order) and a JSON ``extra``."""
+    """One entry: ``arrays`` (each with one row per vid, in ``vids`` order) and a JSON ``extra``;
+    or, with ``offsets`` (int64, ``len(vids) + 1`` values from 0, non-decreasing), ragged arrays
+    whose rows ``offsets[i]:offsets[i + 1]`` belong to item i."""
 
     vids: list[str]
     arrays: dict[str, np.ndarray]
     extra: dict[str, Any] = field(default_factory=dict)
+    offsets: np.ndarray | None = None
+
+    def _check(self) -> None:
+        n = len(self.vids)
+        rows = n
+        if self.offsets is not None:
+            o = np.asarray(self.offsets)
+            if o.shape != (n + 1,) or o[0] != 0 or np.any(np.diff(o) < 0):
+                raise DataError(f"feature store: offsets must be {n + 1} non-decreasing values from 0")
+            rows = int(o[-1])
+        for name, a in self.arrays.items():
+            if name in (_VIDS, _EXTRA, _OFFSETS) or a.shape[:1] != (rows,):
+                what = f"{rows} rows (offsets)" if self.offsets is not None else f"{n} vids"
+                raise DataError(f"feature store: array {name!r} of shape {a.shape} does not match {what}")
 
 
 def _json_bytes(obj: Any) -> np.ndarray:
@@ -126,18 +146,16 @@ class FeatureStore:
             return None
         vids = json.loads(arrays.pop(_VIDS).tobytes().decode("utf-8"))
         extra = json.loads(arrays.pop(_EXTRA).tobytes().decode("utf-8")) if _EXTRA in arrays else {}
-        return StoredFeatures(vids, arrays, extra)
+        return StoredFeatures(vids, arrays, extra, arrays.pop(_OFFSETS, None))
 
     def put(self, key: FeatureKey, features: StoredFeatures) -> Path:
         """Write the entry of ``key`` atomically (replacing any old one); return its path."""
         from safetensors.numpy import save_file
 
-        for name, a in features.arrays.items():
-            if name in (_VIDS, _EXTRA) or a.shape[:1] != (len(features.vids),):
-                raise DataError(
-                    f"feature store: array {name!r} of shape {a.shape} does not match {len(features.vids)} vids"
-                )
+        features._check()
         arrays = {name: np.ascontiguousarray(a) for name, a in features.arrays.items()}
+        if features.offsets is not None:
+            arrays[_OFFSETS] = np.ascontiguousarray(features.offsets, dtype=np.int64)
         arrays[_VIDS] = _json_bytes([str(v) for v in features.vids])
         if features.extra:
             arrays[_EXTRA] = _json_bytes(features.extra)

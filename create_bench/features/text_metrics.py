@@ -2,22 +2,26 @@
 
 :func:`embedding_statistics` normalises the texts (the captioning metrics' NFKC normaliser; omega
 values index the characters of the normalised title), encodes every reference once per split (kept
-in this process for the next system scored on the same references) and every distinct candidate
-once, and returns per-video :class:`~create_bench.metrics.bertscore.EmbeddingStats`.
+in this process for the next system scored on the same references and, given a
+:class:`ReferenceCache`, on disk in the feature store for the next process) and every distinct
+candidate once, and returns per-video :class:`~create_bench.metrics.bertscore.EmbeddingStats`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from create_bench.errors import ConfigError, DataError
+from create_bench.features.store import FeatureKey, FeatureStore, StoredFeatures
 from create_bench.features.text_encoder import Encoded, TextEncoder, get_encoder
 from create_bench.metrics.bertscore import (
     ACTER_RULES,
@@ -37,6 +41,8 @@ from create_bench.metrics.bertscore import (
 )
 from create_bench.text import NORMALIZER_NAME
 from create_bench.text.normalize import normalize
+
+log = logging.getLogger(__name__)
 
 #: Results/report line when no encoder is configured.
 ABSENT = (
@@ -90,15 +96,68 @@ def _baseline(opts: TextMetricOptions, enc: TextEncoder) -> tuple[tuple[float, f
 
 _REF_CACHE: dict[tuple[str, str], tuple[Encoded, list[list[int]]]] = {}
 REF_CACHE_ENTRIES = 2
+#: The arrays of a stored reference encoding (one row per token; :class:`Encoded`'s fields).
+_STORED = ("vectors", "ids", "special", "spans")
 
 
-def _encode_references(enc: TextEncoder, flat: list[str]) -> tuple[Encoded, list[list[int]]]:
-    """The references' vectors, encoded once per (encoder, reference texts) in this process."""
-    key = (enc.signature(), hashlib.sha256(json.dumps(flat, ensure_ascii=False).encode()).hexdigest())
+@dataclass(frozen=True)
+class ReferenceCache:
+    """Where a split's reference embeddings are kept on disk: the ONE feature store
+    (:mod:`create_bench.features.store`: atomic, checksummed, rebuilt when corrupt), under
+    ``<root>/reference-embeddings/``. The key: data fingerprint, split, kind, normaliser and the
+    digest of the very texts (in the key's ``frames`` field), the encoder's signature and the
+    device type (CPU and CUDA vectors differ in the last bits, so neither stands for the other)."""
+
+    root: Path
+    fingerprint: str
+    split: str
+    kind: str
+
+    def store(self) -> FeatureStore:
+        return FeatureStore(Path(self.root) / "reference-embeddings", prefix=f"{self.kind}-")
+
+    def key(self, enc: TextEncoder, digest: str) -> FeatureKey:
+        texts = f"text:{self.kind}|{NORMALIZER_NAME}|texts:{digest}"
+        return FeatureKey(self.fingerprint, self.split, texts, None, f"{enc.signature()},{enc.device.type}")
+
+
+def _load_stored(cache: ReferenceCache, enc: TextEncoder, digest: str, n: int) -> Encoded | None:
+    got = cache.store().get(cache.key(enc, digest))
+    if got is None or got.offsets is None or len(got.vids) != n or set(got.arrays) != set(_STORED):
+        return None
+    a = got.arrays
+    return Encoded(a["vectors"], got.offsets, a["ids"], a["special"].astype(bool), a["spans"])
+
+
+def _store(cache: ReferenceCache, enc: TextEncoder, digest: str, encoded: Encoded) -> None:
+    arrays = {
+        "vectors": encoded.vectors,
+        "ids": encoded.ids,
+        "special": encoded.special.astype(np.uint8),
+        "spans": encoded.spans,
+    }
+    entry = StoredFeatures([str(i) for i in range(len(encoded))], arrays, offsets=encoded.offsets)
+    try:
+        cache.store().put(cache.key(enc, digest), entry)
+    except OSError as exc:  # a cache that cannot be written costs only the encoding next time
+        log.warning("reference embeddings not cached (%s): %s", cache.root, exc)
+
+
+def _encode_references(
+    enc: TextEncoder, flat: list[str], cache: ReferenceCache | None = None
+) -> tuple[Encoded, list[list[int]]]:
+    """The references' vectors, encoded once per (encoder, reference texts) in this process, and
+    read from / written to ``cache`` on disk when one is given."""
+    digest = hashlib.sha256(json.dumps(flat, ensure_ascii=False).encode()).hexdigest()
+    key = (enc.signature(), digest)
     if key not in _REF_CACHE:
         while len(_REF_CACHE) >= REF_CACHE_ENTRIES:
             _REF_CACHE.pop(next(iter(_REF_CACHE)))
-        encoded = enc.encode(flat)
+        encoded = _load_stored(cache, enc, digest, len(flat)) if cache is not None else None
+        if encoded is None:
+            encoded = enc.encode(flat)
+            if cache is not None:
+                _store(cache, enc, digest, encoded)
         _REF_CACHE[key] = (encoded, [encoded.ids[encoded.rows(i)].tolist() for i in range(len(encoded))])
     return _REF_CACHE[key]
 
@@ -111,13 +170,15 @@ def _encoder(opts: TextMetricOptions) -> TextEncoder:
     return get_encoder(opts.encoder, layer=opts.layer, device=opts.device, batch_size=opts.batch_size)
 
 
-def warm_references(opts: TextMetricOptions, references: Sequence[Sequence[str]]) -> int:
+def warm_references(
+    opts: TextMetricOptions, references: Sequence[Sequence[str]], cache: ReferenceCache | None = None
+) -> int:
     """Load the encoder and encode ``references`` (per video, its reference texts) into this
     process's reference cache, exactly as :func:`embedding_statistics` will look them up, so that
     scoring a system on them later encodes only its candidates (the leaderboard worker calls this
     once at start, per kind, before taking any submission). Returns the number of texts."""
     flat = [normalize(t) for r in references for t in r]
-    _encode_references(_encoder(opts), flat)
+    _encode_references(_encoder(opts), flat, cache)
     return len(flat)
 
 
@@ -130,6 +191,7 @@ def embedding_statistics(
     *,
     acter: bool = True,
     encoder: TextEncoder | None = None,
+    cache: ReferenceCache | None = None,
 ) -> EmbeddingStats:
     """Per-video BERTScore (and ACTEr-r when ``acter``) of ``candidates`` against ``references``.
 
@@ -142,12 +204,13 @@ def embedding_statistics(
             annotators who marked it attractive; None: uniform weights (``weights:uniform``).
         acter: compute ACTEr-r (titles).
         encoder: an already loaded encoder (default: :func:`get_encoder` for ``opts``).
+        cache: keep the reference embeddings on disk (None: only in this process).
     """
     enc = encoder or _encoder(opts)
     refs_n = [[normalize(t) for t in r] for r in references]
     cands_n = [normalize(c) for c in candidates]
     flat = [t for r in refs_n for t in r]
-    ref_enc, ref_ids = _encode_references(enc, flat)
+    ref_enc, ref_ids = _encode_references(enc, flat, cache)
     distinct = list(dict.fromkeys(cands_n))
     cand_enc = enc.encode(distinct)
     where = {c: i for i, c in enumerate(distinct)}
