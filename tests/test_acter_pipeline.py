@@ -208,6 +208,45 @@ def test_reference_embeddings_are_cached_on_disk(tiny_dataset, tmp_path, tiny_en
     assert len(list((cache / "reference-embeddings").glob("*.safetensors"))) == 4  # its own entries
 
 
+def test_workers_starting_together_encode_the_references_once(tmp_path, tiny_enc, monkeypatch):
+    """Two scorers (a server's workers at start) warm the same split at once: one encodes the
+    references under the entry's lock, the other waits and reads them from the feature store."""
+    import threading
+    import time
+
+    from create_bench.features import text_encoder, text_metrics
+
+    refs = [["番茄为什么会往左跑", "猫"], ["红色的猫慢慢移动"]]
+    encoded: list[int] = []
+    original = text_encoder.TextEncoder.encode
+
+    def slow_encode(enc, texts):
+        encoded.append(len(texts))
+        time.sleep(0.5)  # long enough for the other thread to reach the lock
+        return original(enc, texts)
+
+    monkeypatch.setattr(text_encoder.TextEncoder, "encode", slow_encode)
+    monkeypatch.setattr(text_metrics, "_REF_CACHE", {})  # each thread: a process that has nothing yet
+    opts = text_metrics.TextMetricOptions(tiny_enc)
+    cache = text_metrics.ReferenceCache(tmp_path / "cache", "fp", "test", "title")
+    results = []
+
+    def warm():
+        text_metrics._REF_CACHE.clear()
+        text_metrics.warm_references(opts, refs, cache)
+        results.append(
+            text_metrics._encode_references(text_metrics._encoder(opts), [t for r in refs for t in r])
+        )
+
+    threads = [threading.Thread(target=warm) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert encoded == [3]  # once, not once per worker
+    assert np.array_equal(results[0][0].vectors, results[1][0].vectors)
+
+
 def test_metric_agreement_known_truth(tiny_dataset, tmp_path, tiny_enc):
     """Human scores that are a monotone function of one metric give Spearman (and Kendall) 100 for it."""
     from create_bench.commands.metric_agreement import metric_agreement

@@ -9,11 +9,12 @@ candidate once, and returns per-video :class:`~create_bench.metrics.bertscore.Em
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,26 @@ def _store(cache: ReferenceCache, enc: TextEncoder, digest: str, encoded: Encode
         log.warning("reference embeddings not cached (%s): %s", cache.root, exc)
 
 
+@contextlib.contextmanager
+def _entry_lock(entry: Path) -> Iterator[None]:
+    """An exclusive lock (``flock``) on ``<entry>.lock`` while an entry is looked up or made; without
+    a writable cache directory, no lock (the entry then cannot be written either)."""
+    import fcntl
+
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(entry.with_name(entry.name + ".lock"), "a+b")
+    except OSError:
+        yield
+        return
+    with fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _encode_references(
     enc: TextEncoder, flat: list[str], cache: ReferenceCache | None = None
 ) -> tuple[Encoded, list[list[int]]]:
@@ -153,11 +174,14 @@ def _encode_references(
     if key not in _REF_CACHE:
         while len(_REF_CACHE) >= REF_CACHE_ENTRIES:
             _REF_CACHE.pop(next(iter(_REF_CACHE)))
-        encoded = _load_stored(cache, enc, digest, len(flat)) if cache is not None else None
-        if encoded is None:
+        if cache is None:
             encoded = enc.encode(flat)
-            if cache is not None:
-                _store(cache, enc, digest, encoded)
+        else:  # one process encodes, the others (a server's workers starting together) wait and read
+            with _entry_lock(cache.store().path(cache.key(enc, digest))):
+                encoded = _load_stored(cache, enc, digest, len(flat))
+                if encoded is None:
+                    encoded = enc.encode(flat)
+                    _store(cache, enc, digest, encoded)
         _REF_CACHE[key] = (encoded, [encoded.ids[encoded.rows(i)].tolist() for i in range(len(encoded))])
     return _REF_CACHE[key]
 
