@@ -164,6 +164,18 @@ def _entry_lock(entry: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _stored_or_encoded(cache: ReferenceCache, enc: TextEncoder, flat: list[str], digest: str) -> Encoded:
+    """From the store, or encoded and stored; one process encodes, the others (a server's workers
+    starting together) wait for the entry's lock and read what it stored."""
+    with _entry_lock(cache.store().path(cache.key(enc, digest))):
+        stored = _load_stored(cache, enc, digest, len(flat))
+        if stored is not None:
+            return stored
+        encoded = enc.encode(flat)
+        _store(cache, enc, digest, encoded)
+        return encoded
+
+
 def _encode_references(
     enc: TextEncoder, flat: list[str], cache: ReferenceCache | None = None
 ) -> tuple[Encoded, list[list[int]]]:
@@ -174,14 +186,7 @@ def _encode_references(
     if key not in _REF_CACHE:
         while len(_REF_CACHE) >= REF_CACHE_ENTRIES:
             _REF_CACHE.pop(next(iter(_REF_CACHE)))
-        if cache is None:
-            encoded = enc.encode(flat)
-        else:  # one process encodes, the others (a server's workers starting together) wait and read
-            with _entry_lock(cache.store().path(cache.key(enc, digest))):
-                encoded = _load_stored(cache, enc, digest, len(flat))
-                if encoded is None:
-                    encoded = enc.encode(flat)
-                    _store(cache, enc, digest, encoded)
+        encoded = enc.encode(flat) if cache is None else _stored_or_encoded(cache, enc, flat, digest)
         _REF_CACHE[key] = (encoded, [encoded.ids[encoded.rows(i)].tolist() for i in range(len(encoded))])
     return _REF_CACHE[key]
 
