@@ -242,3 +242,17 @@ def test_end_to_end_server_with_text_encoder_equals_score(tmp_path, encoder_dir)
     value = e["scores"]["title"]["ACTEr-r"]
     lo, hi = e["ci"]["title"]["ACTEr-r"]
     assert f'{value:.1f}<small class="ci">[{lo:.1f}, {hi:.1f}]</small>' in page
+
+
+def test_serve_refuses_an_encoder_it_cannot_load_in_one_line(tmp_path):
+    """A bad ``--text-encoder`` stops ``serve`` before it listens (not every submission failing)."""
+    from leaderboard_util import cli
+
+    data = text_dataset(tmp_path / "data")
+    missing = tmp_path / "no-such-encoder"
+    proc = cli("leaderboard", "serve", "--db", f"sqlite:///{tmp_path / 'b.db'}", "--data", str(data),
+               "--port", "1", "--text-encoder", str(missing), check=False, timeout=120)  # fmt: skip
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "cannot load text encoder" in err[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "b.db").exists()  # nothing started
