@@ -21,7 +21,6 @@ ALLOWED: dict[str, tuple[int, str]] = {
     # FastAPI app factory: the upload route and its checks are closures over the app's config,
     # database and rate limits (the read-only routes are _add_read_routes already).
     "create_app": (143, "upload route closures of the leaderboard server"),
-    "_add_read_routes": (83, "the board's read-only routes, closures over the app's state"),
 }
 
 

@@ -293,31 +293,11 @@ def _add_read_routes(app: Any, db: Database, cache: BoardCache, config: ServerCo
         body = cache.derived(("api", fingerprint), lambda subs: _leaderboard_json(subs, fingerprint))
         return Response(body, media_type="application/json")
 
-    def _api_entry(s: dict[str, Any]) -> tuple[tuple[str, str, str, str], str]:
-        """One entry of /api/leaderboard: its board key and its JSON text (kept per submission)."""
-        results = s["results"] or {}
-        key = board.board_key(results) if results else ("", "", "", "")
-        entry = {
-            "id": s["id"],
-            "model_name": s["model_name"],
-            "team": s["team"],
-            "state": s["state"],
-            "created_at": s["created_at"],
-            "dataset": key[0] or None,
-            "fingerprint": key[1] or None,
-            "test_data_seen": board.test_data_seen(s),
-            "scores": results.get("scores"),
-            "ci": results.get("ci"),
-            "signature": board.signature_text(results) or None,
-            "text_metrics": results.get("text_metrics"),
-        }
-        return key, json.dumps(entry, ensure_ascii=False)
-
     def _leaderboard_json(subs: list[dict[str, Any]], fingerprint: str | None) -> bytes:
         texts = []
         groups: dict[tuple[str, str, str, str], list[int]] = {}
         for s in subs:
-            key, text = cache.per_entry("api", s, _api_entry)
+            key, text = cache.per_entry("api", s, api_entry)
             if fingerprint is not None and key[1] != fingerprint:
                 continue
             if s["results"]:
@@ -357,6 +337,27 @@ def _add_read_routes(app: Any, db: Database, cache: BoardCache, config: ServerCo
 
     # Parse the stored results once now, not in the first visitor's request.
     cache.derived(("api", None), lambda subs: _leaderboard_json(subs, None))
+
+
+def api_entry(s: dict[str, Any]) -> tuple[tuple[str, str, str, str], str]:
+    """One entry of /api/leaderboard: its board key and its JSON text (kept per submission)."""
+    results = s["results"] or {}
+    key = board.board_key(results) if results else ("", "", "", "")
+    entry = {
+        "id": s["id"],
+        "model_name": s["model_name"],
+        "team": s["team"],
+        "state": s["state"],
+        "created_at": s["created_at"],
+        "dataset": key[0] or None,
+        "fingerprint": key[1] or None,
+        "test_data_seen": board.test_data_seen(s),
+        "scores": results.get("scores"),
+        "ci": results.get("ci"),
+        "signature": board.signature_text(results) or None,
+        "text_metrics": results.get("text_metrics"),
+    }
+    return key, json.dumps(entry, ensure_ascii=False)
 
 
 def _check_id(sub_id: int) -> int:
