@@ -7,6 +7,10 @@ N of them). A worker holds a lease on its job and renews it from a heartbeat thr
 process dies (even by SIGKILL) the lease runs out and the next claim re-queues the job. Only
 the lease holder can move a job to ``finished`` or ``failed`` (see :mod:`.db`), so every
 submission finishes exactly once.
+
+With a text encoder in the scoring options (``--text-encoder``: BERTScore-F, ACTEr-r), a worker
+loads it and encodes the split's references before it takes its first job
+(:meth:`Worker.prepare`), so no submission's deadline pays for them.
 """
 
 from __future__ import annotations
