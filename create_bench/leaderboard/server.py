@@ -137,15 +137,31 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
     for name in clean_work_dirs(storage / "work"):  # what killed processes were unpacking
         log.info("removed orphaned work directory %s", name)
     cache = BoardCache(db, min_category_videos=config.min_category_videos)
-    expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
     secrets = server_paths(config.scoring.data_dir, storage, *encoder_paths(config.scoring.options))
-    rejections = Rejections(config.max_rejected, config.rejected_window_s)
-    in_flight = [0]  # validations running now (changed only on the event loop)
 
     app = FastAPI(title=config.title, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.db = db
     app.state.config = config
     app.state.board_cache = cache
+    _add_headers_and_errors(app, secrets)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True}
+
+    uploads_handler = _Uploads(config, db, storage, uploads)
+
+    @app.post("/api/submissions", status_code=202)
+    async def submit(request: Request) -> JSONResponse:
+        return await uploads_handler.submit(request)
+
+    _add_read_routes(app, db, cache, config)
+    return app
+
+
+def _add_headers_and_errors(app: Any, secrets: Any) -> None:
+    """Security headers on every response (the board's CSP on HTML pages) and the typed errors'
+    HTTP statuses, with server paths scrubbed from every message."""
     csp = board.content_security_policy()
 
     @app.middleware("http")
@@ -156,9 +172,6 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         if response.headers.get("content-type", "").startswith("text/html"):
             response.headers["Content-Security-Policy"] = csp
         return response
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": scrub(message, secrets)}, status_code=status)
 
     @app.exception_handler(CreateBenchError)
     async def typed_error(_request: Request, exc: CreateBenchError) -> JSONResponse:
@@ -175,68 +188,82 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status in (429, 503):
             headers = {"Retry-After": "5" if status == 503 else "60"}
-        resp = error(status, str(exc))
+        resp = JSONResponse({"error": scrub(str(exc), secrets)}, status_code=status)
         if headers:
             resp.headers.update(headers)
         return resp
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"ok": True}
 
-    @app.post("/api/submissions", status_code=202)
-    async def submit(request: Request) -> JSONResponse:
+class _Uploads:
+    """``POST /api/submissions``: authenticate, rate-limit, receive the body into a private temp
+    file (size-capped, hashed, fsynced), validate it, rename it into place and queue it."""
+
+    def __init__(self, config: ServerConfig, db: Database, storage: Path, uploads: Path) -> None:
+        self.config, self.db, self.storage, self.uploads = config, db, storage, uploads
+        self.expected = ExpectedIds.from_dataset(config.scoring.data_dir, config.scoring.split)
+        self.rejections = Rejections(config.max_rejected, config.rejected_window_s)
+        self.in_flight = 0  # validations running now (changed only on the event loop)
+
+    async def submit(self, request: Request) -> JSONResponse:
+        db, config = self.db, self.config
         team = await run_in_threadpool(db.authenticate, _bearer(request.headers.get("authorization")))
-        rejections.check(team, time.time())
+        self.rejections.check(team, time.time())
         await run_in_threadpool(db.check_limit, team)
-        if in_flight[0] >= config.max_validations:
+        if self.in_flight >= config.max_validations:
             raise Busy(
-                f"the server is checking {in_flight[0]} other uploads (at most {config.max_validations} "
+                f"the server is checking {self.in_flight} other uploads (at most {config.max_validations} "
                 "at once); retry in a few seconds"
             )
-        in_flight[0] += 1
+        self.in_flight += 1
         try:
-            return await receive(request, team)
+            return await self._receive(request, team)
         except SubmissionError:
-            rejections.add(team, time.time())
+            self.rejections.add(team, time.time())
             raise
         finally:
-            in_flight[0] -= 1
+            self.in_flight -= 1
 
-    async def receive(request: Request, team: Any) -> JSONResponse:
-        cap = config.limits.max_upload_bytes
+    async def _spool(self, request: Request, tmp: Path) -> tuple[int, str]:
+        """Write the request body to ``tmp`` (capped, fsynced): its size and SHA-256."""
+        cap = self.config.limits.max_upload_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             raise UploadTooLarge(f"upload of {declared} bytes is over the limit of {cap} bytes")
-        uid = uuid.uuid4().hex
-        tmp = uploads / f".incoming-{uid}.tmp"
-        final = uploads / f"{uid}.tar.gz"
         digest = hashlib.sha256()
         size = 0
+        with open_private(tmp) as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise UploadTooLarge(f"upload is over the limit of {cap} bytes")
+                digest.update(chunk)
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if size == 0:
+            raise SubmissionError("empty upload: send the submission .tar.gz as the request body")
+        return size, digest.hexdigest()
+
+    async def _receive(self, request: Request, team: Any) -> JSONResponse:
+        uid = uuid.uuid4().hex
+        tmp = self.uploads / f".incoming-{uid}.tmp"
+        final = self.uploads / f"{uid}.tar.gz"
         try:
-            with open_private(tmp) as fh:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > cap:
-                        raise UploadTooLarge(f"upload is over the limit of {cap} bytes")
-                    digest.update(chunk)
-                    fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            if size == 0:
-                raise SubmissionError("empty upload: send the submission .tar.gz as the request body")
-            sub = await run_in_threadpool(_validate, tmp, expected, config.limits, storage / "work")
+            size, sha256 = await self._spool(request, tmp)
+            sub = await run_in_threadpool(
+                _validate, tmp, self.expected, self.config.limits, self.storage / "work"
+            )
             os.replace(tmp, final)
-            _fsync_dir(uploads)
+            _fsync_dir(self.uploads)
             try:
                 sub_id = await run_in_threadpool(
-                    lambda: db.create_submission(
+                    lambda: self.db.create_submission(
                         team,
                         model_name=sub["model_name"],
                         card=sub["card"],
-                        split=config.scoring.split,
-                        upload_path=str(final.relative_to(storage)),
-                        upload_sha256=digest.hexdigest(),
+                        split=self.config.scoring.split,
+                        upload_path=str(final.relative_to(self.storage)),
+                        upload_sha256=sha256,
                         upload_bytes=size,
                     )
                 )
@@ -254,21 +281,9 @@ def create_app(config: ServerConfig, *, db: Database | None = None) -> Any:
         finally:
             tmp.unlink(missing_ok=True)
         log.info("accepted submission %d from team %r (%d bytes)", sub_id, team.name, size)
-        return JSONResponse(
-            {
-                "id": sub_id,
-                "state": "queued",
-                "team": team.name,
-                "model_name": sub["model_name"],
-                "tasks": sub["tasks"],
-                "url": f"/submissions/{sub_id}",
-                "api": f"/api/submissions/{sub_id}",
-            },
-            status_code=202,
-        )
-
-    _add_read_routes(app, db, cache, config)
-    return app
+        body = {"id": sub_id, "state": "queued", "team": team.name, "model_name": sub["model_name"]}
+        body.update(tasks=sub["tasks"], url=f"/submissions/{sub_id}", api=f"/api/submissions/{sub_id}")
+        return JSONResponse(body, status_code=202)
 
 
 def _add_read_routes(app: Any, db: Database, cache: BoardCache, config: ServerConfig) -> None:
