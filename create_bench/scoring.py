@@ -157,8 +157,9 @@ def _score_groups(
     """Every group the predictions allow, in :data:`GROUP_ORDER`."""
     cache = _TokenCache(options.tokenizer, fingerprint, options.token_cache if fingerprint else False)
     groups: dict[str, _Group] = {}
+    chance_memo: dict[bytes, dict[str, dict[str, float]]] = {}
     for kind in preds.retrieval_kinds():
-        groups.update(_retrieval_groups(preds, refs, full, kind, split, options.ties))
+        groups.update(_retrieval_groups(preds, refs, full, kind, split, options.ties, chance_memo))
     for kind in preds.generation_kinds():
         groups[kind] = _generation_group(
             preds, refs, kind, split, options.meteor, options.metric_backend, full, cache

@@ -23,9 +23,9 @@ from create_bench.metrics.chance import retrieval_chance
 from create_bench.metrics.retrieval import (
     RankStats,
     l2_normalise,
-    rank_statistics,
     ranks_from_similarity,
 )
+from create_bench.metrics.retrieval_pair import paired_rank_statistics
 from create_bench.metrics.token_cache import reference_tokens
 from create_bench.metrics.tokens import TokenTable
 from create_bench.predictions import (
@@ -71,9 +71,19 @@ def _check_ids(
 
 
 def _retrieval_groups(
-    preds: Predictions, refs: References, full: References, kind: str, split: str, ties: str
+    preds: Predictions,
+    refs: References,
+    full: References,
+    kind: str,
+    split: str,
+    ties: str,
+    chance_memo: dict[bytes, dict[str, dict[str, float]]] | None = None,
 ) -> dict[str, _Group]:
-    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix."""
+    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix.
+
+    ``chance_memo`` keeps the chance levels of the reference counts already seen in this scoring
+    run (both text kinds of CREATE's test split have 10 per video: computed once).
+    """
     assert preds.video_ids is not None
     if not refs.has_texts(kind):
         empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
@@ -109,13 +119,18 @@ def _retrieval_groups(
         contiguous = len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
         texts = texts[pos[0] : pos[0] + len(pos)] if contiguous else np.asarray(texts[pos])
         texts, videos = l2_normalise(texts), l2_normalise(preds.video_embeddings)
-        t2v = rank_statistics(texts, videos, t2v_targets, ties=ties, query_ids=used_ids)
-        v2t = rank_statistics(videos, texts, v2t_lists, ties=ties, query_ids=preds.video_ids)
+        # one similarity matrix for both directions (v2t_lists are the texts of each video column)
+        t2v, v2t = paired_rank_statistics(
+            texts, videos, t2v_targets, ties=ties, text_ids=used_ids, video_ids=preds.video_ids
+        )
         source = "embeddings"
     refs_counts = [len(t) for t in refs.texts[kind]]
     fields = {"ties": ties, "refs": refs_field(refs_counts)}
     extra = {"source": source, "queries": {"t2v": len(t2v), "v2t": len(v2t)}}
-    chance = retrieval_chance(refs_counts)
+    memo = {} if chance_memo is None else chance_memo
+    key = np.asarray(refs_counts, dtype=np.int64).tobytes()
+    memo[key] = memo.get(key) or retrieval_chance(refs_counts)
+    chance = {d: dict(levels) for d, levels in memo[key].items()}  # each group its own copy
     return {
         f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra, chance["t2v"]),
         f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra, chance["v2t"]),
