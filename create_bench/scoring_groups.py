@@ -19,7 +19,7 @@ import numpy as np
 from create_bench.errors import DataError, PredictionError
 from create_bench.metrics.bootstrap import Proportion
 from create_bench.metrics.captioning import caption_statistics, refs_field
-from create_bench.metrics.chance import retrieval_chance
+from create_bench.metrics.chance_cache import Levels, cached_retrieval_chance
 from create_bench.metrics.retrieval import (
     RankStats,
     l2_normalise,
@@ -77,13 +77,10 @@ def _retrieval_groups(
     kind: str,
     split: str,
     ties: str,
-    chance_memo: dict[bytes, dict[str, dict[str, float]]] | None = None,
+    chance_levels: _ChanceLevels | None = None,
 ) -> dict[str, _Group]:
-    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix.
-
-    ``chance_memo`` keeps the chance levels of the reference counts already seen in this scoring
-    run (both text kinds of CREATE's test split have 10 per video: computed once).
-    """
+    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix (chance levels
+    from ``chance_levels``, default: computed here, no cache)."""
     assert preds.video_ids is not None
     if not refs.has_texts(kind):
         empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
@@ -127,10 +124,7 @@ def _retrieval_groups(
     refs_counts = [len(t) for t in refs.texts[kind]]
     fields = {"ties": ties, "refs": refs_field(refs_counts)}
     extra = {"source": source, "queries": {"t2v": len(t2v), "v2t": len(v2t)}}
-    memo = {} if chance_memo is None else chance_memo
-    key = np.asarray(refs_counts, dtype=np.int64).tobytes()
-    memo[key] = memo.get(key) or retrieval_chance(refs_counts)
-    chance = {d: dict(levels) for d, levels in memo[key].items()}  # each group its own copy
+    chance = (chance_levels or _ChanceLevels(False))(refs_counts)
     return {
         f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra, chance["t2v"]),
         f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra, chance["v2t"]),
@@ -175,6 +169,24 @@ def _reference_table(
         return table
     starts = np.concatenate([[0], np.cumsum(have)[:-1]])
     return table.select(np.concatenate([s + np.arange(n) for s, n in zip(starts, want)]))
+
+
+@dataclass
+class _ChanceLevels:
+    """Chance levels of reference counts (:mod:`create_bench.metrics.chance_cache`): each distinct
+    count vector once per scoring run (CREATE's two text kinds have the same), and from the on-disk
+    cache under ``root`` (``True``: the default cache root; ``False``: none), like the tokens."""
+
+    root: bool | str | os.PathLike[str] = True
+    memo: dict[bytes, Levels] = field(default_factory=dict)
+
+    def __call__(self, counts: list[int]) -> Levels:
+        key = np.asarray(counts, dtype=np.int64).tobytes()
+        if key not in self.memo:
+            on = self.root is not False
+            cache_dir = None if self.root is True or not on else self.root
+            self.memo[key] = cached_retrieval_chance(counts, cache_dir=cache_dir, use_cache=on)[0]  # type: ignore[arg-type]
+        return {d: dict(levels) for d, levels in self.memo[key].items()}  # each group its own copy
 
 
 @dataclass(frozen=True)
