@@ -90,15 +90,16 @@ def _retrieval_groups(
     col_of_vid = {v: j for j, v in enumerate(preds.video_ids)}
     rows, row_ids = preds.text_rows(kind)
     wanted = {text_id(v, kind, k) for v, t in zip(refs.vids, refs.texts[kind]) for k in range(len(t))}
-    known = {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
+    known = (
+        wanted
+        if full is refs
+        else {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
+    )
     _check_ids(f"{TEXT_IDS} ({kind})", wanted, row_ids, split, allowed=known)
     used = np.array([i for i, tid in enumerate(row_ids) if tid in wanted], dtype=np.int64)
     used_ids = [row_ids[i] for i in used]
     text_vid = [parse_text_id(t)[0] for t in used_ids]
     t2v_targets = np.array([col_of_vid[v] for v in text_vid], dtype=np.int64)
-    v2t_lists: list[list[int]] = [[] for _ in preds.video_ids]
-    for i, v in enumerate(text_vid):
-        v2t_lists[col_of_vid[v]].append(i)
     t2v_owner = np.array([vid_index[v] for v in text_vid], dtype=np.int64)
     v2t_owner = np.array([vid_index[v] for v in preds.video_ids], dtype=np.int64)
 
@@ -106,6 +107,9 @@ def _retrieval_groups(
         sim = preds.similarity[kind]
         if len(used) != sim.shape[0]:
             sim = np.asarray(sim[used])
+        v2t_lists: list[list[int]] = [[] for _ in preds.video_ids]
+        for i, j in enumerate(t2v_targets.tolist()):
+            v2t_lists[j].append(i)
         t2v = ranks_from_similarity(sim, t2v_targets, ties=ties, query_ids=used_ids)
         v2t = ranks_from_similarity(sim.T, v2t_lists, ties=ties, query_ids=preds.video_ids)
         source = similarity_file(kind)
@@ -116,7 +120,7 @@ def _retrieval_groups(
         contiguous = len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
         texts = texts[pos[0] : pos[0] + len(pos)] if contiguous else np.asarray(texts[pos])
         texts, videos = l2_normalise(texts), l2_normalise(preds.video_embeddings)
-        # one similarity matrix for both directions (v2t_lists are the texts of each video column)
+        # one similarity matrix for both directions: a video's texts are those that target it
         t2v, v2t = paired_rank_statistics(
             texts, videos, t2v_targets, ties=ties, text_ids=used_ids, video_ids=preds.video_ids
         )
