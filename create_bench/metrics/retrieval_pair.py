@@ -10,14 +10,16 @@ submission gives ``similarity_<kind>.npy``; computing the matrix once halves the
 
 V2T needs each video's threshold ``s`` (the best score of its own texts) before its column is
 counted, and those scores come out of the same pass. So the pass counts against a *band*: ``s`` is
-estimated in float64 from the same float32 inputs, and the rounding of a float32 dot product of
-length ``D`` is at most ``D * 2**-24 * |t| |v|`` (any summation order, FMA or not), so the exact
-``s`` lies in ``[lo, hi]`` = estimate -/+ twice that. Scores above ``hi`` are counted; the few in
+estimated by dot products of the same inputs, and the rounding of a float32 dot product of length
+``D`` is at most ``D * 2**-24 * |t| |v|`` (any summation order, FMA or not; the estimate's and the
+matrix's alike), so ``s`` lies in ``[lo, hi]`` = estimate -/+ three times that bound. Scores above ``hi`` are counted; the few in
 the band are kept (row, column, value) and compared with ``s`` once the pass has it. Every count
 is of the matrix's own float32 values (the band only decides what to keep), and the pass checks
-that each ``s`` really fell inside its band; when one did not (it cannot with IEEE arithmetic),
-or when the band holds too many scores (a near-constant scorer: everything ties), or when the
-inputs could overflow, V2T is computed on its own matrix as before.
+that each ``s`` really fell inside its band. When one did not (it cannot with IEEE arithmetic) or
+the band holds too many scores (a near-constant scorer: everything ties), a second pass over the
+same chunks (same matmul, same values) counts V2T against the thresholds the first pass found.
+When the inputs could overflow, both directions take
+:func:`~create_bench.metrics.retrieval.rank_statistics`' checked path, each on its own matrix.
 """
 
 from __future__ import annotations
@@ -95,14 +97,15 @@ def paired_rank_statistics(
     _finite_max(gal, "gallery item", None)
     q_max = _finite_max(q, "query", text_ids)
     g_max = float(np.abs(gal).max()) if gal.size else 0.0
-    lists = None
-    if not q_max * g_max * q.shape[1] < float(np.finfo(dt).max) / 4:  # scores could overflow
-        lists = _own_lists(tg.cols, n_v)
+    if not q_max * g_max * q.shape[1] < float(np.finfo(dt).max) / 4:  # scores could overflow: checked paths
         t2v = rank_statistics(q, gal, tg.cols, ties=ties, chunk_size=chunk_size, dtype=dt, query_ids=text_ids)
-        return t2v, rank_statistics(gal, q, lists, ties=ties, dtype=dt, query_ids=video_ids)
-    t2v, v2t = _one_pass(q, gal, tg, ties, _chunk_rows(chunk_size, n_t, n_v), dt, text_ids)
-    if v2t is None:  # the band did not hold: V2T on its own matrix
-        v2t = rank_statistics(gal, q, _own_lists(tg.cols, n_v), ties=ties, dtype=dt, query_ids=video_ids)
+        return t2v, rank_statistics(
+            gal, q, _own_lists(tg.cols, n_v), ties=ties, dtype=dt, query_ids=video_ids
+        )
+    chunk = _chunk_rows(chunk_size, n_t, n_v)
+    t2v, own, v2t = _one_pass(q, gal, tg, ties, chunk, dt, text_ids)
+    if v2t is None:  # the band did not hold: count V2T in a second pass over the same matrix
+        v2t = _second_pass(q, gal, tg.cols, own, ties, chunk, dt)
     return t2v, v2t
 
 
@@ -146,8 +149,9 @@ def _one_pass(
     chunk: int,
     dt: np.dtype,
     text_ids: Sequence[str] | None,
-) -> tuple[RankStats, RankStats | None]:
-    """T2V counts row by row and V2T counts column by column over one chunked matrix."""
+) -> tuple[RankStats, np.ndarray, RankStats | None]:
+    """T2V counts row by row and V2T counts column by column over one chunked matrix; also each
+    text's score against its own video. V2T is None when the band did not hold."""
     n_t, n_v = q.shape[0], gal.shape[0]
     lo, hi = _bands(q, gal, tg.cols, dt)
     g, r, t = np.zeros(n_t, np.int64), np.zeros(n_t, np.int64), np.zeros(n_t, np.int64)
@@ -176,8 +180,8 @@ def _one_pass(
         kept += len(rows)
     t2v = RankStats(g, r, t, ties, n_v)
     if kept > BAND_LIMIT:
-        return t2v, None
-    return t2v, _v2t_from_band(own, tg.cols, above, band, lo, hi, ties, n_t)
+        return t2v, own, None
+    return t2v, own, _v2t_from_band(own, tg.cols, above, band, lo, hi, ties, n_t)
 
 
 def _true_positions(mask: np.ndarray) -> np.ndarray:
@@ -188,6 +192,38 @@ def _true_positions(mask: np.ndarray) -> np.ndarray:
     cand = (words[:, None] + np.arange(8)).reshape(-1)
     tail = np.flatnonzero(flat[whole:]) + whole
     return np.concatenate([cand[flat[cand]], tail])
+
+
+def _best_own(own: np.ndarray, text_video: np.ndarray, n_v: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per video, the best score of its own texts and how many of them reach it."""
+    best = np.full(n_v, -np.inf, dtype=own.dtype)
+    np.maximum.at(best, text_video, own)
+    return best, np.bincount(text_video[own == best[text_video]], minlength=n_v).astype(np.int64)
+
+
+def _second_pass(
+    q: np.ndarray,
+    gal: np.ndarray,
+    text_video: np.ndarray,
+    own: np.ndarray,
+    ties: str,
+    chunk: int,
+    dt: np.dtype,
+) -> RankStats:
+    """V2T counted column by column over the same chunked matrix again, the thresholds known.
+
+    The chunks are the first pass's (same rows, same matmul), so the scores are the same values.
+    """
+    n_v = gal.shape[0]
+    best, tied_own = _best_own(own, text_video, n_v)
+    above, equal = np.zeros(n_v, np.int64), np.zeros(n_v, np.int64)
+    buf, cmp = np.empty((chunk, n_v), dtype=dt), np.empty((chunk, n_v), dtype=bool)
+    for start in range(0, q.shape[0], chunk):
+        qb = np.ascontiguousarray(q[start : start + chunk], dtype=dt)
+        sim, out = np.matmul(qb, gal.T, out=buf[: qb.shape[0]]), cmp[: qb.shape[0]]
+        above += np.greater(sim, best, out=out).view(np.uint8).sum(axis=0, dtype=np.uint32)
+        equal += np.equal(sim, best, out=out).view(np.uint8).sum(axis=0, dtype=np.uint32)
+    return RankStats(above, tied_own, equal - tied_own, ties, q.shape[0])  # own texts never exceed best
 
 
 def _v2t_from_band(
@@ -202,11 +238,9 @@ def _v2t_from_band(
 ) -> RankStats | None:
     """V2T counts once every video's best own score ``s`` is known (None if one left its band)."""
     n_v = len(above)
-    best = np.full(n_v, -np.inf, dtype=own.dtype)
-    np.maximum.at(best, text_video, own)
+    best, tied_own = _best_own(own, text_video, n_v)
     if not ((best >= lo) & (best <= hi)).all():
         return None
-    tied_own = np.bincount(text_video[own == best[text_video]], minlength=n_v)
     rows = np.concatenate([b[0] for b in band]) if band else np.zeros(0, np.int64)
     cols = np.concatenate([b[1] for b in band]) if band else np.zeros(0, np.int64)
     vals = np.concatenate([b[2] for b in band]) if band else np.zeros(0, own.dtype)
@@ -214,7 +248,7 @@ def _v2t_from_band(
     cols, vals = cols[other], vals[other]
     better = above + np.bincount(cols[vals > best[cols]], minlength=n_v)
     tied = np.bincount(cols[vals == best[cols]], minlength=n_v)
-    return RankStats(better, tied_own.astype(np.int64), tied.astype(np.int64), ties, n_texts)
+    return RankStats(better, tied_own, tied.astype(np.int64), ties, n_texts)
 
 
 __all__ = ["BAND_LIMIT", "paired_rank_statistics"]
