@@ -13,11 +13,31 @@ and prints, measured in this one run (best wall time of ``--repeat``, CPU time a
     ``fast`` (create_bench.metrics.caption_fast) vs ``coco`` (pycocoevalcap's Bleu/Rouge/Cider
     compute_score), and the largest relative difference of the per-video statistics. Goal >= 10x.
 (b) ``create-bench score`` of the whole submission (4 retrieval directions over 100,000 texts, title
-    and caption generation, 1,000 bootstrap resamples): today's path (coco backend, no token cache,
-    nothing tokenised before in the process) vs the fast backend with a cold and a warm
-    reference-token cache. Goal >= 5x.
-(c) retrieval (rank_statistics, all 4 directions) vs computing the same similarity matrices
-    (chunked ``q @ g.T``) in the same run. Goal <= 2x.
+    and caption generation, 1,000 bootstrap resamples, chance levels and check, per-category
+    tables), timed around ``score_predictions`` only (jieba's dictionary loaded before, as the
+    process that scores would have; nothing tokenised before). Goal >= 5x, against:
+
+    - **the pre-issue path** (the goal's baseline): the ``create_bench`` package of commit
+      :data:`PRE_ISSUE`, the last one before issue #19's work, taken with ``git archive`` and run
+      in its own process on the same files. It is the code the issue measured: pycocoevalcap's
+      scorers per video, tokenisation memoised per process only, two similarity matrices per text
+      kind (T2V and V2T each computed ``q @ g.T``), the bootstrap median by a running sum over every
+      value of every resample, chance levels computed for each text kind. It is never sped up by
+      this repository's later work. (Without git history it is skipped, and said so.)
+    - **today's code with the coco backend and no cache** (for reference): the issue's "today's
+      path" settings, but with today's retrieval, bootstrap and loading.
+
+    and the ``fast`` backend (the default) with a **cold** cache (an empty cache directory: the
+    references are tokenised and the chance levels computed, then both written) and a **warm**
+    one (the same directory again: reference tokens and chance levels read back; prediction
+    tokens, scores, intervals and everything else computed). Both also print whether their scores
+    and intervals equal the pre-issue run's (1e-9; the signatures differ only by the data
+    fingerprint, whose definition issue #19 changed). The pre-issue, cold and warm figures are each
+    the best of ``min(--repeat, 2)`` runs; today's coco path runs once.
+(c) retrieval vs computing the same similarity matrices (chunked ``q @ g.T``) in the same run,
+    per text kind: ``rank_statistics`` for each direction against two matrices, and
+    ``paired_rank_statistics`` (what ``score`` runs: both directions from one matrix) against
+    one. Goal <= 2x.
 
 ``--videos N`` scales the split down (e.g. 500 for a smoke run; ``--quick`` = 500).
 """
@@ -176,36 +196,132 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300), initial=0.0))
 
 
-def score_path(pred: Path, data: Path, cache: Path, repeat: int) -> None:
+#: The pre-issue path: the repository as it was when issue #19 ("Scoring at the data's speed") was
+#: filed, the last commit before any of its work (coco captioning scorers, a per-process token memo,
+#: two similarity matrices per text kind, the bootstrap median by a running sum over every value).
+PRE_ISSUE = "af18ca4110984adb59c244cd49e7b9f96ff05a59"
+
+_BASELINE_RUN = """
+import json, sys, time
+from pathlib import Path
+from create_bench.scoring import score_predictions
+from create_bench.text import get_tokenizer
+pred, data = Path(sys.argv[1]), Path(sys.argv[2])
+get_tokenizer("jieba")("预热")  # jieba's dictionary loaded outside the timing, as in this process
+import create_bench.data.shards, pycocoevalcap.bleu.bleu, pycocoevalcap.cider.cider, pycocoevalcap.rouge.rouge  # imported, as here
+t, c = time.perf_counter(), time.process_time()
+res = score_predictions(pred, data, "test", bootstrap=1000, seed=0)
+wall, cpu = time.perf_counter() - t, time.process_time() - c
+print(json.dumps({"wall": wall, "cpu": cpu, "scores": res["scores"], "ci": res.get("ci"), "file": __import__("create_bench").__file__}))
+"""
+
+
+def pre_issue_tree(dest: Path) -> tuple[Path | None, str]:
+    """The ``create_bench`` package of :data:`PRE_ISSUE`, extracted from git into ``dest``."""
+    import subprocess
+    import tarfile
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        tar = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", PRE_ISSUE, "create_bench"],
+            capture_output=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        why = (
+            exc.stderr.decode(errors="replace").strip() if hasattr(exc, "stderr") and exc.stderr else str(exc)
+        )
+        return None, f"git archive {PRE_ISSUE[:10]} failed ({why})"
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(tar)) as tf:
+        tf.extractall(dest, filter="data")
+    return dest, f"create_bench of {PRE_ISSUE[:10]} (git archive), own process"
+
+
+def run_pre_issue(tree: Path, pred: Path, data: Path) -> tuple[Timer, dict[str, Any]]:
+    """``score_predictions`` of the pre-issue package in a fresh process; its own timers."""
+    import json
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    out = subprocess.run(
+        [sys.executable, "-c", _BASELINE_RUN, str(pred), str(data)],
+        capture_output=True,
+        check=True,
+        env=env,
+        cwd=tree,
+    ).stdout.decode()
+    res = json.loads(out.strip().splitlines()[-1])
+    if not res["file"].startswith(str(tree)):
+        raise SystemExit(f"the pre-issue run imported {res['file']}, not the extracted package")
+    t = Timer()
+    t.wall, t.cpu = res["wall"], res["cpu"]
+    return t, res
+
+
+def _same_scores(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        a[g].keys() == b[g].keys()
+        and all(abs(b[g][m] - v) <= 1e-9 * max(1.0, abs(v)) for m, v in a[g].items())
+        for g in a
+    )
+
+
+def _flat(ci: dict[str, dict[str, list[float]]] | None) -> dict[str, dict[str, float]]:
+    return {
+        g: {f"{m}[{i}]": x for m, v in ms.items() for i, x in enumerate(v)} for g, ms in (ci or {}).items()
+    }
+
+
+def score_path(pred: Path, data: Path, cache: Path, repeat: int, pre_issue: bool = True) -> None:
     tok = get_tokenizer("jieba")
 
     def run(**kw: Any) -> dict[str, Any]:
         tok.clear_cache()  # nothing tokenised before, like a fresh process
         return score_predictions(pred, data, "test", bootstrap=1000, seed=0, **kw)
 
-    base_t, base = best(lambda: run(metric_backend="coco", token_cache=False), 1)
-    print(f"today's path: coco backend, no token cache       {base_t}")
+    base_t, base_res, base_what = None, None, "not run (--no-pre-issue)"
+    if pre_issue:
+        tree, base_what = pre_issue_tree(cache / "pre-issue")
+        if tree is not None:  # best of ``repeat`` runs, like the fast path's
+            runs = [run_pre_issue(tree, pred, data) for _ in range(repeat)]
+            base_t, base_res = min(runs, key=lambda r: r[0].wall)
+    print(f"pre-issue path: {base_what}")
+    if base_t is not None:
+        print(f"  coco backend, per-process token memo, 2 matrices per kind   {base_t}")
+    coco_t, coco = best(lambda: run(metric_backend="coco", token_cache=False), 1)
+    print(f"today's code, coco backend, no cache (one run)               {coco_t}")
     cold_times = []
     for k in range(repeat):
         with Timer() as t:
             run(token_cache=cache / f"cold{k}")
         cold_times.append(t)
     cold_t = min(cold_times, key=lambda t: t.wall)
-    print(f"fast backend, cold reference-token cache         {cold_t}")
+    print(f"today's code, fast backend, cold reference-token cache       {cold_t}")
     warm_t, warm = best(lambda: run(token_cache=cache / "cold0"), repeat)
-    print(f"fast backend, warm reference-token cache         {warm_t}")
-    same = warm["signature"] == base["signature"] and all(
-        abs(warm["scores"][g][m] - v) <= 1e-9 * max(1.0, abs(v))
-        for g, ms in base["scores"].items()
-        for m, v in ms.items()
+    print(f"today's code, fast backend, warm reference-token cache       {warm_t}")
+    same = warm["signature"] == coco["signature"] and _same_scores(coco["scores"], warm["scores"])
+    print(
+        f"  fast vs coco: identical signature and scores (1e-9): {same}; groups {', '.join(coco['scores'])}"
     )
-    print(f"  identical signature and scores (1e-9): {same}; groups {', '.join(base['scores'])}")
-    ratio("cold cache vs today", base_t, cold_t, "goal >= 5x")
-    ratio("warm cache vs today", base_t, warm_t, "goal >= 5x")
+    if base_res is not None:
+        print(
+            f"  fast vs pre-issue: same scores (1e-9): {_same_scores(base_res['scores'], warm['scores'])}, "
+            f"same intervals: {_same_scores(_flat(base_res['ci']), _flat(warm['ci']))} "
+            "(signatures differ: the data fingerprint is new)"
+        )
+        ratio("cold cache vs pre-issue", base_t, cold_t, "goal >= 5x")
+        ratio("warm cache vs pre-issue", base_t, warm_t, "goal >= 5x")
+    ratio("cold cache vs today's coco path", coco_t, cold_t, "for reference")
+    ratio("warm cache vs today's coco path", coco_t, warm_t, "for reference")
+    print(f"  (load average now {os.getloadavg()[0]:.1f})")
 
 
 def retrieval(pred: Path, repeat: int) -> None:
     from create_bench.metrics.retrieval import l2_normalise
+    from create_bench.metrics.retrieval_pair import paired_rank_statistics
     from create_bench.predictions import load_predictions
 
     p = load_predictions(pred)
@@ -217,30 +333,39 @@ def retrieval(pred: Path, repeat: int) -> None:
         t2v = np.repeat(np.arange(n), N_REFS)
         v2t = [list(range(i * N_REFS, (i + 1) * N_REFS)) for i in range(n)]
 
-        def ranks(texts: np.ndarray = texts, t2v: np.ndarray = t2v, v2t: list = v2t) -> None:
+        def separate(texts: np.ndarray = texts, t2v: np.ndarray = t2v, v2t: list = v2t) -> None:
             rank_statistics(texts, videos, t2v)
             rank_statistics(videos, texts, v2t)
 
-        def matmul(texts: np.ndarray = texts, chunk: int = 1 << 25) -> None:
-            for q, g in ((texts, videos), (videos, texts)):
+        def paired(texts: np.ndarray = texts, t2v: np.ndarray = t2v) -> None:
+            paired_rank_statistics(texts, videos, t2v)
+
+        def matmul(texts: np.ndarray = texts, both: bool = True, chunk: int = 1 << 25) -> None:
+            for q, g in ((texts, videos), (videos, texts))[: 2 if both else 1]:
                 step = max(1, chunk // len(g))
                 for s in range(0, len(q), step):
                     q[s : s + step] @ g.T
 
-        mm_t, _ = best(matmul, repeat)
-        rk_t, _ = best(ranks, repeat)
+        mm2_t, _ = best(matmul, repeat)
+        sep_t, _ = best(separate, repeat)
+        mm1_t, _ = best(lambda: matmul(both=False), repeat)
+        pair_t, _ = best(paired, repeat)
         print(f"{kind}: T2V {len(texts):,} x {n:,} and V2T {n:,} x {len(texts):,}, {DIM}-d")
-        print(f"  similarity only (chunked q @ g.T)  {mm_t}")
-        print(f"  rank_statistics, both directions   {rk_t}")
-        print(
-            f"  -> retrieval / matmul: {rk_t.wall / mm_t.wall:.2f}x wall, {rk_t.cpu / mm_t.cpu:.2f}x CPU (goal <= 2x)"
-        )
+        print(f"  two similarity matrices (chunked q @ g.T, both orientations)  {mm2_t}")
+        print(f"  rank_statistics, each direction on its own matrix              {sep_t}")
+        print(f"  one similarity matrix (chunked texts @ videos.T)               {mm1_t}")
+        print(f"  paired_rank_statistics (what score runs): both directions      {pair_t}")
+        for name, a, b in (("rank_statistics", sep_t, mm2_t), ("paired_rank_statistics", pair_t, mm1_t)):
+            print(
+                f"  -> {name} / its matmul: {a.wall / b.wall:.2f}x wall, {a.cpu / b.cpu:.2f}x CPU (goal <= 2x)"
+            )
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--videos", type=int, default=5000, help="videos in the generated split (default 5,000)")
     p.add_argument("--skip", choices=("scorers", "score", "retrieval"), action="append", default=[])
+    p.add_argument("--no-pre-issue", action="store_true", help="(b) without the pre-issue code's run")
     args = p.parse_args()
     n = 500 if args.quick else args.videos
     rng = np.random.default_rng(0)
@@ -253,7 +378,7 @@ def main() -> None:
         print(f"generated split + predictions {t}")
         get_tokenizer("jieba")("预热")  # load jieba's dictionary outside the timings
         if "scorers" not in args.skip:
-            print("== (a) captioning scorers on pre-tokenised text")
+            print(f"== (a) captioning scorers on pre-tokenised text (load average {os.getloadavg()[0]:.1f})")
             from create_bench.predictions import load_predictions
 
             g = load_predictions(root / "pred")
@@ -261,10 +386,18 @@ def main() -> None:
             gens = {f"{k}s": [g.generated(k)[v] for v in vids] for k in ("caption", "title")}
             scorers(texts, gens, args.repeat)
         if "score" not in args.skip:
-            print("== (b) create-bench score, whole submission, 1,000 bootstrap resamples")
-            score_path(root / "pred", root / "data", root / "cache", max(1, min(args.repeat, 2)))
+            print(
+                f"== (b) create-bench score, whole submission, 1,000 bootstrap resamples (load average {os.getloadavg()[0]:.1f})"
+            )
+            score_path(
+                root / "pred",
+                root / "data",
+                root / "cache",
+                max(1, min(args.repeat, 2)),
+                not args.no_pre_issue,
+            )
         if "retrieval" not in args.skip:
-            print("== (c) retrieval vs the similarity matmul")
+            print(f"== (c) retrieval vs the similarity matmul (load average {os.getloadavg()[0]:.1f})")
             retrieval(root / "pred", args.repeat)
 
 

@@ -121,12 +121,22 @@ class Predictions:
 
     def text_rows(self, kind: str) -> tuple[np.ndarray, list[str]]:
         """Row positions in ``text_ids`` of the texts of ``kind``, and their ids, in file order."""
-        pos, ids = [], []
-        for i, tid in enumerate(self.text_ids or []):
-            if parse_text_id(tid)[1] == kind:
-                pos.append(i)
-                ids.append(tid)
-        return np.asarray(pos, dtype=np.int64), ids
+        ids = self.text_ids or []
+        pos = self._rows_by_kind(ids).get(kind, [])
+        return np.asarray(pos, dtype=np.int64), [ids[i] for i in pos]
+
+    def _rows_by_kind(self, ids: list[str]) -> dict[str, list[int]]:
+        """kind -> row positions, parsed once for these ids (validation, the task list and scoring
+        all ask; 100,000 ids on CREATE's test split). Remembered with the ids' length and hash, so
+        ids changed in place are parsed again."""
+        stamp = (len(ids), hash(tuple(ids)))
+        memo = self.__dict__.get("_rows_memo")
+        if memo is None or memo[0] != stamp:
+            rows: dict[str, list[int]] = {}
+            for i, tid in enumerate(ids):
+                rows.setdefault(parse_text_id(tid)[1], []).append(i)
+            memo = self.__dict__["_rows_memo"] = (stamp, rows)
+        return memo[1]
 
     def retrieval_kinds(self) -> list[str]:
         """Text kinds that can be scored for retrieval (embeddings or a similarity matrix)."""

@@ -49,7 +49,13 @@ from create_bench.predictions import (
 )
 from create_bench.progress import Progress
 from create_bench.results import build_results
-from create_bench.scoring_groups import _generation_group, _Group, _retrieval_groups, _TokenCache
+from create_bench.scoring_groups import (
+    _ChanceLevels,
+    _generation_group,
+    _Group,
+    _retrieval_groups,
+    _TokenCache,
+)
 from create_bench.scoring_options import PROTOCOLS, ScoringOptions
 from create_bench.scoring_references import References, load_references
 from create_bench.scoring_text import (
@@ -159,8 +165,9 @@ def _score_groups(
     """Every group the predictions allow, in :data:`GROUP_ORDER`."""
     cache = _TokenCache(options.tokenizer, fingerprint, options.token_cache if fingerprint else False)
     groups: dict[str, _Group] = {}
+    chance = _ChanceLevels(cache.root)  # reference-side, like the tokens: cached with them
     for kind in preds.retrieval_kinds():
-        groups.update(_retrieval_groups(preds, refs, full, kind, split, options.ties))
+        groups.update(_retrieval_groups(preds, refs, full, kind, split, options.ties, chance))
     for kind in preds.generation_kinds():
         groups[kind] = _generation_group(
             preds, refs, kind, split, options.meteor, options.metric_backend, full, cache

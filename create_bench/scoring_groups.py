@@ -19,13 +19,13 @@ import numpy as np
 from create_bench.errors import DataError, PredictionError
 from create_bench.metrics.bootstrap import Proportion
 from create_bench.metrics.captioning import caption_statistics, refs_field
-from create_bench.metrics.chance import retrieval_chance
+from create_bench.metrics.chance_cache import Levels, cached_retrieval_chance
 from create_bench.metrics.retrieval import (
     RankStats,
     l2_normalise,
-    rank_statistics,
     ranks_from_similarity,
 )
+from create_bench.metrics.retrieval_pair import paired_rank_statistics
 from create_bench.metrics.token_cache import reference_tokens
 from create_bench.metrics.tokens import TokenTable
 from create_bench.predictions import (
@@ -71,9 +71,16 @@ def _check_ids(
 
 
 def _retrieval_groups(
-    preds: Predictions, refs: References, full: References, kind: str, split: str, ties: str
+    preds: Predictions,
+    refs: References,
+    full: References,
+    kind: str,
+    split: str,
+    ties: str,
+    chance_levels: _ChanceLevels | None = None,
 ) -> dict[str, _Group]:
-    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix."""
+    """``t2v_<kind>`` and ``v2t_<kind>`` from embeddings or a similarity matrix (chance levels
+    from ``chance_levels``, default: computed here, no cache)."""
     assert preds.video_ids is not None
     if not refs.has_texts(kind):
         empty = next(v for v, t in zip(refs.vids, refs.texts[kind]) if not t)
@@ -83,15 +90,16 @@ def _retrieval_groups(
     col_of_vid = {v: j for j, v in enumerate(preds.video_ids)}
     rows, row_ids = preds.text_rows(kind)
     wanted = {text_id(v, kind, k) for v, t in zip(refs.vids, refs.texts[kind]) for k in range(len(t))}
-    known = {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
+    known = (
+        wanted
+        if full is refs
+        else {text_id(v, kind, k) for v, t in zip(full.vids, full.texts[kind]) for k in range(len(t))}
+    )
     _check_ids(f"{TEXT_IDS} ({kind})", wanted, row_ids, split, allowed=known)
     used = np.array([i for i, tid in enumerate(row_ids) if tid in wanted], dtype=np.int64)
     used_ids = [row_ids[i] for i in used]
     text_vid = [parse_text_id(t)[0] for t in used_ids]
     t2v_targets = np.array([col_of_vid[v] for v in text_vid], dtype=np.int64)
-    v2t_lists: list[list[int]] = [[] for _ in preds.video_ids]
-    for i, v in enumerate(text_vid):
-        v2t_lists[col_of_vid[v]].append(i)
     t2v_owner = np.array([vid_index[v] for v in text_vid], dtype=np.int64)
     v2t_owner = np.array([vid_index[v] for v in preds.video_ids], dtype=np.int64)
 
@@ -99,6 +107,9 @@ def _retrieval_groups(
         sim = preds.similarity[kind]
         if len(used) != sim.shape[0]:
             sim = np.asarray(sim[used])
+        v2t_lists: list[list[int]] = [[] for _ in preds.video_ids]
+        for i, j in enumerate(t2v_targets.tolist()):
+            v2t_lists[j].append(i)
         t2v = ranks_from_similarity(sim, t2v_targets, ties=ties, query_ids=used_ids)
         v2t = ranks_from_similarity(sim.T, v2t_lists, ties=ties, query_ids=preds.video_ids)
         source = similarity_file(kind)
@@ -109,13 +120,15 @@ def _retrieval_groups(
         contiguous = len(pos) and np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos)))
         texts = texts[pos[0] : pos[0] + len(pos)] if contiguous else np.asarray(texts[pos])
         texts, videos = l2_normalise(texts), l2_normalise(preds.video_embeddings)
-        t2v = rank_statistics(texts, videos, t2v_targets, ties=ties, query_ids=used_ids)
-        v2t = rank_statistics(videos, texts, v2t_lists, ties=ties, query_ids=preds.video_ids)
+        # one similarity matrix for both directions: a video's texts are those that target it
+        t2v, v2t = paired_rank_statistics(
+            texts, videos, t2v_targets, ties=ties, text_ids=used_ids, video_ids=preds.video_ids
+        )
         source = "embeddings"
     refs_counts = [len(t) for t in refs.texts[kind]]
     fields = {"ties": ties, "refs": refs_field(refs_counts)}
     extra = {"source": source, "queries": {"t2v": len(t2v), "v2t": len(v2t)}}
-    chance = retrieval_chance(refs_counts)
+    chance = (chance_levels or _ChanceLevels(False))(refs_counts)
     return {
         f"t2v_{kind}": _rank_group(t2v, t2v_owner, refs, fields, extra, chance["t2v"]),
         f"v2t_{kind}": _rank_group(v2t, v2t_owner, refs, fields, extra, chance["v2t"]),
@@ -160,6 +173,24 @@ def _reference_table(
         return table
     starts = np.concatenate([[0], np.cumsum(have)[:-1]])
     return table.select(np.concatenate([s + np.arange(n) for s, n in zip(starts, want)]))
+
+
+@dataclass
+class _ChanceLevels:
+    """Chance levels of reference counts (:mod:`create_bench.metrics.chance_cache`): each distinct
+    count vector once per scoring run (CREATE's two text kinds have the same), and from the on-disk
+    cache under ``root`` (``True``: the default cache root; ``False``: none), like the tokens."""
+
+    root: bool | str | os.PathLike[str] = True
+    memo: dict[bytes, Levels] = field(default_factory=dict)
+
+    def __call__(self, counts: list[int]) -> Levels:
+        key = np.asarray(counts, dtype=np.int64).tobytes()
+        if key not in self.memo:
+            on = self.root is not False
+            cache_dir = None if self.root is True or not on else self.root
+            self.memo[key] = cached_retrieval_chance(counts, cache_dir=cache_dir, use_cache=on)[0]  # type: ignore[arg-type]
+        return {d: dict(levels) for d, levels in self.memo[key].items()}  # each group its own copy
 
 
 @dataclass(frozen=True)

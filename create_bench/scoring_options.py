@@ -37,9 +37,10 @@ class ScoringOptions:
         meteor: also compute METEOR (needs Java).
         metric_backend: captioning scorers, ``fast`` (default) or ``coco`` (pycocoevalcap's; the
             same scores, so not in the signature).
-        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`):
-            True (default: under ``$CREATE_BENCH_CACHE`` or ``~/.cache/create-bench``), a cache
-            directory, or False (tokenise every time).
+        token_cache: reference tokens cached per dataset (:mod:`create_bench.metrics.token_cache`),
+            and retrieval chance levels per reference counts beside them
+            (:mod:`create_bench.metrics.chance_cache`): True (default: under ``$CREATE_BENCH_CACHE``
+            or ``~/.cache/create-bench``), a cache directory, or False (compute every time).
         text_encoder: BERTScore-F and ACTEr-r for generations: an encoder name or directory, or a
             :class:`~create_bench.features.text_metrics.TextMetricOptions`; None: not computed
             (the results' ``text_metrics.absent`` says so in one line).

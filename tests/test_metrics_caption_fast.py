@@ -145,3 +145,14 @@ def test_reference_tokens_given_are_used_and_checked() -> None:
 def test_unknown_backend() -> None:
     with pytest.raises(ConfigError, match="unknown metric backend 'numba'"):
         caption_statistics({"a": "猫"}, {"a": ["猫"]}, backend="numba")
+
+
+def test_dense_ranks_are_numpy_unique_inverse() -> None:
+    from create_bench.metrics.caption_fast import _dense_ranks
+
+    rng = np.random.default_rng(11)
+    for n in (0, 1, 2, 17, 5000):
+        keys = rng.integers(0, max(1, n // 3), n).astype(np.int64) * 1_000_003
+        ranks, size = _dense_ranks(keys)
+        uniq, inv = np.unique(keys, return_inverse=True)
+        assert size == len(uniq) and np.array_equal(ranks, inv.reshape(-1)) and ranks.dtype == np.int64

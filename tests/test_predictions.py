@@ -177,3 +177,16 @@ def test_loading_errors(tmp_path: Path) -> None:
 def test_embeddings_without_ids_in_memory() -> None:
     with pytest.raises(PredictionError, match="needs video_ids.json"):
         Predictions(video_embeddings=np.ones((2, 2), np.float32)).validate()
+
+
+def test_text_rows_follow_ids_changed_in_place() -> None:
+    p = Predictions(text_ids=["v1:caption:0", "v1:title:0", "v2:caption:0"])
+    rows, ids = p.text_rows("caption")
+    assert rows.tolist() == [0, 2] and ids == ["v1:caption:0", "v2:caption:0"]
+    assert p.text_rows("title")[1] == ["v1:title:0"]  # parsed once, both kinds answered
+    assert p.text_ids is not None
+    p.text_ids[1] = "v2:caption:1"
+    assert p.text_rows("caption")[0].tolist() == [0, 1, 2] and len(p.text_rows("title")[0]) == 0
+    p.text_ids = ["v1:title:0"]
+    assert len(p.text_rows("caption")[0]) == 0 and p.text_rows("title")[1] == ["v1:title:0"]
+    assert p.text_rows("caption")[0].dtype == np.int64

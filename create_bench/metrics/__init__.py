@@ -13,6 +13,7 @@ from create_bench.metrics.retrieval import (
     ranks_from_similarity,
     retrieval_scores,
 )
+from create_bench.metrics.retrieval_pair import paired_rank_statistics
 
 __all__ = [
     "TIE_POLICIES",
@@ -24,6 +25,7 @@ __all__ = [
     "chance_check",
     "chance_scores",
     "paired_bootstrap_test",
+    "paired_rank_statistics",
     "rank_statistics",
     "ranks_from_similarity",
     "resample_weights",

@@ -219,16 +219,67 @@ def weighted_median(values: np.ndarray, weights: np.ndarray, groups: np.ndarray 
     order = np.argsort(values, kind="stable")
     v = values[order]
     cols = order if groups is None else np.asarray(groups, dtype=np.int64)[order]
+    if _blockable(weights, len(cols)):
+        lo, hi = _middle_positions_blocked(weights, cols)
+        return (v[lo] + v[hi]) / 2.0
     out = np.empty(weights.shape[0], dtype=np.float64)
     for start in range(0, weights.shape[0], 64):
-        cum = np.cumsum(weights[start : start + 64][:, cols], axis=1)
-        total = cum[:, -1]
-        if (total <= 0).any():
-            raise MetricInputError("a bootstrap resample has no weight")
-        # 0-based positions (total-1)//2 and total//2 in the expanded sorted array
-        lo_pos = np.floor((total - 1) / 2)
-        hi_pos = np.floor(total / 2)
-        lo = np.array([np.searchsorted(c, p, side="right") for c, p in zip(cum, lo_pos)])
-        hi = np.array([np.searchsorted(c, p, side="right") for c, p in zip(cum, hi_pos)])
-        out[start : start + len(total)] = (v[lo] + v[hi]) / 2.0
+        lo, hi = _middle_positions(weights[start : start + 64], cols)
+        out[start : start + len(lo)] = (v[lo] + v[hi]) / 2.0
     return out
+
+
+def _blockable(weights: np.ndarray, n_values: int, size: int = 256) -> bool:
+    """Whether :func:`_middle_positions_blocked` applies: non-negative integer weights whose row
+    sums are exact in float64, and a small unit x block table."""
+    if weights.shape[1] * -(-n_values // size) > 1 << 23 or not (weights >= 0).all():
+        return False
+    return (
+        bool(np.all(weights == np.floor(weights))) and float(weights.sum(axis=1).max(initial=0.0)) < 2.0**53
+    )
+
+
+def _middle_positions(weights: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in the sorted order ``cols``) of the two middle values of each weight row."""
+    cum = np.cumsum(weights[:, cols], axis=1)
+    total = cum[:, -1]
+    if (total <= 0).any():
+        raise MetricInputError("a bootstrap resample has no weight")
+    # 0-based positions (total-1)//2 and total//2 in the expanded sorted array
+    lo_pos = np.floor((total - 1) / 2)
+    hi_pos = np.floor(total / 2)
+    lo = np.array([np.searchsorted(c, p, side="right") for c, p in zip(cum, lo_pos)])
+    hi = np.array([np.searchsorted(c, p, side="right") for c, p in zip(cum, hi_pos)])
+    return lo, hi
+
+
+def _middle_positions_blocked(
+    weights: np.ndarray, cols: np.ndarray, size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_middle_positions` for non-negative integer weights, without a ``[B, values]`` cumsum.
+
+    The sorted values are cut into blocks of ``size``; one matmul gives every row's weight per
+    block (integer sums below 2**53: exact in any order), a cumsum over blocks finds the block
+    that holds each middle position, and only that block's weights are gathered and summed. The
+    positions are the same as :func:`_middle_positions` finds: the first whose running weight
+    exceeds ``(total - 1) // 2`` and ``total // 2``.
+    """
+    n_rows, n_units = weights.shape
+    n_blocks = max(1, -(-len(cols) // size))
+    block_of = np.arange(len(cols)) // size
+    members = np.bincount(cols * n_blocks + block_of, minlength=n_units * n_blocks).reshape(n_units, n_blocks)
+    cum = np.cumsum(weights @ members.astype(np.float64), axis=1)  # [B, blocks]
+    total = cum[:, -1]
+    if (total <= 0).any():
+        raise MetricInputError("a bootstrap resample has no weight")
+    flat = np.full(n_blocks * size, n_units, dtype=np.int64)  # column n_units: weight 0
+    flat[: len(cols)] = cols
+    padded = flat.reshape(n_blocks, size)
+    wz = np.concatenate([weights, np.zeros((n_rows, 1))], axis=1)
+    out = []
+    for pos in (np.floor((total - 1) / 2), np.floor(total / 2)):
+        block = (cum <= pos[:, None]).sum(axis=1)  # the first block whose running weight exceeds pos
+        before = np.where(block > 0, cum[np.arange(n_rows), np.maximum(block - 1, 0)], 0.0)
+        inside = np.cumsum(np.take_along_axis(wz, padded[block], axis=1), axis=1) + before[:, None]
+        out.append(block * size + (inside <= pos[:, None]).sum(axis=1))
+    return out[0], out[1]

@@ -60,13 +60,30 @@ def _ngram_ids(
         else:  # the pair (its (k-1)-gram id, its last token), packed collision-free into one int64
             keep = pos + k - 1 < end[pos]
             pos = pos[keep]
-            uniq, inv = np.unique(gid[keep] * vocab + tok[pos + k - 1], return_inverse=True)
-            gid, size = inv.astype(np.int64).reshape(-1), len(uniq)
+            gid, size = _dense_ranks(gid[keep] * vocab + tok[pos + k - 1])
         positions.append(pos)
         grams.append(gid + base)
         base += size
         bounds.append(base)
     return positions, grams, np.array(bounds, dtype=np.int64)
+
+
+def _dense_ranks(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each key's rank among the distinct keys, and their number: ``np.unique(keys,
+    return_inverse=True)``'s inverse, with group numbers from ``np.repeat`` instead of a cumsum."""
+    if len(keys) == 0:
+        return np.zeros(0, np.int64), 0
+    perm = np.argsort(keys)
+    ordered = keys[perm]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ranks = np.empty(len(keys), dtype=np.int64)
+    ranks[perm] = _run_numbers(starts, len(keys))
+    return ranks, len(starts)
+
+
+def _run_numbers(starts: np.ndarray, n: int) -> np.ndarray:
+    """``[n]``: the number of the run each position is in, runs starting at ``starts`` (``starts[0] == 0``)."""
+    return np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, n]))
 
 
 def _group_reduce(keys: np.ndarray, values: np.ndarray, ufunc: np.ufunc) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +142,8 @@ def _grams(
     video, gram = vg // k_total, vg % k_total
     new_group = np.r_[True, vg[1:] != vg[:-1]] if len(vg) else np.zeros(0, bool)
     order = np.searchsorted(bounds, gram, side="right")
-    return _Grams(video, gram, order, slot, tf, np.cumsum(new_group) - 1, np.flatnonzero(new_group)), k_total
+    starts = np.flatnonzero(new_group)
+    return _Grams(video, gram, order, slot, tf, _run_numbers(starts, len(vg)), starts), k_total
 
 
 def fast_statistics(

@@ -325,10 +325,16 @@ def _count_chunk(
     col = best[:, None]
     out = cmp[:n]
     np.greater(sim, col, out=out)
-    g = out.sum(axis=1, dtype=np.int64)
+    g = _true_per_row(out)
     np.equal(sim, col, out=out)
-    t = out.sum(axis=1, dtype=np.int64) - r
+    t = _true_per_row(out) - r
     return g, r, t
+
+
+def _true_per_row(mask: np.ndarray) -> np.ndarray:
+    """Number of true entries in each row of a bool array, as int64 (summed as bytes: faster)."""
+    acc = np.uint32 if mask.shape[1] < 2**32 else np.uint64
+    return mask.view(np.uint8).sum(axis=1, dtype=acc).astype(np.int64)
 
 
 def _zeros3(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
