@@ -10,7 +10,7 @@
 Both load a checkpoint written by ``create-bench train rcg`` (default
 ``checkpoints/rcg-<dataset directory name>``, the Makefile's ``RCG_CKPT``). The network is in
 :mod:`.model`, decoding in :mod:`.decoding`, checkpoints in :mod:`.bundle`, the config in
-:mod:`.config`; training lives in ``create_bench.training.rcg``, which this package never imports.
+:mod:`.config`; training is application code (``training/rcg/``), which this package never imports.
 """
 
 from __future__ import annotations

@@ -166,15 +166,16 @@ class RCG:
         return pad_ids(rows, max(len(r) for r in rows), tok.pad_id).to(self.device)
 
     def sent_tensor(self, sentences: Sequence[Sequence[str]]) -> torch.Tensor:
-        """Retrieved sentences ``[B, k, max_text_len + 1]`` (``[CLS] chars``; a missing one is [CLS] only)."""
+        """Retrieved sentences ``[B, k, S]`` (``[CLS] chars``, padded to the longest; a missing one is
+        [CLS] only)."""
         tok, k = self.tokenizer, self.cfg.k
         rows = []
         for sents in sentences:
             for i in range(k):
                 text = sents[i] if i < len(sents) else ""
                 rows.append([tok.cls_id, *tok.encode(text, self.cfg.max_text_len)])
-        out = pad_ids(rows, self.cfg.max_text_len + 1, tok.pad_id)
-        return out.view(len(sentences), k, self.cfg.max_text_len + 1).to(self.device)
+        width = max((len(r) for r in rows), default=1)  # the batch's longest: less to attend over
+        return pad_ids(rows, width, tok.pad_id).view(len(sentences), k, width).to(self.device)
 
     def frame_features(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-frame vectors [B, T, F] and the mask [B, T] of a model-protocol batch (ALWIG's reader)."""
