@@ -88,11 +88,11 @@ def test_network_distribution_sums_to_one_and_matches_the_training_loss() -> Non
     bundle = _bundle()
     bundle.net.eval()
     gen = bundle.net.generator
-    feats, mask = bundle.net.standardise(*_video())
+    video, vmask = bundle.net.video_states(*_video(), bundle.tag_tensor([["苹果"], []]))
     sents = bundle.sent_tensor(
         [["红色苹果向左跑", "黄色草莓在飞"], ["蓝色拖鞋跳起来"]]
-    )  # row 1: one empty slot
-    mem = gen.memory(feats, mask, bundle.tag_tensor([["苹果"], []]), sents)
+    )  # row 1: one slot empty
+    mem = gen.memory(video, vmask, sents)
     seq = bundle.seq_tensor(["红色苹果", "拖鞋跳"], "title")
     with torch.no_grad():
         logp, attn, gate = gen.sources(gen.decode(seq[:, :-1], mem), mem)
@@ -112,8 +112,8 @@ def test_network_distribution_sums_to_one_and_matches_the_training_loss() -> Non
 def test_generator_only_has_no_pointer() -> None:
     bundle = _bundle(k=0)
     gen = bundle.net.generator
-    feats, mask = bundle.net.standardise(*_video())
-    mem = gen.memory(feats, mask, bundle.tag_tensor([[], []]), bundle.sent_tensor([[], []]))
+    video, vmask = bundle.net.video_states(*_video(), bundle.tag_tensor([[], []]))
+    mem = gen.memory(video, vmask, bundle.sent_tensor([[], []]))
     logp, attn, gate = gen.sources(gen.decode(bundle.seq_tensor(["苹果", "拖鞋"], "title")[:, :-1], mem), mem)
     assert attn is None and gate is None
     assert torch.allclose(logp.exp().sum(-1), torch.ones(logp.shape[:2]), atol=1e-5)

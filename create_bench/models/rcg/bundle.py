@@ -245,9 +245,11 @@ class RCG:
         opts: DecodeOptions,
     ) -> tuple[list[str], list[list[float]]]:
         """Texts of ``kind`` and, per text, its mean gate (vocabulary, then each pointer)."""
-        f, m = self.net.standardise(feats.to(self.device), mask.to(self.device))
         gen = self.net.generator
-        mem = gen.memory(f, m, self.tag_tensor(tags), self.sent_tensor(sentences))
+        video, vmask = self.net.video_states(
+            feats.to(self.device), mask.to(self.device), self.tag_tensor(tags)
+        )
+        mem = gen.memory(video, vmask, self.sent_tensor(sentences))
         ids = decode(gen, mem, opts)
         return [self.tokenizer.decode(r) for r in ids], self._mean_gates(ids, mem, opts)
 

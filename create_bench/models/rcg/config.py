@@ -83,6 +83,9 @@ class RCGConfig:
     k: int = 3
     sentence_layers: int = 1
     decoder_layers: int = 2
+    #: Initial bias of each pointer's gate logit (the vocabulary's is 0): > 0 starts the decoder
+    #: copying, and lets it learn where to point before the vocabulary takes over.
+    copy_bias: float = 0.0
 
     # -- optimisation (two stages: retriever, then generator with the retriever frozen) --
     seed: int = 0

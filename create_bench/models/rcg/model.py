@@ -9,7 +9,7 @@ exists, so this is a reconstruction at small sizes:
   each pooled ([CLS] + mean) and projected into one L2-normalised space, trained with a symmetric
   InfoNCE loss (ALWIG's :func:`~create_bench.models.alwig.losses.contrastive_loss`). It ranks the
   training corpus's sentences for a video and also answers the retrieval task.
-- **Generator** (:class:`CopyGenerator`): its own video encoder; each of the ``k`` retrieved
+- **Generator** (:class:`CopyGenerator`): the retriever's video token states (frozen, projected); each of the ``k`` retrieved
   sentences encoded by a sentence encoder (character Transformer + a rank embedding); a
   Transformer decoder over the characters attends over the video tokens and every retrieved
   sentence's tokens. Each step has a vocabulary distribution, one pointer per retrieved sentence
@@ -182,13 +182,15 @@ class Memory:
 class CopyGenerator(nn.Module):
     """The copy-generate decoder with one pointer per retrieved sentence and a gate."""
 
-    def __init__(self, cfg: RCGConfig, feature_dim: int, num_frames: int, vocab_size: int, pad_id: int):
+    def __init__(self, cfg: RCGConfig, vocab_size: int, pad_id: int):
         super().__init__()
         d = cfg.d_model
         self.cfg, self.pad_id = cfg, pad_id
         self.char_embed = nn.Embedding(vocab_size, d, padding_idx=pad_id)
         nn.init.normal_(self.char_embed.weight, std=0.02)
-        self.video = VideoEncoder(cfg, feature_dim, num_frames, self.char_embed)
+        # The video side is the retriever's video encoder (trained first, frozen here): its token
+        # states, mapped by a trainable projection, are what the decoder attends to.
+        self.video_in = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
         self.sentences = TextEncoder(cfg, self.char_embed, cfg.sentence_layers)
         self.rank_embed = nn.Embedding(max(cfg.k, 1), d)
         self.dec_pos = nn.Embedding(cfg.max_text_len + 2, d)
@@ -204,12 +206,13 @@ class CopyGenerator(nn.Module):
         self.gate_copy = nn.Linear(2 * d, 1)
         for emb in (self.rank_embed, self.dec_pos):
             nn.init.normal_(emb.weight, std=0.02)
+        nn.init.constant_(self.gate_copy.bias, cfg.copy_bias)
 
-    def memory(
-        self, feats: torch.Tensor, mask: torch.Tensor, tag_chars: torch.Tensor, sent_ids: torch.Tensor
-    ) -> Memory:
-        """Encode the videos and their retrieved sentences ``sent_ids`` [B, k, L] (``[CLS] chars``)."""
-        video, vmask = self.video(feats, mask, tag_chars, self.pad_id)
+    def memory(self, video: torch.Tensor, vmask: torch.Tensor, sent_ids: torch.Tensor) -> Memory:
+        """The decoder's memory: the video token states ``[B, P, d]`` (the retriever's video
+        encoder, :meth:`RCGNet.video_states`) with their mask, and the retrieved sentences
+        ``sent_ids`` [B, k, L] (``[CLS] chars``), encoded here."""
+        video = self.video_in(video)
         b, k, seq = sent_ids.shape
         if k != self.cfg.k:
             raise ModelError(f"RCG generator was built for k = {self.cfg.k} retrieved sentences, got {k}")
@@ -300,7 +303,7 @@ class RCGNet(nn.Module):
         self.register_buffer("feat_std", torch.ones(feature_dim))
         torch.manual_seed(cfg.seed)
         self.retriever = Retriever(cfg, feature_dim, num_frames, vocab_size, pad_id)
-        self.generator = CopyGenerator(cfg, feature_dim, num_frames, vocab_size, pad_id)
+        self.generator = CopyGenerator(cfg, vocab_size, pad_id)
 
     @torch.no_grad()
     def set_feature_stats(self, feats: torch.Tensor, mask: torch.Tensor) -> None:
@@ -324,6 +327,15 @@ class RCGNet(nn.Module):
             mask = F.pad(mask, (0, self.num_frames - t), value=False)
         mean, std = cast(torch.Tensor, self.feat_mean), cast(torch.Tensor, self.feat_std)
         return (feats - mean) / std, mask.bool()
+
+    def video_states(
+        self, feats: torch.Tensor, mask: torch.Tensor, tag_chars: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The retriever's video token states (no gradient: the retriever is trained first, alone)
+        for the generator, from raw frame features."""
+        f, m = self.standardise(feats, mask)
+        with torch.no_grad():
+            return self.retriever.video(f, m, tag_chars, self.pad_id)
 
     def retriever_loss(
         self, batch: dict[str, torch.Tensor], world: World | None = None
@@ -350,12 +362,12 @@ class RCGNet(nn.Module):
         """Token-mean cross-entropy of one batch: ``feats``, ``frame_mask``, ``tag_chars`` and per kind
         ``<kind>_seq`` [B, L] (task token, characters, [EOS]) and ``<kind>_sents`` [B, k, S]."""
         world = world or World(False)
-        feats, mask = self.standardise(batch["feats"], batch["frame_mask"])
+        video, vmask = self.video_states(batch["feats"], batch["frame_mask"], batch["tag_chars"])
         out: dict[str, torch.Tensor] = {}
-        total = feats.new_zeros(())
+        total = video.new_zeros(())
         kinds = [k for k in ("title", "caption") if f"{k}_seq" in batch]
         for kind in kinds:
-            mem = self.generator.memory(feats, mask, batch["tag_chars"], batch[f"{kind}_sents"])
+            mem = self.generator.memory(video, vmask, batch[f"{kind}_sents"])
             seq = batch[f"{kind}_seq"]
             nll = self.generator.token_nll(seq[:, :-1], seq[:, 1:], mem)
             n_tok = (seq[:, 1:] != self.pad_id).sum()

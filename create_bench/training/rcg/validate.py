@@ -55,9 +55,11 @@ def generator_loss(bundle: RCG, data: SplitData, gen_refs: int = 2, batch_size: 
         for s in range(0, len(pairs), batch_size):
             chunk = pairs[s : s + batch_size]
             idx = [i for i, _ in chunk]
-            feats, mask = net.standardise(data.feats[idx].to(bundle.device), data.mask[idx].to(bundle.device))
-            sents = bundle.sent_tensor([retrieved[kind][i] for i in idx])
-            mem = net.generator.memory(feats, mask, bundle.tag_tensor([data.tags[i] for i in idx]), sents)
+            tags = bundle.tag_tensor([data.tags[i] for i in idx])
+            video, vmask = net.video_states(
+                data.feats[idx].to(bundle.device), data.mask[idx].to(bundle.device), tags
+            )
+            mem = net.generator.memory(video, vmask, bundle.sent_tensor([retrieved[kind][i] for i in idx]))
             seq = bundle.seq_tensor([t for _, t in chunk], kind)
             nll = net.generator.token_nll(seq[:, :-1], seq[:, 1:], mem)
             k_loss += float(nll.sum())
