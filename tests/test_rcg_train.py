@@ -151,3 +151,28 @@ def test_cli_train_rcg_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["train", "rcg", "--data", str(tmp_path), "--resume"]) != 0
     err = capsys.readouterr().err
     assert "--resume are ALWIG only" in err
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tiny_dataset: Path, tmp_path: Path, feature_cache: Path) -> None:
+    """DDP (gloo) as ALWIG's trainer runs it: two processes, each half of every global batch."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(load_config("sample", **TINY).to_dict()), encoding="utf-8")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "create_bench", "train", "rcg", "--data", str(tiny_dataset), "--out", str(out),
+        "--config", str(cfg), "--cache-dir", str(feature_cache), "--no-progress",
+    ]  # fmt: skip
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    record = json.loads((out / "config.json").read_text())
+    assert record["training"]["world_size"] == 2
+    RCG.load(out)

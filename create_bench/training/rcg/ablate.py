@@ -111,7 +111,13 @@ def _report(args: argparse.Namespace, outcomes: dict[str, Any], meta: dict[str, 
         f"same config (`{args.config or 'create_bench/models/rcg/configs/sample.yaml'}`), seed and data, "
         "differing only in the ablated part; each stage selected on validation. `copy-only` is the "
         f"`retrieved-title` floor on the `{args.full}` checkpoint. Systems after the variants come from "
-        "`--against` (earlier evaluations of the same split).",
+        "`--against` (earlier evaluations of the same split). Training seconds are each run's own "
+        "wall clock on whatever else the machine was running."
+        + (
+            f" `{args.full}` is the variant chosen on the validation split (`--split validation`), never on this one."
+            if args.split != "validation"
+            else ""
+        ),
         "",
         "Signature: `" + first["signature"] + "`",
         "",
