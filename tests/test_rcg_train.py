@@ -176,3 +176,20 @@ def test_torchrun_two_cpu_processes(tiny_dataset: Path, tmp_path: Path, feature_
     record = json.loads((out / "config.json").read_text())
     assert record["training"]["world_size"] == 2
     RCG.load(out)
+
+
+def test_corpus_takes_the_pretraining_raw_titles_when_asked() -> None:
+    from create_bench.training.alwig.features import SplitData
+    from create_bench.training.rcg.batches import build_corpus
+
+    def split(name: str, vids: list[str], titles: list[list[str]], raw: list[str]) -> SplitData:
+        n = len(vids)
+        return SplitData(name, vids, torch.zeros(n, 1, 2), torch.ones(n, 1, dtype=torch.bool), [[]] * n,
+                         titles, [["字幕"]] * n, raw)  # fmt: skip
+
+    train_split = split("train", ["a", "b"], [["标题一"], ["标题二"]], ["原一", "原二"])
+    pre = split("pretrain", ["p"], [[]], ["预训练原标题"])
+    assert build_corpus(train_split)["title"].texts == ["标题一", "标题二"]
+    with_pre = build_corpus(train_split, pre)
+    assert with_pre["title"].texts == ["标题一", "标题二", "预训练原标题"]
+    assert with_pre["title"].owners[2] == ("p",) and with_pre["caption"].texts == ["字幕"]

@@ -31,7 +31,10 @@ def register(subparsers: Any) -> None:
         "for CREATE-sample, by its manifest, paper/default for any other dataset)",
     )
     p.add_argument(
-        "--pretrain", action="store_true", help="pre-train on the 'pretrain' split first (raw title + tags)"
+        "--pretrain",
+        action="store_true",
+        help="alwig: pre-train on the 'pretrain' split first (raw title + tags); rcg: add its raw titles "
+        "to the title corpus (the open book)",
     )
     p.add_argument(
         "--pretrain-split",

@@ -2,7 +2,7 @@
 
 ``create-bench train rcg --data DIR --out CKPT`` runs :func:`train`:
 
-1. The frozen per-frame features of ``train`` and ``validation`` (and, with ``--pretrain`` and
+1. The frozen per-frame features of ``train`` and ``validation`` (and, with ``--pretrain`` or
    ``corpus_raw_titles``, the pre-training split) come from ALWIG's reader
    (:func:`create_bench.training.alwig.features.load_split`): the one feature store, keyed as for
    ALWIG, or the dataset's feature shards with ``encoder: features``.
@@ -58,7 +58,7 @@ class TrainOptions:
     data_dir: Path
     out_dir: Path
     cfg: RCGConfig
-    #: Read the pre-training split (its raw titles join the title corpus with ``corpus_raw_titles``).
+    #: Put the pre-training split's raw titles in the title corpus (as ``corpus_raw_titles`` does).
     pretrain: bool = False
     pretrain_split: str = "pretrain"
     device: str = "cpu"
@@ -110,7 +110,9 @@ def train(opts: TrainOptions) -> dict[str, Any]:
         lambda: generator_loss(run.bundle, val)["loss"],
     )  # fmt: skip
     summary.update(
-        seconds=round(time.perf_counter() - t0, 1), selected_on="validation", pretrain=opts.pretrain
+        seconds=round(time.perf_counter() - t0, 1),
+        selected_on="validation",
+        pretrain=opts.pretrain or opts.cfg.corpus_raw_titles,
     )
     from create_bench.data.shards import open_dataset
 
@@ -137,9 +139,7 @@ def _start(opts: TrainOptions) -> _Run:
     data_dir, out = Path(opts.data_dir), Path(opts.out_dir)
     check_output_dir(out, owns=_entry, inputs=[data_dir], what="create-bench train rcg")
     info = open_dataset(data_dir)
-    want = ["train", "validation"] + (
-        [opts.pretrain_split] if opts.pretrain and cfg.corpus_raw_titles else []
-    )
+    want = ["train", "validation"] + ([opts.pretrain_split] if opts.pretrain or cfg.corpus_raw_titles else [])
     for split in want:
         if split not in info.splits:
             raise DataError(
