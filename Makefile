@@ -14,6 +14,11 @@ EVAL_ARGS ?=
 # also needs MODEL_ARGS (a YAML with `checkpoint:`) for eval to use it.
 ALWIG_CKPT ?= checkpoints/alwig-$(notdir $(patsubst %/,%,$(DATA)))
 ALWIG_CONFIG ?=
+# RCG: the same, checkpoints/rcg-<dataset> (configs/sample.yaml for CREATE-sample, default.yaml
+# otherwise; RCG_CONFIG=FILE|name overrides); the retrieved-title floor reads RCG's retriever, so
+# MODEL=rcg and MODEL=retrieved-title both train it when it is missing.
+RCG_CKPT ?= checkpoints/rcg-$(notdir $(patsubst %/,%,$(DATA)))
+RCG_CONFIG ?=
 
 .PHONY: setup system-deps test test-fast lint eval sample bench leaderboard stats clean
 
@@ -68,7 +73,11 @@ sample: $(VENV)/.installed $(DATA)/manifest.json
 $(ALWIG_CKPT)/config.json:
 	$(PY) -m create_bench train alwig --data $(DATA) --out $(ALWIG_CKPT) $(if $(ALWIG_CONFIG),--config $(ALWIG_CONFIG))
 
-eval: $(VENV)/.installed $(DATA)/manifest.json $(if $(filter alwig,$(MODEL)),$(ALWIG_CKPT)/config.json)
+$(RCG_CKPT)/config.json:
+	$(PY) -m create_bench train rcg --data $(DATA) --out $(RCG_CKPT) $(if $(RCG_CONFIG),--config $(RCG_CONFIG))
+
+eval: $(VENV)/.installed $(DATA)/manifest.json $(if $(filter alwig,$(MODEL)),$(ALWIG_CKPT)/config.json) \
+	  $(if $(filter rcg retrieved-title,$(MODEL)),$(RCG_CKPT)/config.json)
 	$(PY) -m create_bench eval --model $(MODEL) --data $(DATA) --split $(SPLIT) \
 	  $(if $(MODEL_ARGS),--model-args $(MODEL_ARGS)) $(EVAL_ARGS)
 

@@ -1,11 +1,12 @@
 """The model registry (layer 3): what ``create-bench eval --model NAME`` resolves against.
 
-``NAME`` is a registered name (``random``, ``raw-title``, ``nearest-neighbour``, ``alwig``) or
+``NAME`` is a registered name (``random``, ``raw-title``, ``nearest-neighbour``, ``alwig``, ``rcg``,
+``retrieved-title``) or
 ``path/to/file.py:Class`` (a user's own model, imported by path). Constructor options come from a
 YAML/JSON file and are validated against the constructor's signature before anything is built.
 
     >>> sorted(MODELS.names())
-    ['alwig', 'nearest-neighbour', 'random', 'raw-title']
+    ['alwig', 'nearest-neighbour', 'random', 'raw-title', 'rcg', 'retrieved-title']
     >>> load_model("random", {"dim": 16}).meta.name
     'random'
 """
@@ -29,6 +30,8 @@ MODELS.register("random", "create_bench.models.baselines:RandomModel")
 MODELS.register("raw-title", "create_bench.models.baselines:RawTitleModel")
 MODELS.register("nearest-neighbour", "create_bench.models.baselines:NearestNeighbourModel")
 MODELS.register("alwig", "create_bench.models.alwig:ALWIGModel")
+MODELS.register("rcg", "create_bench.models.rcg:RCGModel")
+MODELS.register("retrieved-title", "create_bench.models.rcg:RetrievedTitleModel")
 
 __all__ = [
     "MODELS",

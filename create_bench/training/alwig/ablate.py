@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from create_bench.models.alwig.config import Extensions
+from create_bench.training.ablation import COLUMNS, evaluate, paired, paired_lines, table
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -36,17 +37,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-extensions": {"extensions": Extensions()},
 }
 BASELINES = ("random", "raw-title", "nearest-neighbour")
-COLUMNS = (
-    ("t2v_caption", "R@1", "T2V cap R@1"),
-    ("v2t_caption", "R@1", "V2T cap R@1"),
-    ("t2v_title", "R@1", "T2V title R@1"),
-    ("v2t_title", "R@1", "V2T title R@1"),
-    ("t2v_caption", "R@5", "T2V cap R@5"),
-    ("title", "BLEU-4", "Title BLEU-4"),
-    ("title", "CIDEr", "Title CIDEr"),
-    ("caption", "BLEU-4", "Caption BLEU-4"),
-    ("caption", "CIDEr", "Caption CIDEr"),
-)
 log = logging.getLogger("alwig.ablate")
 
 
@@ -70,57 +60,11 @@ def _train(variant: str, args: argparse.Namespace) -> Path:
 
 
 def _evaluate(name: str, model_args: dict[str, Any], args: argparse.Namespace, tag: str) -> Any:
-    from create_bench.models import load_model
-    from create_bench.runner import EvalConfig, evaluate
-    from create_bench.scoring import ScoringOptions
-
-    model = load_model(name, model_args)
-    cfg = EvalConfig(
-        Path(args.data),
-        split=args.split,
-        results_dir=Path(args.results),
-        out=Path(args.results) / tag / f"{args.split}.json",
-        scoring=ScoringOptions(bootstrap=args.bootstrap),
-        report=False,
-    )
-    return evaluate(model, cfg, model_args=model_args, model_spec=name)
-
-
-def _cell(results: dict[str, Any], group: str, metric: str) -> str:
-    score = results["scores"].get(group, {}).get(metric)
-    if score is None:
-        return "-"
-    ci = results.get("ci", {}).get(group, {}).get(metric)
-    return f"{score:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else f"{score:.1f}"
-
-
-def _table(rows: list[tuple[str, dict[str, Any]]]) -> list[str]:
-    head = "| system | " + " | ".join(c[2] for c in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
-    for name, res in rows:
-        lines.append(f"| {name} | " + " | ".join(_cell(res, g, m) for g, m, _ in COLUMNS) + " |")
-    return lines
+    return evaluate(name, model_args, args.data, args.split, args.results, args.bootstrap, tag)
 
 
 def _paired(a: Any, b: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from create_bench.scoring import compare_predictions
-
-    return compare_predictions(
-        a.predictions_dir, b.predictions_dir, args.data, args.split, bootstrap=args.bootstrap
-    )
-
-
-def _paired_lines(label: str, test: dict[str, Any]) -> list[str]:
-    cells = []
-    for g, m, _ in COLUMNS:
-        t = test.get(g, {}).get(m)
-        if t is None:
-            cells.append("-")
-        else:
-            lo, hi = t["ci"]
-            mark = " *" if lo > 0 or hi < 0 else ""
-            cells.append(f"{t['delta']:+.1f} [{lo:+.1f}, {hi:+.1f}]{mark}")
-    return [f"| {label} | " + " | ".join(cells) + " |"]
+    return paired(a, b, args.data, args.split, args.bootstrap)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -168,7 +112,7 @@ def _report(
         "",
         "## Scores",
         "",
-        *_table([(k, o.results) for k, o in outcomes.items()]),
+        *table([(k, o.results) for k, o in outcomes.items()]),
         "",
     ]
     if "full" in variants:
@@ -183,7 +127,7 @@ def _report(
         ]
         for name, o in outcomes.items():
             if name != "ALWIG":
-                lines += _paired_lines(name, _paired(full, o, args))
+                lines += paired_lines(name, _paired(full, o, args))
         lines.append("")
     lines += ["## Training runs", ""]
     for v, m in meta.items():

@@ -51,13 +51,19 @@ def barrier(world: World) -> None:
 
 def wrap_ddp(net: torch.nn.Module, cfg: ALWIGConfig, world: World, device: str) -> Any:
     """The network as the training step calls it: wrapped in DDP under torchrun, else itself."""
+    unused = not cfg.use_align or cfg.align_weight == 0 or cfg.gen_weight == 0
+    return ddp(net, world, device, find_unused=unused)
+
+
+def ddp(net: torch.nn.Module, world: World, device: str, *, find_unused: bool) -> Any:
+    """``net`` wrapped in DDP under torchrun (``find_unused``: some parameters may get no gradient
+    in a step, e.g. RCG's generator while its retriever trains), else ``net`` itself."""
     if not world.distributed:
         return net
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    unused = not cfg.use_align or cfg.align_weight == 0 or cfg.gen_weight == 0
     return DDP(
         net,
         device_ids=[torch.device(device).index] if device.startswith("cuda") else None,
-        find_unused_parameters=unused,
+        find_unused_parameters=find_unused,
     )
