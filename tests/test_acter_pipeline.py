@@ -245,6 +245,12 @@ def test_workers_starting_together_encode_the_references_once(tmp_path, tiny_enc
         t.join()
     assert encoded == [3]  # once, not once per worker
     assert np.array_equal(results[0][0].vectors, results[1][0].vectors)
+    # Two threads loading encoders at once once left transformers' process-wide loading state
+    # switched (models built afterwards had untied GPT-2 embeddings); loads are serialised now.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+    assert gpt.lm_head.weight is gpt.transformer.wte.weight
 
 
 def test_metric_agreement_known_truth(tiny_dataset, tmp_path, tiny_enc):

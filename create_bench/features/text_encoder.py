@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ import numpy as np
 from create_bench.errors import ConfigError
 
 #: Files whose bytes identify a local encoder (weights, config, vocabulary).
+#: Serialises model loading (see TextEncoder.__init__).
+_LOAD_LOCK = threading.Lock()
+
 _IDENTITY_FILES = (
     "config.json",
     "model.safetensors",
@@ -91,8 +95,12 @@ class TextEncoder:
         self.source = source
         local = Path(source)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=True)
-            model = AutoModel.from_pretrained(source, local_files_only=True)
+            # One load at a time: from_pretrained switches process-wide state (default dtype and
+            # device, weight init and tying) and restores it on exit, so two threads loading at once
+            # can leave it switched for everything built afterwards (seen: GPT-2 built untied).
+            with _LOAD_LOCK:
+                self.tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, local_files_only=True)
+                model = AutoModel.from_pretrained(source, local_files_only=True)
         except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"cannot load text encoder {source!r} (a local directory, or a hub name already in the "
