@@ -20,10 +20,10 @@ import numpy as np
 
 from create_bench.errors import ConfigError
 
-#: Files whose bytes identify a local encoder (weights, config, vocabulary).
 #: Serialises model loading (see TextEncoder.__init__).
 _LOAD_LOCK = threading.Lock()
 
+#: Files whose bytes identify a local encoder (weights, config, vocabulary).
 _IDENTITY_FILES = (
     "config.json",
     "model.safetensors",
