@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -120,6 +121,47 @@ def _check_meta_fields(init: Any) -> Any:
 
 
 ModelMeta.__init__ = _check_meta_fields(ModelMeta.__init__)  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a trained model's checkpoint record says about it (:func:`checkpoint_info`)."""
+
+    #: the record's ``config`` dict; None when there is no checkpoint (yet)
+    config: dict[str, Any] | None
+    #: ``<record version>-<first 12 hex of the weights' sha256>``, or ``untrained``: the weights'
+    #: hash is in the version so the harness's prediction cache notices a retrain
+    version: str = "untrained"
+    training_data: tuple[str, ...] = ()
+    #: trained on train, selected on validation; None (unknown) without a training record
+    create_configs: tuple[str, ...] | None = None
+    params: int | None = None
+
+
+def checkpoint_info(
+    ckpt: Path | None, read_record: Callable[[Path], dict[str, Any]], params: int | None = None
+) -> CheckpointInfo:
+    """Provenance of the checkpoint directory ``ckpt`` (``config.json`` read by the model's
+    ``read_record``, weights in ``model.safetensors``); an empty :class:`CheckpointInfo` when it
+    is None or has no readable record. ``params`` (counted from loaded weights) wins over the
+    record's."""
+    from create_bench.errors import ModelError
+    from create_bench.fsutil import sha256_file
+
+    if ckpt is None:
+        return CheckpointInfo(config=None, params=params)
+    try:
+        record = read_record(ckpt)
+    except ModelError:
+        return CheckpointInfo(config=None, params=params)
+    data = record.get("training", {}).get("data")
+    return CheckpointInfo(
+        config=record["config"],
+        version=f"{record.get('version', 1)}-{sha256_file(ckpt / 'model.safetensors')[:12]}",
+        training_data=(str(data),) if data else (),
+        create_configs=("train", "validation"),
+        params=params if params is not None else record.get("params"),
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from create_bench.errors import ConfigError, ModelError
-from create_bench.models.base import BaseModel, ModelContext, ModelMeta
+from create_bench.models.base import BaseModel, ModelContext, ModelMeta, checkpoint_info
 
 #: Where ``create-bench train alwig`` / ``make eval`` put the checkpoint of a dataset directory
 #: ``DIR``: ``checkpoints/alwig-<basename of DIR>`` (the Makefile's ``$(notdir $(DATA))``).
@@ -40,42 +40,30 @@ def model_name(cfg: Any) -> str:
 
 def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> ModelMeta:
     """Metadata from the checkpoint's config.json (defaults when there is none yet)."""
-    from create_bench.fsutil import sha256_file
     from create_bench.models.alwig.bundle import GEOMETRY_COLUMNS, read_record
     from create_bench.models.alwig.config import ALWIGConfig
 
-    version = "untrained"
-    training: tuple[str, ...] = ()
-    configs: tuple[str, ...] | None = None  # unknown without a training record
-    try:
-        if ckpt is None:
-            raise ModelError("no checkpoint yet")
-        record = read_record(ckpt)
-    except ModelError:
-        cfg = ALWIGConfig()
-    else:
-        cfg = ALWIGConfig.from_dict(record["config"], source=str(ckpt / "config.json"))
-        params = params if params is not None else record.get("params")
-        # The weights' hash is in the version so the harness's prediction cache notices a retrain.
-        version = f"{record.get('version', 1)}-{sha256_file(ckpt / 'model.safetensors')[:12]}"
-        data = record.get("training", {}).get("data")
-        training = (str(data),) if data else ()
-        configs = ("train", "validation")  # trained on train, checkpoint selected on validation
+    info = checkpoint_info(ckpt, read_record, params)
+    cfg = (
+        ALWIGConfig.from_dict(info.config, source=str(ckpt / "config.json"))
+        if info.config is not None and ckpt is not None
+        else ALWIGConfig()
+    )
     inputs: Literal["frames", "features"] = "features" if cfg.encoder == "features" else "frames"
     size = (int(cfg.frame_size[0]), int(cfg.frame_size[1])) if cfg.frame_size else None
     extended = cfg.extensions.enabled
     return ModelMeta(
         name=model_name(cfg),
-        version=version,
+        version=info.version,
         description=_DESCRIPTION + (f" + extensions ({', '.join(extended)})" if extended else ""),
-        params=params,
-        training_data=training,
+        params=info.params,
+        training_data=info.training_data,
         license="Apache-2.0",
         inputs=inputs,
         frames=cfg.frames,
         frame_size=size if inputs == "frames" else None,
         feature_set=cfg.feature_set if inputs == "features" else None,
-        create_configs=configs,
+        create_configs=info.create_configs,
         # The fixed encoder un-stretches each video's frames to its display aspect ratio.
         columns=GEOMETRY_COLUMNS if cfg.encoder == "fixed" else (),
         extra={"encoder": cfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None},

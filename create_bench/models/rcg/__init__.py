@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from create_bench.errors import ConfigError, ModelError
-from create_bench.models.base import BaseModel, ModelContext, ModelMeta
+from create_bench.models.base import BaseModel, ModelContext, ModelMeta, checkpoint_info
 
 #: Where ``create-bench train rcg`` / ``make eval MODEL=rcg`` put a dataset's checkpoint.
 CHECKPOINT_PATTERN = "checkpoints/rcg-{dataset}"
@@ -36,42 +36,31 @@ def default_checkpoint(data_dir: str | Path) -> Path:
 
 def _meta(name: str, description: str, ckpt: Path | None, params: int | None = None) -> ModelMeta:
     """Metadata from the checkpoint's config.json (the defaults' when there is none yet)."""
-    from create_bench.fsutil import sha256_file
     from create_bench.models.alwig.bundle import GEOMETRY_COLUMNS
     from create_bench.models.rcg.bundle import read_record
     from create_bench.models.rcg.config import RCGConfig
 
-    version = "untrained"
-    training: tuple[str, ...] = ()
-    configs: tuple[str, ...] | None = None
-    try:
-        if ckpt is None:
-            raise ModelError("no checkpoint yet")
-        record = read_record(ckpt)
-    except ModelError:
-        cfg = RCGConfig()
-    else:
-        cfg = RCGConfig.from_dict(record["config"], source=str(ckpt / "config.json"))
-        params = params if params is not None else record.get("params")
-        version = f"{record.get('version', 1)}-{sha256_file(ckpt / 'model.safetensors')[:12]}"
-        data = record.get("training", {}).get("data")
-        training = (str(data),) if data else ()
-        configs = ("train", "validation")  # trained on train, selected on validation
+    info = checkpoint_info(ckpt, read_record, params)
+    cfg = (
+        RCGConfig.from_dict(info.config, source=str(ckpt / "config.json"))
+        if info.config is not None and ckpt is not None
+        else RCGConfig()
+    )
     fcfg = cfg.frame_cfg()
     inputs: Literal["frames", "features"] = "features" if fcfg.encoder == "features" else "frames"
     size = (int(fcfg.frame_size[0]), int(fcfg.frame_size[1])) if fcfg.frame_size else None
     return ModelMeta(
         name=name,
-        version=version,
+        version=info.version,
         description=description,
-        params=params,
-        training_data=training,
+        params=info.params,
+        training_data=info.training_data,
         license="Apache-2.0",
         inputs=inputs,
         frames=fcfg.frames,
         frame_size=size if inputs == "frames" else None,
         feature_set=fcfg.feature_set if inputs == "features" else None,
-        create_configs=configs,
+        create_configs=info.create_configs,
         columns=GEOMETRY_COLUMNS if fcfg.encoder == "fixed" else (),
         extra={"encoder": fcfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None, "k": cfg.k},
     )
