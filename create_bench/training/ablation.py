@@ -4,7 +4,8 @@ video resamples, and the Markdown tables of scores and paired differences."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,32 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("caption", "CIDEr", "Caption CIDEr"),
 )
 Columns = Sequence[tuple[str, str, str]]
+
+
+def ablation_parser(
+    description: str, model: str, label: str, variants: Iterable[str], split: str
+) -> argparse.ArgumentParser:
+    """The options both ablation harnesses take (checkpoints under ``checkpoints/<model>-ablations``,
+    results under ``results/<model>-ablations``); ``label`` names the model in help texts."""
+    names = ",".join(variants)
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default="data/create-sample")
+    p.add_argument(
+        "--out", default=f"checkpoints/{model}-ablations", help="checkpoint root (one directory per variant)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        help=f"{label} config (default: the dataset's, sample.yaml for CREATE-sample)",
+    )
+    p.add_argument("--split", default=split)
+    p.add_argument("--results", default=f"results/{model}-ablations")
+    p.add_argument("--report", default=None, help="Markdown file to write (default: print)")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--retrain", action="store_true", help="train even when a checkpoint exists")
+    p.add_argument("--variants", default=names, help="comma-separated subset of " + names)
+    return p
 
 
 def evaluate(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from create_bench.models.alwig.config import Extensions
-from create_bench.training.ablation import COLUMNS, evaluate, paired, paired_lines, table
+from create_bench.training.ablation import COLUMNS, ablation_parser, evaluate, paired, paired_lines, table
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
@@ -68,24 +68,7 @@ def _paired(a: Any, b: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="data/create-sample")
-    p.add_argument(
-        "--out", default="checkpoints/alwig-ablations", help="checkpoint root (one directory per variant)"
-    )
-    p.add_argument(
-        "--config", default=None, help="ALWIG config (default: the dataset's, sample.yaml for CREATE-sample)"
-    )
-    p.add_argument("--split", default="test")
-    p.add_argument("--results", default="results/alwig-ablations")
-    p.add_argument("--report", default=None, help="Markdown file to write (default: print)")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--retrain", action="store_true", help="train even when a checkpoint exists")
-    p.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
-    )
-    return p
+    return ablation_parser(__doc__.splitlines()[0], "alwig", "ALWIG", VARIANTS, split="test")
 
 
 def _report(

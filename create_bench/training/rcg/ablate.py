@@ -32,7 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from create_bench.training.ablation import COLUMNS, evaluate, paired, paired_lines, table
+from create_bench.training.ablation import COLUMNS, ablation_parser, evaluate, paired, paired_lines, table
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "k1": {"k": 1},
@@ -69,23 +69,7 @@ def _against(spec: str) -> tuple[str, Any]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--data", default="data/create-sample")
-    p.add_argument(
-        "--out", default="checkpoints/rcg-ablations", help="checkpoint root (one directory per variant)"
-    )
-    p.add_argument(
-        "--config", default=None, help="RCG config (default: the dataset's, sample.yaml for CREATE-sample)"
-    )
-    p.add_argument("--split", default="validation")
-    p.add_argument("--results", default="results/rcg-ablations")
-    p.add_argument("--report", default=None, help="Markdown file to write (default: print)")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--cache-dir", default=None)
-    p.add_argument("--retrain", action="store_true", help="train even when a checkpoint exists")
-    p.add_argument(
-        "--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS)
-    )
+    p = ablation_parser((__doc__ or "").splitlines()[0], "rcg", "RCG", VARIANTS, split="validation")
     p.add_argument(
         "--full",
         default="k3",
