@@ -272,7 +272,7 @@ def caption_statistics(
     vids = list(references)
     counts = np.array([len(references[v]) for v in vids], dtype=np.int64)
     refs_table = _reference_table(references, vids, tok, reference_tokens)
-    refs_table, hyps = refs_table.extend(tok.joined(predictions[v]).split() for v in vids)
+    refs_table, hyps = refs_table.extend(tok.many([predictions[v] for v in vids]))
     res: dict[str, str] = {}
     gts: dict[str, list[str]] = {}
     if backend == "coco" or meteor:

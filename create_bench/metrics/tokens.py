@@ -88,10 +88,10 @@ class TokenTable:
 def tokenize_table(texts: Iterable[str], tokenizer: Tokenizer, vocab: Sequence[str] = ()) -> TokenTable:
     """Tokenise raw texts (normalisation + segmentation + punctuation dropped) into a table.
 
-    Uses :meth:`Tokenizer.joined`, so a text already seen in this process is not segmented again.
+    Uses :meth:`Tokenizer.many`: the texts are cut together, and a text already seen in this
+    process is not segmented again.
     """
-    tok = tokenizer.joined
-    return TokenTable.encode((tok(t).split() for t in texts), vocab)
+    return TokenTable.encode(tokenizer.many(list(texts)), vocab)
 
 
 __all__ = ["TokenTable", "tokenize_table"]
