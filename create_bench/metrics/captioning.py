@@ -272,7 +272,8 @@ def caption_statistics(
     vids = list(references)
     counts = np.array([len(references[v]) for v in vids], dtype=np.int64)
     refs_table = _reference_table(references, vids, tok, reference_tokens)
-    refs_table, hyps = refs_table.extend(tok.many([predictions[v] for v in vids]))
+    hyps = tokenize_table([predictions[v] for v in vids], tok, refs_table.vocab)  # one vocabulary
+    refs_table = TokenTable(hyps.vocab, refs_table.ids, refs_table.offsets)
     res: dict[str, str] = {}
     gts: dict[str, list[str]] = {}
     if backend == "coco" or meteor:

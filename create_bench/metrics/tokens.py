@@ -88,10 +88,18 @@ class TokenTable:
 def tokenize_table(texts: Iterable[str], tokenizer: Tokenizer, vocab: Sequence[str] = ()) -> TokenTable:
     """Tokenise raw texts (normalisation + segmentation + punctuation dropped) into a table.
 
-    Uses :meth:`Tokenizer.many`: the texts are cut together, and a text already seen in this
-    process is not segmented again.
+    The texts are cut together: straight to ids where the tokenizer can
+    (:meth:`~create_bench.text.JiebaTokenizer.table_batch`), else by :meth:`Tokenizer.many` (a
+    text already seen in this process is not segmented again). Either way the table is the one
+    :meth:`TokenTable.encode` makes of the texts' tokens.
     """
-    return TokenTable.encode(tokenizer.many(list(texts)), vocab)
+    texts = list(texts)
+    batch = getattr(tokenizer, "table_batch", None)
+    made = batch(texts, vocab) if batch is not None else None
+    if made is None:
+        return TokenTable.encode(tokenizer.many(texts), vocab)
+    words, ids, offsets = made
+    return TokenTable(tuple(words), ids, offsets)
 
 
 __all__ = ["TokenTable", "tokenize_table"]

@@ -32,6 +32,7 @@ punctuation, whitespace) and on every text of the shipped sample.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import io
@@ -42,7 +43,7 @@ import os
 import re
 import unicodedata
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,30 +130,64 @@ class BatchCutter:
         (Unicode categories ``P*``/``S*``): the benchmark tokenizer's last step."""
         return self._texts(texts, finish=True)
 
-    def _texts(self, texts: Sequence[str], finish: bool) -> list[list[str]]:
-        enabled = gc.isenabled()
-        gc.disable()  # millions of new strings and lists: the collector's passes would find no cycles
-        try:
-            return self._chunks(texts, finish)
-        finally:
-            if enabled:
-                gc.enable()
+    def table(
+        self, texts: Sequence[str], vocab: Sequence[str] = ()
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """:meth:`tokens` as ids: ``(vocabulary, ids, offsets)``, text ``i``'s tokens being
+        ``vocabulary[ids[offsets[i]:offsets[i + 1]]]``. The vocabulary is ``vocab`` followed by
+        the new tokens in order of first appearance, as ``TokenTable.encode`` numbers them; no
+        string is made for a token seen before (tokens of up to 3 BMP characters are told apart
+        by their packed code points)."""
+        keys, offsets, long_words = [], [np.zeros(1, dtype=np.int64)], {}  # type: ignore[var-annotated]
+        with _no_gc():
+            for big, codes, at, length, cut in self._spans(texts, finish=True):
+                keys.append(_packed(big, codes, at, length, long_words))
+                offsets.append(cut[1:] - cut[0] + offsets[-1][-1])
+        key = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+        uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+        by_first = np.argsort(first)  # unique tokens in order of first appearance
+        long_list = list(long_words)
+        new_words = [_unpack(k, long_list) for k in uniq[by_first].tolist()]
+        index = {w: i for i, w in enumerate(vocab)}
+        words = list(vocab)
+        rank = np.empty(len(uniq), dtype=np.int64)
+        for j, w in zip(by_first.tolist(), new_words):
+            i = index.get(w)
+            if i is None:
+                i = index[w] = len(words)
+                words.append(w)
+            rank[j] = i
+        return words, rank[inverse].astype(np.int32), np.concatenate(offsets)
 
-    def _chunks(self, texts: Sequence[str], finish: bool) -> list[list[str]]:
+    def _texts(self, texts: Sequence[str], finish: bool) -> list[list[str]]:
         out: list[list[str]] = []
+        with _no_gc():
+            for big, _, at, length, cut in self._spans(texts, finish):
+                ends = (at + length).tolist()
+                words = [big[s:e] for s, e in zip(at.tolist(), ends)]
+                bounds = cut.tolist()
+                out += [words[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+        return out
+
+    def _spans(
+        self, texts: Sequence[str], finish: bool
+    ) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Per chunk of texts: ``(joined text, its code points, token starts, token lengths, the
+        first token of each text and the end)``."""
         lo = 0
         while lo < len(texts):
             hi, size = lo, 0
             while hi < len(texts) and (hi == lo or size + len(texts[hi]) < CHUNK_CHARS):
                 size += len(texts[hi]) + 1
                 hi += 1
-            out += self._chunk(texts[lo:hi], finish)
+            yield self._chunk(texts[lo:hi], finish)
             lo = hi
-        return out
 
-    def _chunk(self, texts: Sequence[str], finish: bool) -> list[list[str]]:
+    def _chunk(
+        self, texts: Sequence[str], finish: bool
+    ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         big = "\x00".join(texts) + "\x00"
-        codes = np.frombuffer(big.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+        codes = np.frombuffer(big.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.int64)
         bmp = codes <= _BMP
         han = bmp & self._han[codes & _BMP]
         length = np.zeros(len(codes), dtype=np.int64)  # token length at each token's start
@@ -172,10 +207,7 @@ class BatchCutter:
         if finish:
             length[self._dropped(codes, length)] = 0
         at = np.flatnonzero(length)
-        ends = (at + length[at]).tolist()
-        words = [big[s:e] for s, e in zip(at.tolist(), ends)]
-        cut = np.searchsorted(at, text_start).tolist()
-        return [words[cut[i] : cut[i + 1]] for i in range(len(texts))]
+        return big, codes, at, length[at], np.searchsorted(at, text_start)
 
     def _dropped(self, codes: np.ndarray, length: np.ndarray) -> np.ndarray:
         """Token starts whose token is whitespace, or punctuation/symbols only."""
@@ -455,7 +487,13 @@ def load_trie(
             log.warning("jieba trie cache entry %s is unusable (%s); rebuilding it", path, exc)
     trie = build_trie(freq, logtotal)
     buf = io.BytesIO()
-    np.savez(buf, **trie)
+    np.savez(
+        buf,
+        weight=trie["weight"],
+        root=trie["root"],
+        slot_key=trie["slot_key"],
+        slot_child=trie["slot_child"],
+    )
     payload = buf.getvalue()
     try:
         atomic_write_bytes(
@@ -481,14 +519,50 @@ def _decode_trie(data: bytes, ident: bytes, n_keys: int) -> dict[str, np.ndarray
     if hashlib.sha256(ident + payload).hexdigest().encode() != digest:
         raise ValueError("checksum mismatch")
     with np.load(io.BytesIO(payload), allow_pickle=False) as z:
-        trie = {k: z[k] for k in ("weight", "root", "edge_key", "edge_child")}
-    if (
-        len(trie["weight"]) != n_keys + 1
-        or len(trie["root"]) != _BMP + 1
-        or len(trie["edge_key"]) != len(trie["edge_child"])
-    ):
+        trie = {k: z[k] for k in ("weight", "root", "slot_key", "slot_child")}
+    size = len(trie["slot_key"])
+    if len(trie["weight"]) != n_keys + 1 or len(trie["root"]) != _BMP + 1 or len(trie["slot_child"]) != size:
         raise ValueError("arrays of the wrong size")
+    if size < 4 or size & (size - 1):
+        raise ValueError("the hash table's size is not a power of two")
     return trie
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Millions of new strings and lists, none in a cycle: the collector's passes would only cost."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _packed(
+    big: str, codes: np.ndarray, at: np.ndarray, length: np.ndarray, long_words: dict[str, int]
+) -> np.ndarray:
+    """One int64 per token naming it exactly: ``length << 48 | c2 << 32 | c1 << 16 | c0`` for a
+    token of up to 3 BMP characters, else ``-1 - i`` with ``i`` its index in ``long_words``."""
+    n = len(codes)
+    c = [np.where(length > j, codes[np.minimum(at + j, n - 1)], 0) for j in range(3)]
+    key = (length << 48) | (c[2] << 32) | (c[1] << 16) | c[0]
+    bmp_ok = np.ones(len(at), dtype=bool)
+    for j in range(3):
+        bmp_ok &= c[j] <= _BMP
+    slow = np.flatnonzero((length > 3) | ~bmp_ok)
+    if slow.size:
+        get = long_words.setdefault
+        s_at, s_end = at[slow].tolist(), (at[slow] + length[slow]).tolist()
+        key[slow] = [-1 - get(big[a:b], len(long_words)) for a, b in zip(s_at, s_end)]
+    return key
+
+
+def _unpack(key: int, long_list: list[str]) -> str:
+    if key < 0:
+        return long_list[-1 - key]
+    return "".join(chr((key >> (16 * j)) & _BMP) for j in range(key >> 48))
 
 
 def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -103,11 +103,12 @@ class Tokenizer:
         cache = self.__dict__.setdefault("_joined", {})
         new = [t for t in dict.fromkeys(texts) if t not in cache]
         fresh = dict(zip(new, self.tokenize_batch(new)))
+        out = [fresh[t] if t in fresh else cache[t].split() for t in texts]
         if len(cache) + len(fresh) > JOINED_CACHE:
             cache.clear()
         if len(fresh) <= JOINED_CACHE:
             cache.update((t, " ".join(toks)) for t, toks in fresh.items())
-        return [fresh[t] if t in fresh else cache[t].split() for t in texts]
+        return out
 
     def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
         """``[self(t) for t in texts]``, without the memo; tokenizers with a faster way to cut many
@@ -201,19 +202,32 @@ class JiebaTokenizer(Tokenizer):
     def segment(self, text: str) -> list[str]:
         return list(self._load().cut(text, HMM=self.hmm))
 
-    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
-        """All texts at once through :class:`~create_bench.text.jieba_batch.BatchCutter` (the same
-        tokens as one by one, much faster); jieba itself where that reimplementation does not
-        apply (HMM off, another jieba version)."""
+    def table_batch(self, texts: Sequence[str], vocab: Sequence[str] = ()) -> tuple[list[str], Any, Any] | None:
+        """The tokens of all ``texts`` as ids at once, ``(vocabulary, ids, offsets)`` (see
+        :meth:`~create_bench.text.jieba_batch.BatchCutter.table`), or None where the batch
+        reimplementation does not apply (then tokenise with :meth:`many`)."""
+        cutter = self._cutter()
+        return None if cutter is None else cutter.table([normalize(t) for t in texts], vocab)
+
+    def _cutter(self) -> Any:
         import jieba
 
         from create_bench.text.jieba_batch import SUPPORTED, BatchCutter
 
-        if not texts or not self.hmm or jieba.__version__ != SUPPORTED:
-            return super().tokenize_batch(texts)
+        if not self.hmm or jieba.__version__ != SUPPORTED:
+            return None
         if self._batch is None:
             self._batch = BatchCutter(self._load(), cache_key=self._dict_sha256(), cache_dir=cache_root())
-        return self._batch.tokens([normalize(t) for t in texts])
+        return self._batch
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[str]]:
+        """All texts at once through :class:`~create_bench.text.jieba_batch.BatchCutter` (the same
+        tokens as one by one, much faster); jieba itself where that reimplementation does not
+        apply (HMM off, another jieba version)."""
+        cutter = self._cutter() if texts else None
+        if cutter is None:
+            return super().tokenize_batch(texts)
+        return cutter.tokens([normalize(t) for t in texts])
 
 
 _TOKENIZERS: dict[str, type[Tokenizer]] = {"jieba": JiebaTokenizer, "char": CharTokenizer}
