@@ -249,6 +249,18 @@ def test_unknown_words_go_through_the_hmm(dt, cutter, monkeypatch):
     assert_same(dt, cutter, texts)
 
 
+def test_buffers_that_are_words_stay_characters(dt, cutter, monkeypatch):
+    """A run of single characters that is itself a dictionary word: jieba yields its characters,
+    without the HMM (here the route prefers two single characters to the rare word)."""
+    texts = ["一七", "一上", "一克", "他说一七", "一乡一九", "一七，一上"]
+    assert all(dt.FREQ.get(w) for w in ("一七", "一上", "一克"))
+    spy = FinalsegSpy(monkeypatch)
+    want = ref_cut(dt, texts)
+    assert want[:3] == [["一", "七"], ["一", "上"], ["一", "克"]]
+    assert "一七" not in [b for b, _ in spy.calls]
+    assert_same(dt, cutter, texts)
+
+
 def test_mixed_runs_go_to_finalseg(dt, cutter, monkeypatch):
     texts = ["a1b中文x2", "iphone15promax很好", "3.5%的人ab12", "c++和C#", "B超T恤AA制", "我叫abc她叫x2"]
     spy = FinalsegSpy(monkeypatch)
