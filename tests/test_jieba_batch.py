@@ -299,12 +299,6 @@ def test_astral_and_fullwidth(dt, cutter):
     assert tok.tokenize_batch(texts) == [tok(t) for t in texts]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="BatchCutter._chunk encodes with 'utf-32-le' (strict): a lone surrogate (json.loads "
-    "of an escaped half pair gives one) raises, where jieba yields it as a token",
-)
 def test_lone_surrogate(dt, cutter):
     texts = ["中\udc00文", "\ud800", "\ud83d\ude00"]
     assert ref_cut(dt, texts) == [["中", "\udc00", "文"], ["\ud800"], ["\ud83d", "\ude00"]]
@@ -357,11 +351,6 @@ def test_trie_cache_written(dt, cutter, trie, tmp_path, counted_build, caplog):
     assert c1.cut(SAMPLE_TEXTS) == cutter.cut(SAMPLE_TEXTS) == ref_cut(dt, SAMPLE_TEXTS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jieba_batch._decode_trie reads arrays 'edge_key'/'edge_child' but build_trie/load_trie "
-    "write 'slot_key'/'slot_child': every cache read fails with KeyError, warns and rebuilds",
-)
 def test_trie_cache_read_back(dt, tmp_path, counted_build, caplog):
     jb.BatchCutter(dt, cache_key="k1", cache_dir=tmp_path)
     with caplog.at_level(logging.WARNING, logger=jb.__name__):
@@ -371,7 +360,6 @@ def test_trie_cache_read_back(dt, tmp_path, counted_build, caplog):
     assert counted_build == [1]
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError, reason="the same bug as test_trie_cache_read_back")
 def test_trie_decode_round_trip(dt, trie, tmp_path):
     """What load_trie writes, _decode_trie must read back (the same arrays)."""
     jb.load_trie(dt.FREQ, math.log(dt.total), "k1", tmp_path)
@@ -487,12 +475,6 @@ def test_many_memo(name, monkeypatch):
     tok.clear_cache()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="Tokenizer.many clears the memo when it overflows, then reads the texts it had seen "
-    "from the cleared memo: KeyError",
-)
 def test_many_memo_overflow(monkeypatch):
     tok = get_tokenizer("char")
     tok.clear_cache()

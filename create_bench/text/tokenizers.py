@@ -30,7 +30,7 @@ from typing import Any
 
 from create_bench.errors import ConfigError
 from create_bench.fsutil import cache_root
-from create_bench.text.normalize import is_punct_or_symbol, normalize
+from create_bench.text.normalize import is_punct_or_symbol, normalize, normalize_many
 
 #: CJK ideograph blocks (Unicode 16.0 block boundaries), so characters newer than this Python's
 #: ``unicodedata`` (Extension H/I, Unicode 15/15.1) are still treated as ideographs.
@@ -207,7 +207,7 @@ class JiebaTokenizer(Tokenizer):
         :meth:`~create_bench.text.jieba_batch.BatchCutter.table`), or None where the batch
         reimplementation does not apply (then tokenise with :meth:`many`)."""
         cutter = self._cutter()
-        return None if cutter is None else cutter.table([normalize(t) for t in texts], vocab)
+        return None if cutter is None else cutter.table(normalize_many(texts), vocab)
 
     def _cutter(self) -> Any:
         import jieba
@@ -227,7 +227,7 @@ class JiebaTokenizer(Tokenizer):
         cutter = self._cutter() if texts else None
         if cutter is None:
             return super().tokenize_batch(texts)
-        return cutter.tokens([normalize(t) for t in texts])
+        return cutter.tokens(normalize_many(texts))
 
 
 _TOKENIZERS: dict[str, type[Tokenizer]] = {"jieba": JiebaTokenizer, "char": CharTokenizer}
