@@ -202,7 +202,9 @@ class JiebaTokenizer(Tokenizer):
     def segment(self, text: str) -> list[str]:
         return list(self._load().cut(text, HMM=self.hmm))
 
-    def table_batch(self, texts: Sequence[str], vocab: Sequence[str] = ()) -> tuple[list[str], Any, Any] | None:
+    def table_batch(
+        self, texts: Sequence[str], vocab: Sequence[str] = ()
+    ) -> tuple[list[str], Any, Any] | None:
         """The tokens of all ``texts`` as ids at once, ``(vocabulary, ids, offsets)`` (see
         :meth:`~create_bench.text.jieba_batch.BatchCutter.table`), or None where the batch
         reimplementation does not apply (then tokenise with :meth:`many`)."""
