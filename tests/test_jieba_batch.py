@@ -475,22 +475,24 @@ def test_many_memo(name, monkeypatch):
     tok.clear_cache()
 
 
-def test_many_memo_overflow(monkeypatch):
-    tok = get_tokenizer("char")
+@pytest.mark.parametrize(
+    ("name", "seen", "texts"),
+    [
+        ("char", ["一", "二"], ["一", "二", "三", "四", "五"]),  # seen texts, then the memo overflows
+        ("jieba", [], ["一个", "两个", "三个", "四个", "一个"]),  # more new texts than the memo holds
+    ],
+)
+def test_many_memo_overflow(monkeypatch, name, seen, texts):
+    """Past the memo's size: correct results (texts seen before included), at most that many kept."""
+    tok = get_tokenizer(name)
     tok.clear_cache()
     monkeypatch.setattr(tokenizers, "JOINED_CACHE", 3)
-    texts = ["一", "二", "三", "四", "五"]
-    assert tok.many(texts[:2]) == [tok(t) for t in texts[:2]]
     try:
+        assert tok.many(seen) == [tok(t) for t in seen]
         assert tok.many(texts) == [tok(t) for t in texts]
+        assert len(tok.__dict__.get("_joined", {})) <= 3
     finally:
         tok.clear_cache()
-
-
-def test_many_memo_overflow_fresh_only(monkeypatch):
-    """A call with more new texts than the memo holds: correct results, nothing remembered."""
-    tok = get_tokenizer("jieba")
-    tok.clear_cache()
     monkeypatch.setattr(tokenizers, "JOINED_CACHE", 3)
     texts = ["一个", "两个", "三个", "四个", "一个"]
     assert tok.many(texts) == [tok(t) for t in texts]
