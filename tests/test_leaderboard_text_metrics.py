@@ -256,3 +256,25 @@ def test_serve_refuses_an_encoder_it_cannot_load_in_one_line(tmp_path):
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "cannot load text encoder" in err[0] and "Traceback" not in proc.stderr
     assert not (tmp_path / "b.db").exists()  # nothing started
+
+
+def test_submit_local_with_text_encoder_equals_score(tmp_path, encoder_dir):
+    """``submit --local --text-encoder DIR`` puts the same BERTScore-F and ACTEr-r on the local board
+    as ``create-bench score --text-encoder DIR``; with ``--server`` (or validation only) the flag is
+    refused in one line, since a server scores with its own encoder."""
+    from create_bench.cli import main
+
+    data = text_dataset(tmp_path / "data", omega=True)
+    expected = ExpectedIds.from_dataset(data, "test")
+    pred = write_predictions(tmp_path / "pred", expected, generations=_gens(expected, 1))
+    board = tmp_path / "board"
+    common = ["--data", str(data), "--bootstrap", "50", "--text-encoder", encoder_dir]
+    assert main(["submit", str(pred), "--local", str(board), *common]) == 0
+    out = tmp_path / "score.json"
+    assert main(["score", "--predictions", str(pred), "--split", "test", "--out", str(out), *common]) == 0
+    direct = json.loads(out.read_text())
+    (entry,) = [json.loads(p.read_text()) for p in (board / "results").glob("*.json")]
+    for kind in ("title", "caption"):
+        assert "BERTScore-F" in direct["scores"][kind]
+    assert entry["scores"] == direct["scores"] and entry["signature"] == direct["signature"]
+    assert main(["submit", str(pred), "--text-encoder", encoder_dir]) == 2

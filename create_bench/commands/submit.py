@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from create_bench.commands._scoring import add_scoring_arguments, scoring_options
+from create_bench.commands._text import add_text_encoder_args, text_options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="test", help="split the submission predicts")
     add_scoring_arguments(p, scope="--local ")
+    add_text_encoder_args(p)  # --local only: a server scores with its own setting
     p.add_argument(
         "--wait", action="store_true", help="with --server: wait until it is scored, print the scores"
     )
@@ -57,6 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from create_bench.errors import ConfigError
     from create_bench.leaderboard import client
 
     fields = client.CardFields(
@@ -64,6 +67,11 @@ def run(args: argparse.Namespace) -> int:
         test_data_seen=args.test_data_seen,
         create_configs=_configs(args.create_configs),
     )
+    if args.text_encoder and not args.local:
+        raise ConfigError(
+            "--text-encoder applies to --local scoring; a leaderboard server scores BERTScore-F and "
+            "ACTEr-r with its own encoder (leaderboard serve --text-encoder)"
+        )
     data = args.data
     if args.local and not data:
         data = client.recorded_data_dir(args.path)
@@ -96,7 +104,7 @@ def _submit(args: argparse.Namespace, path: Any, data: str | os.PathLike[str] | 
             args.local,
             data_dir=data,
             split=args.split,
-            options=scoring_options(args),
+            options=scoring_options(args, text_encoder=text_options(args)),
         )
         team = entry.results["model"].get("team")
         what = "replaced this team's earlier entry" if entry.replaced else "new entry"
