@@ -63,6 +63,7 @@ test-fast: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check create_bench tests benchmarks leaderboard
+	$(VENV)/bin/ruff format --check create_bench tests benchmarks leaderboard
 	$(VENV)/bin/mypy create_bench
 
 $(DATA)/manifest.json:

@@ -23,7 +23,9 @@ class OutputError(ConfigError):
 class DataError(CreateBenchError):
     """A dataset, shard or annotation problem. Names the file, row and/or vid where known."""
 
-    def __init__(self, message: str, *, path: str | None = None, row: int | None = None, vid: str | None = None):
+    def __init__(
+        self, message: str, *, path: str | None = None, row: int | None = None, vid: str | None = None
+    ):
         where = []
         if path is not None:
             where.append(f"file {path}")
@@ -47,7 +49,9 @@ class VideoDecodeError(CreateBenchError):
     """A video that cannot be decoded: corrupt, truncated, not a video, or out-of-range indices."""
 
     def __init__(self, message: str, *, vid: str | None = None, source: str | None = None):
-        where = ", ".join(x for x in (f"vid {vid!r}" if vid else "", f"source {source}" if source else "") if x)
+        where = ", ".join(
+            x for x in (f"vid {vid!r}" if vid else "", f"source {source}" if source else "") if x
+        )
         super().__init__(f"{message} ({where})" if where else message)
         self.vid, self.source = vid, source
 

@@ -53,7 +53,17 @@ RETRIEVAL_GROUPS = ("t2v_caption", "v2t_caption", "t2v_title", "v2t_title")
 GENERATION_GROUPS = ("title", "caption")
 SCORE_GROUPS = RETRIEVAL_GROUPS + GENERATION_GROUPS
 RETRIEVAL_METRICS = ("R@1", "R@5", "R@10", "MdR", "MnR")
-CAPTION_METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr", "METEOR", "BERTScore-F", "ACTEr-r")
+CAPTION_METRICS = (
+    "BLEU-1",
+    "BLEU-2",
+    "BLEU-3",
+    "BLEU-4",
+    "ROUGE-L",
+    "CIDEr",
+    "METEOR",
+    "BERTScore-F",
+    "ACTEr-r",
+)
 #: Row labels of the paper-style table.
 GROUP_LABELS = {
     "t2v_caption": "T2V (captions)",

@@ -107,7 +107,10 @@ def hf_features_dict(categories: list[str]) -> dict[str, Any]:
         "width": {"dtype": "int32", "_type": "Value"},
         "height": {"dtype": "int32", "_type": "Value"},
         "rotation": {"dtype": "int32", "_type": "Value"},
-        "title_omega": {"feature": {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "List"}, "_type": "List"},
+        "title_omega": {
+            "feature": {"feature": {"dtype": "float32", "_type": "Value"}, "_type": "List"},
+            "_type": "List",
+        },
     }
 
 

@@ -81,7 +81,9 @@ def validate_dataset(path: str | os.PathLike[str], *, rows: bool = True) -> dict
             digests, schema_version=int(info.manifest["schema_version"]), categories=cats
         )
         if recomputed != info.fingerprint:
-            problems.append(f"content fingerprint {recomputed} differs from manifest.json's {info.fingerprint}")
+            problems.append(
+                f"content fingerprint {recomputed} differs from manifest.json's {info.fingerprint}"
+            )
     elif fingerprint_of(info.manifest) != info.fingerprint:
         problems.append("manifest fingerprint does not match its file list")
     problems += unlisted_files(root, info.manifest)

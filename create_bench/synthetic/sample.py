@@ -209,7 +209,9 @@ def _row(plan: VideoPlan, video: dict[str, Any], info: dict[str, Any]) -> dict[s
         "captions": plan.annotation.captions,
         "video": video,
         # attractiveness of each title's characters from 10 simulated annotators (synthetic/annotators.py)
-        "title_omega": simulate_video_omega(plan.vid, plan.annotation.titles) if plan.annotation.titles else None,
+        "title_omega": simulate_video_omega(plan.vid, plan.annotation.titles)
+        if plan.annotation.titles
+        else None,
         **info,
     }
 

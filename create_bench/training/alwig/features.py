@@ -149,7 +149,10 @@ def load_split_features(
     if stored is None and world.rank == 0:
         t0 = time.perf_counter()
         res = compute_features(encoder, cfg, data_dir, split, progress)
-        arrays = {"feats": res["feats"].detach().contiguous().numpy(), "mask": res["mask"].to(torch.uint8).numpy()}
+        arrays = {
+            "feats": res["feats"].detach().contiguous().numpy(),
+            "mask": res["mask"].to(torch.uint8).numpy(),
+        }
         stored = StoredFeatures(res["vids"], arrays)
         path = store.put(key, stored)
         log.info(
