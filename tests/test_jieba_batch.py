@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import create_bench.text.tokenizers as tokenizers
+from create_bench.metrics.tokens import TokenTable, tokenize_table
 from create_bench.text import jieba_batch as jb
 from create_bench.text.normalize import normalize
 from create_bench.text.tokenizers import get_tokenizer
@@ -151,6 +152,34 @@ def test_random_batches_equal_jieba(dt, cutter, texts):
     want_char = [char(t) for t in texts]
     assert char.tokenize_batch(texts) == want_char
     assert char.many(texts) == want_char
+
+
+def _same_table(got: TokenTable, want: TokenTable) -> None:
+    assert got.vocab == want.vocab
+    assert got.ids.dtype == want.ids.dtype and got.offsets.dtype == want.offsets.dtype
+    assert np.array_equal(got.ids, want.ids) and np.array_equal(got.offsets, want.offsets)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(
+    texts=batch,
+    given_vocab=st.lists(st.sampled_from(["的", "一个", "了", "abcd", "𠀀", "视频", "x"]), unique=True),
+)
+def test_tables_equal_encoding_jieba_tokens(texts, given_vocab):
+    """tokenize_table's straight-to-ids path (packed code points for short tokens, strings for
+    long and non-BMP ones) is the very TokenTable that TokenTable.encode makes of jieba's tokens,
+    with or without a vocabulary to extend."""
+    tok = get_tokenizer("jieba")
+    tok.clear_cache()
+    want = TokenTable.encode([tok(t) for t in texts], given_vocab)
+    _same_table(tokenize_table(texts, tok, given_vocab), want)
+    _same_table(tokenize_table(texts * 2, tok), TokenTable.encode([tok(t) for t in texts * 2]))
+
+
+def test_table_of_nothing():
+    tok = get_tokenizer("jieba")
+    _same_table(tokenize_table([], tok), TokenTable.encode([]))
+    _same_table(tokenize_table(["", "，。"], tok, ["的"]), TokenTable.encode([[], []], ["的"]))
 
 
 def test_alphabet_reaches_the_hmm_and_its_fallback(dt, monkeypatch):
