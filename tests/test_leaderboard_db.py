@@ -266,3 +266,21 @@ def test_schema_and_queries_compile_for_postgresql():
         assert "CREATE TABLE" in ddl
     lock = sa.select(dbm.teams.c.id).where(dbm.teams.c.id == 1).with_for_update()
     assert "FOR UPDATE" in str(lock.compile(dialect=dialect))
+
+
+def test_a_store_dropped_without_close_closes_its_connections(url):
+    """A Database that is only garbage-collected (no close()) disposes of its pool: no connection is
+    left to be deleted while open (psycopg's ResourceWarning, a leaked server connection)."""
+    import gc
+    import warnings
+
+    d = Database(url)
+    d.migrate()
+    d.add_team("t")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del d
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [
+        str(w.message) for w in caught
+    ]

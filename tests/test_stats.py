@@ -3,6 +3,7 @@ plots and their CJK font, the committed CREATE-sample statistics, and HF loading
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -239,8 +240,10 @@ def test_plots_written_in_a_cjk_font(tiny_dataset, tiny_stats, tmp_path):
     from matplotlib import font_manager as fm
     from matplotlib.ft2font import FT2Font
 
+    gc.collect()  # objects of earlier tests are not finalised (and do not warn) inside the block
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a missing glyph would warn (and be drawn as a box)
+        warnings.simplefilter("ignore", ResourceWarning)  # a collection on the way is not the plots'
         paths = st.plot_stats(tiny_stats, tmp_path)
     names = sorted(p.name for p in paths)
     assert names == sorted(

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,9 @@ class Database(JobQueue):
             raise ConfigError(f"cannot open database {url!r}: {exc}") from None
         if self.is_sqlite:
             self._setup_sqlite()
+        # A store dropped without close() still closes its pooled connections (psycopg warns
+        # about, and a server would leak, connections deleted while open).
+        weakref.finalize(self, self.engine.dispose)
 
     def _setup_sqlite(self) -> None:
         # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT/serialisation;
