@@ -259,6 +259,8 @@ def test_worker_killed_mid_scoring_is_finished_exactly_once(tmp_path, url, tiny_
     finally:
         if a.poll() is None:
             a.kill()
+            a.wait(10)
+        a.stdout.close()  # the killed worker's pipe: not left for the garbage collector to close
     assert db.get_submission(sid)["state"] == "running"  # nobody finished it: the lease is all that is left
 
     # A fresh worker with the real scorer re-queues the job once the lease runs out and finishes it.
