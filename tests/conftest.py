@@ -113,3 +113,16 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory):
         os.environ.pop("CREATE_BENCH_CACHE", None)
     else:
         os.environ["CREATE_BENCH_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a whole module of tiny models (more only adds synchronisation,
+    badly so on a busy machine; float sums depend on the count, so module-scoped reference runs
+    see the same one). Modules take it with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -30,13 +30,7 @@ TAGS = [["球", "红色"], ["方块"], ["三角", "绿色", "跳"], ["猫"], ["�
 FDIM = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread (more only adds synchronisation, badly so on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def tiny_cfg(**kw) -> ALWIGConfig:

@@ -65,13 +65,7 @@ def cfg_of(**kw: Any) -> ALWIGConfig:
     return small_cfg(**{**CFG, **kw})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread, also for the module's reference run (float sums depend on the count)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 # ------------------------------------------------------------------------------------ fixtures

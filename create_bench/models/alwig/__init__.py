@@ -40,7 +40,7 @@ def model_name(cfg: Any) -> str:
 
 def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> ModelMeta:
     """Metadata from the checkpoint's config.json (defaults when there is none yet)."""
-    from create_bench.models.alwig.bundle import GEOMETRY_COLUMNS, read_record
+    from create_bench.models.alwig.bundle import read_record
     from create_bench.models.alwig.config import ALWIGConfig
 
     info = checkpoint_info(ckpt, read_record, params)
@@ -49,24 +49,42 @@ def _meta_from_checkpoint(ckpt: Path | None, params: int | None = None) -> Model
         if info.config is not None and ckpt is not None
         else ALWIGConfig()
     )
-    inputs: Literal["frames", "features"] = "features" if cfg.encoder == "features" else "frames"
-    size = (int(cfg.frame_size[0]), int(cfg.frame_size[1])) if cfg.frame_size else None
     extended = cfg.extensions.enabled
-    return ModelMeta(
+    return frame_meta(
+        cfg,
+        info,
+        ckpt,
         name=model_name(cfg),
-        version=info.version,
         description=_DESCRIPTION + (f" + extensions ({', '.join(extended)})" if extended else ""),
+    )
+
+
+def frame_meta(
+    frame_cfg: Any, info: Any, ckpt: Path | None, *, name: str, description: str, **extra: Any
+) -> ModelMeta:
+    """The metadata of a model that reads video through an ALWIG config's frame fields
+    (``encoder``, ``frames``, ``frame_size``, ``feature_set``): ALWIG's, and RCG's (``extra``
+    goes into ``ModelMeta.extra`` after the encoder and the checkpoint)."""
+    from create_bench.models.alwig.bundle import GEOMETRY_COLUMNS
+
+    fcfg = frame_cfg
+    inputs: Literal["frames", "features"] = "features" if fcfg.encoder == "features" else "frames"
+    size = (int(fcfg.frame_size[0]), int(fcfg.frame_size[1])) if fcfg.frame_size else None
+    return ModelMeta(
+        name=name,
+        version=info.version,
+        description=description,
         params=info.params,
         training_data=info.training_data,
         license="Apache-2.0",
         inputs=inputs,
-        frames=cfg.frames,
+        frames=fcfg.frames,
         frame_size=size if inputs == "frames" else None,
-        feature_set=cfg.feature_set if inputs == "features" else None,
+        feature_set=fcfg.feature_set if inputs == "features" else None,
         create_configs=info.create_configs,
         # The fixed encoder un-stretches each video's frames to its display aspect ratio.
-        columns=GEOMETRY_COLUMNS if cfg.encoder == "fixed" else (),
-        extra={"encoder": cfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None},
+        columns=GEOMETRY_COLUMNS if fcfg.encoder == "fixed" else (),
+        extra={"encoder": fcfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None, **extra},
     )
 
 

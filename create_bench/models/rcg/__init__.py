@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from create_bench.errors import ConfigError, ModelError
 from create_bench.models.base import BaseModel, ModelContext, ModelMeta, checkpoint_info
@@ -36,7 +36,7 @@ def default_checkpoint(data_dir: str | Path) -> Path:
 
 def _meta(name: str, description: str, ckpt: Path | None, params: int | None = None) -> ModelMeta:
     """Metadata from the checkpoint's config.json (the defaults' when there is none yet)."""
-    from create_bench.models.alwig.bundle import GEOMETRY_COLUMNS
+    from create_bench.models.alwig import frame_meta
     from create_bench.models.rcg.bundle import read_record
     from create_bench.models.rcg.config import RCGConfig
 
@@ -46,24 +46,7 @@ def _meta(name: str, description: str, ckpt: Path | None, params: int | None = N
         if info.config is not None and ckpt is not None
         else RCGConfig()
     )
-    fcfg = cfg.frame_cfg()
-    inputs: Literal["frames", "features"] = "features" if fcfg.encoder == "features" else "frames"
-    size = (int(fcfg.frame_size[0]), int(fcfg.frame_size[1])) if fcfg.frame_size else None
-    return ModelMeta(
-        name=name,
-        version=info.version,
-        description=description,
-        params=info.params,
-        training_data=info.training_data,
-        license="Apache-2.0",
-        inputs=inputs,
-        frames=fcfg.frames,
-        frame_size=size if inputs == "frames" else None,
-        feature_set=fcfg.feature_set if inputs == "features" else None,
-        create_configs=info.create_configs,
-        columns=GEOMETRY_COLUMNS if fcfg.encoder == "fixed" else (),
-        extra={"encoder": fcfg.encoder, "checkpoint": str(ckpt) if ckpt is not None else None, "k": cfg.k},
-    )
+    return frame_meta(cfg.frame_cfg(), info, ckpt, name=name, description=description, k=cfg.k)
 
 
 class _RCGBase(BaseModel):
